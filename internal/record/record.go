@@ -1,0 +1,84 @@
+// Package record defines what flows through a Ferry pipeline: pages of raw
+// JSON records as a source emits them, and chunks of typed, columnar rows
+// as a destination writes them, each carrying the sync state that becomes
+// true once it is committed.
+//
+// Records flow one way: source → converter → destination. A Page is what a
+// source produced from one response; a Chunk is the same page converted to
+// the destination table's layout. State travels inside them, so a
+// destination commits rows and the state that covers them in one
+// transaction.
+package record
+
+import "encoding/json"
+
+// Op is what a row does to the destination table. Pull sources emit
+// Upsert; push and change-data-capture sources also emit Delete.
+type Op uint8
+
+// Row operations.
+const (
+	Upsert Op = iota // insert the row, or in dedup mode replace the row with the same key
+	Delete           // remove the row with this key (dedup mode); appended as a tombstone otherwise
+)
+
+// String names the operation.
+func (o Op) String() string {
+	if o == Delete {
+		return "delete"
+	}
+	return "upsert"
+}
+
+// Partition identifies a slice of a stream that keeps its own state: for a
+// child stream, the records belonging to one parent record.
+type Partition struct {
+	// Key is a canonical, stable string for the partition: "" for a stream
+	// without a parent, the JSON object of the parent's key values otherwise
+	// (e.g. {"id":42}).
+	Key string
+	// Fields are copied onto every record of the partition (the parent's
+	// key, under the column name the connector chose).
+	Fields []Field
+}
+
+// Field is a named JSON value.
+type Field struct {
+	Name  string
+	Value json.RawMessage
+}
+
+// Page is a batch of records produced by one source request.
+type Page struct {
+	// Stream names the stream the records belong to.
+	Stream string
+	// Partition is the partition the page belongs to.
+	Partition *Partition
+	// Records are the raw JSON values selected from the response, each
+	// expected to be an object. They alias Body.
+	Records [][]byte
+	// Body is the response body the records point into.
+	Body []byte
+	// Position is where reading resumes after this page, in the source's own
+	// encoding. It is opaque to everything but the source.
+	Position json.RawMessage
+	// Last is true on the final page of the partition.
+	Last bool
+	// Number counts pages within the partition from 1.
+	Number int
+	// Request describes the request that produced the page with secrets
+	// redacted (e.g. "GET https://api.example.com/v1/orders?page=3"), for
+	// messages.
+	Request string
+	// FetchedAt is when the response arrived, in microseconds since the epoch.
+	FetchedAt int64
+}
+
+// Checkpoint is sync state that becomes true once every row before it is
+// committed. A destination stores each checkpoint's State under its
+// partition key, in the same transaction as the rows.
+type Checkpoint struct {
+	Stream    string
+	Partition string
+	State     json.RawMessage
+}
