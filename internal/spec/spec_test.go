@@ -1,0 +1,216 @@
+package spec
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func TestLoadShop(t *testing.T) {
+	c, err := LoadConnector("testdata/shop.connector.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.StreamOrder; len(got) != 3 || got[0] != "customers" || got[2] != "orders" {
+		t.Fatalf("StreamOrder = %v", got)
+	}
+	o := c.Streams["orders"]
+	if o.Parent.Fields["customers_id"] != "id" {
+		t.Fatalf("parent fields = %v", o.Parent.Fields)
+	}
+	if *c.Streams["customers"].Records != "data" || *o.Records != "" {
+		t.Fatalf("records not merged: %q %q", *c.Streams["customers"].Records, *o.Records)
+	}
+	if c.Streams["products"].PrimaryKey[0] != "id" {
+		t.Fatalf("primary key default not merged")
+	}
+	if c.Streams["orders"].Paginate.Type != "link_header" || c.Streams["customers"].Paginate.Type != "page_number" {
+		t.Fatalf("paginate not kept")
+	}
+}
+
+// TestBadFiles checks the exact messages for broken files: the messages
+// are the product here. Run with -update to rewrite the .golden files.
+func TestBadFiles(t *testing.T) {
+	files, err := filepath.Glob("testdata/bad/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no bad files: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if Kind(data) == "pipeline" {
+				_, err = ParsePipeline(f, data)
+			} else {
+				_, err = ParseConnector(f, data)
+			}
+			var ps Problems
+			if !errors.As(err, &ps) {
+				t.Fatalf("error = %v (%T), want Problems", err, err)
+			}
+			got := err.Error() + "\n"
+			golden := strings.TrimSuffix(f, ".yaml") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update)", err)
+			}
+			if got != string(want) {
+				t.Errorf("problems:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+}
+
+func TestResolve(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "token.txt")
+	if err := os.WriteFile(secretFile, []byte("file-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conn, _ := os.ReadFile("testdata/shop.connector.yaml")
+	if err := os.WriteFile(filepath.Join(dir, "shop.connector.yaml"), conn, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	write := func(body string) string {
+		name := filepath.Join(dir, "p.yaml")
+		if err := os.WriteFile(name, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return name
+	}
+	env := map[string]string{"SHOP_TOKEN": "env-secret", "HOST": "api.test"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+
+	p, err := LoadPipeline(write("connector: shop.connector.yaml\nconfig:\n  token: ${SHOP_TOKEN}\n  base_url: https://${HOST}:${PORT:-443}\ndestination: {type: sqlite, path: out.db}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := p.Resolve(lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Config["token"] != "env-secret" || r.Config["base_url"] != "https://api.test:443" {
+		t.Fatalf("config = %v", r.Config)
+	}
+	if len(r.Secrets) != 1 || r.Secrets[0] != "env-secret" {
+		t.Fatalf("secrets = %v", r.Secrets)
+	}
+	if r.DestinationPath != filepath.Join(dir, "out.db") {
+		t.Fatalf("destination path = %q", r.DestinationPath)
+	}
+	if p.Name != "shop" || p.ModeOf("customers") != IncrementalDedup || p.ModeOf("products") != FullRefreshOverwrite {
+		t.Fatalf("name/mode defaults: %q %q %q", p.Name, p.ModeOf("customers"), p.ModeOf("products"))
+	}
+
+	p, err = LoadPipeline(write("connector: shop.connector.yaml\nconfig:\n  token: {file: token.txt}\ndestination: {type: sqlite, path: out.db}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err = p.Resolve(lookup); err != nil || r.Config["token"] != "file-secret" {
+		t.Fatalf("file secret: %v %v", r, err)
+	}
+
+	p, err = LoadPipeline(write("connector: shop.connector.yaml\nconfig:\n  token: {env: NOPE_TOKEN}\ndestination: {type: sqlite, path: out.db}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Resolve(lookup)
+	if err == nil || !strings.Contains(err.Error(), "p.yaml:3:10: config.token: environment variable NOPE_TOKEN is not set") {
+		t.Fatalf("missing env error = %v", err)
+	}
+}
+
+func TestExpandEnv(t *testing.T) {
+	lookup := func(k string) (string, bool) {
+		v, ok := map[string]string{"A": "1", "EMPTY": ""}[k]
+		return v, ok
+	}
+	tests := []struct{ in, want, err string }{
+		{in: "plain", want: "plain"},
+		{in: "${A}-${A}", want: "1-1"},
+		{in: "$$A ${A}", want: "$A 1"},
+		{in: "${EMPTY:-d}", want: "d"},
+		{in: "${EMPTY}", want: ""},
+		{in: "${B:-x}", want: "x"},
+		{in: "${B}${C}", err: "environment variables B, C are not set"},
+		{in: "${A", err: "unclosed"},
+		{in: "${1X}", err: "invalid environment variable name"},
+		{in: "cost: $5", want: "cost: $5"},
+	}
+	for _, tt := range tests {
+		got, err := expandEnv(tt.in, lookup)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("expandEnv(%q) err = %v, want %q", tt.in, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("expandEnv(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]string{"30s": "30s", "1d": "24h0m0s", "1d12h": "36h0m0s", "1.5d": "36h0m0s", "500ms": "500ms"} {
+		d, err := ParseDuration(in)
+		if err != nil || d.String() != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %s", in, d, err, want)
+		}
+	}
+	for _, in := range []string{"", "3 days", "d", "-1d", "1x"} {
+		if _, err := ParseDuration(in); err == nil && in != "" {
+			t.Errorf("ParseDuration(%q) succeeded", in)
+		}
+	}
+}
+
+// FuzzParseConnector feeds arbitrary bytes to the loader: it must never
+// panic, and a failure must be Problems with a position inside the file.
+func FuzzParseConnector(f *testing.F) {
+	for _, name := range []string{"testdata/shop.connector.yaml"} {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	bad, _ := filepath.Glob("testdata/bad/*.yaml")
+	for _, name := range bad {
+		data, _ := os.ReadFile(name)
+		f.Add(data)
+	}
+	f.Add([]byte("name: x\nbase_url: y\nstreams: {a: {path: /a, paginate: {type: cursor, cursor_path: 'a..b'}}}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 1<<14 {
+			return
+		}
+		_, err := ParseConnector("fuzz.yaml", data)
+		if err == nil {
+			return
+		}
+		var ps Problems
+		if !errors.As(err, &ps) {
+			t.Fatalf("error %v (%T) is not Problems", err, err)
+		}
+		lines := strings.Count(string(data), "\n") + 1
+		for _, p := range ps {
+			if p.Line < 0 || p.Line > lines+1 || p.Message == "" {
+				t.Fatalf("problem %+v outside the %d-line file", p, lines)
+			}
+		}
+	})
+}
