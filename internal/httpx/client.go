@@ -1,0 +1,673 @@
+// Package httpx is the resilient HTTP client Ferry's sources share:
+// per-attempt timeouts, retries with exponential backoff and full jitter,
+// Retry-After, client-side rate and concurrency limits, bounded response
+// bodies and secret redaction.
+//
+// A source makes one Client per connection (it holds the rate limit, the
+// concurrency limit and the pause a 429 imposes) and calls Do for every
+// request. Credentials come from an Authenticator, applied again on every
+// attempt; metrics and progress come from an Observer told about every
+// attempt.
+package httpx
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/url"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Defaults New applies to zero Config fields.
+const (
+	DefaultTimeout        = 30 * time.Second
+	DefaultMaxAttempts    = 6
+	DefaultInitialBackoff = 500 * time.Millisecond
+	DefaultMaxBackoff     = 30 * time.Second
+	DefaultMaxRetryAfter  = 5 * time.Minute
+	DefaultMaxBodyBytes   = 256 << 20
+	DefaultUserAgent      = "ferry"
+)
+
+// errorBodyLimit bounds how much of a non-2xx body is read: enough for any
+// API's error document, and for the excerpt.
+const errorBodyLimit = 64 << 10
+
+// Config configures a Client. The zero value is usable: New fills in the
+// defaults documented on each field.
+type Config struct {
+	// Timeout bounds one attempt, from sending the request to reading the
+	// last byte of the body. Default 30s.
+	Timeout time.Duration
+	// MaxAttempts is the number of attempts including the first. Default 6;
+	// 1 disables retries.
+	MaxAttempts int
+	// InitialBackoff is the longest sleep before the first retry; the
+	// longest sleep doubles with every retry. Default 500ms.
+	InitialBackoff time.Duration
+	// MaxBackoff caps one backoff sleep. Default 30s.
+	MaxBackoff time.Duration
+	// MaxRetryAfter is the longest Retry-After the client waits for; a
+	// longer one fails the request at once with a *StatusError saying so.
+	// Default 5m.
+	MaxRetryAfter time.Duration
+	// RequestsPerSecond limits attempts, across all goroutines, on the
+	// client side. 0 means unlimited.
+	RequestsPerSecond float64
+	// Burst is how many attempts may go at once before RequestsPerSecond
+	// applies. Default max(1, ceil(RequestsPerSecond)).
+	Burst int
+	// Concurrency limits attempts in flight across all goroutines. 0 means
+	// unlimited.
+	Concurrency int
+	// MaxBodyBytes bounds a 2xx response body; a larger one fails the
+	// request with ErrBodyTooLarge and is not retried. Default 256 MiB.
+	MaxBodyBytes int64
+	// UserAgent is sent unless the request sets its own. Default "ferry".
+	UserAgent string
+	// RetryStatuses are the non-2xx statuses that are retried. nil means
+	// 408, 425, 429 and every 5xx; an empty non-nil slice retries none.
+	// A 403 that carries Retry-After is a rate limit (GitHub answers so)
+	// and is treated as a 429.
+	RetryStatuses []int
+	// Redactor hides secrets in errors, logs and AttemptInfo. nil still
+	// hides URL passwords and sensitive query parameters.
+	Redactor *Redactor
+	// Transport sends requests. nil means a clone of http.DefaultTransport
+	// keeping at least max(16, Concurrency) idle connections per host.
+	Transport http.RoundTripper
+	// Logger receives an Info line for every retry, without header values
+	// or secrets. nil discards.
+	Logger *slog.Logger
+	// Auth adds credentials to every attempt. nil sends none.
+	Auth Authenticator
+	// Observer is told about every attempt. nil tells no one.
+	Observer Observer
+}
+
+// Authenticator adds credentials to an outgoing request. Apply is called on
+// every attempt, with the attempt's context (bounded by Config.Timeout), so
+// it may refresh a token; it should Add a new token to the Config.Redactor.
+// An error from Apply fails the request at once, unless it is wrapped with
+// Retryable. The client drops the headers Apply set when a redirect leaves
+// the request's host. Implementations must be safe for concurrent use.
+type Authenticator interface {
+	Apply(ctx context.Context, req *http.Request) error
+}
+
+// Observer is told about every attempt, for metrics and progress.
+// Implementations must be safe for concurrent use and should return quickly:
+// Attempt is called on the goroutine that called Do.
+type Observer interface {
+	Attempt(a AttemptInfo)
+}
+
+// AttemptInfo describes one finished attempt. It holds no secrets.
+type AttemptInfo struct {
+	Method  string
+	URL     string // redacted
+	Attempt int    // 1-based
+	// Status is the response status, 0 if no response arrived.
+	Status int
+	// Err is why the attempt failed (a *StatusError for a non-2xx status,
+	// the check function's error, a network error), nil if it succeeded.
+	// Its message is redacted.
+	Err      error
+	Duration time.Duration
+	// Bytes is the size of the response body read.
+	Bytes int64
+	// RetryIn is how long the client waits before the next attempt, 0 if
+	// none follows.
+	RetryIn time.Duration
+}
+
+// Request is a request Do can send any number of times.
+type Request struct {
+	Method string      // default GET
+	URL    string      // absolute http or https URL
+	Header http.Header // may be nil; cloned for every attempt
+	// Body is sent as is on every attempt; nil sends none. If the Header has
+	// no Content-Type, a non-nil Body is sent as application/json.
+	Body []byte
+}
+
+// Response is a response read whole.
+type Response struct {
+	Status int
+	Header http.Header
+	// Body is the whole body of a 2xx response. For other statuses it is
+	// the first 64 KiB at most.
+	Body     []byte
+	URL      string        // final URL after redirects, redacted
+	Attempts int           // attempts made, this one included
+	Elapsed  time.Duration // since Do was called
+
+	cut bool // Body is only the start of the body
+}
+
+// Stats are a Client's counters since New.
+type Stats struct {
+	Requests  int64 // attempts sent to the transport
+	Retries   int64 // attempts followed by another attempt
+	Throttled int64 // 429 responses, and 403s with Retry-After
+	Bytes     int64 // response body bytes read
+	Errors    int64 // Do calls that returned an error
+}
+
+// Client is an HTTP client that retries, rate-limits and redacts. It is safe
+// for concurrent use; share one per API connection.
+type Client struct {
+	cfg      Config
+	hc       *http.Client
+	limiter  *rate.Limiter // nil if unlimited
+	slots    chan struct{} // nil if unlimited
+	retry    map[int]bool  // statuses retried besides 5xx
+	retry5xx bool          // retry every 5xx
+	log      *slog.Logger  // never nil
+
+	mu        sync.Mutex
+	notBefore time.Time // no attempt starts before this (a 429's pause)
+
+	requests, retries, throttled, bytes, errors atomic.Int64
+}
+
+// New returns a Client for cfg, with defaults applied to its zero fields.
+func New(cfg Config) *Client {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.InitialBackoff <= 0 {
+		cfg.InitialBackoff = DefaultInitialBackoff
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	if cfg.MaxRetryAfter <= 0 {
+		cfg.MaxRetryAfter = DefaultMaxRetryAfter
+	}
+	if !(cfg.RequestsPerSecond > 0) || math.IsInf(cfg.RequestsPerSecond, 1) {
+		cfg.RequestsPerSecond = 0
+	}
+	if cfg.Burst <= 0 {
+		cfg.Burst = max(1, int(math.Ceil(min(cfg.RequestsPerSecond, math.MaxInt32))))
+	}
+	cfg.Concurrency = max(cfg.Concurrency, 0)
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	cfg.UserAgent = cmp.Or(cfg.UserAgent, DefaultUserAgent)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = newTransport(cfg.Concurrency)
+	}
+	c := &Client{
+		cfg:   cfg,
+		hc:    &http.Client{Transport: cfg.Transport, CheckRedirect: checkRedirect},
+		log:   cfg.Logger,
+		retry: make(map[int]bool),
+	}
+	statuses := cfg.RetryStatuses
+	if statuses == nil {
+		statuses, c.retry5xx = defaultRetryStatuses, true
+	}
+	for _, s := range statuses {
+		c.retry[s] = true
+	}
+	if cfg.RequestsPerSecond > 0 {
+		c.limiter = rate.NewLimiter(rate.Limit(cfg.RequestsPerSecond), cfg.Burst)
+	}
+	if cfg.Concurrency > 0 {
+		c.slots = make(chan struct{}, cfg.Concurrency)
+	}
+	return c
+}
+
+// newTransport returns a clone of http.DefaultTransport that keeps enough
+// idle connections for concurrency requests to one host.
+func newTransport(concurrency int) *http.Transport {
+	t, ok := http.DefaultTransport.(*http.Transport)
+	if ok {
+		t = t.Clone()
+	} else {
+		t = &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			ForceAttemptHTTP2:     true,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		}
+	}
+	idle := max(16, concurrency)
+	t.MaxIdleConnsPerHost = idle
+	t.MaxIdleConns = max(t.MaxIdleConns, idle)
+	return t
+}
+
+// authHeadersKey is the context key under which an attempt's request carries
+// the names of the headers its Authenticator set.
+type authHeadersKey struct{}
+
+// checkRedirect stops redirect loops and keeps credentials on their host:
+// once a redirect leaves the first request's host, the headers the
+// Authenticator set are dropped (net/http itself only drops Authorization
+// and cookies).
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errTooManyRedirects
+	}
+	keys, _ := req.Context().Value(authHeadersKey{}).([]string)
+	if len(keys) == 0 {
+		return nil
+	}
+	host := via[0].URL.Host
+	left := req.URL.Host != host
+	for _, r := range via[1:] {
+		left = left || r.URL.Host != host
+	}
+	if left {
+		for _, k := range keys {
+			req.Header.Del(k)
+		}
+	}
+	return nil
+}
+
+// Stats returns the client's counters.
+func (c *Client) Stats() Stats {
+	return Stats{
+		Requests:  c.requests.Load(),
+		Retries:   c.retries.Load(),
+		Throttled: c.throttled.Load(),
+		Bytes:     c.bytes.Load(),
+		Errors:    c.errors.Load(),
+	}
+}
+
+// Do sends req until it succeeds, fails for good or ctx ends, and returns the
+// response with its whole body.
+//
+// Every attempt waits for any pause a 429 imposed on the client, for the
+// rate limiter and for a concurrency slot, then gets Config.Timeout to send
+// the request and read the body. A 2xx response is passed to check (if not
+// nil), which may reject it: an error wrapped with Retryable is retried like
+// a 5xx, any other is returned at once in a *RequestError.
+//
+// Network errors, timeouts, truncated bodies and statuses in
+// Config.RetryStatuses are retried up to Config.MaxAttempts attempts in all,
+// sleeping a full-jitter exponential backoff, or what Retry-After asks, in
+// between. Do returns:
+//   - a *StatusError for a non-2xx response that is not retried, the last
+//     one when attempts run out, or one asking to wait longer than
+//     Config.MaxRetryAfter;
+//   - a *RequestError otherwise, which matches context.Canceled or
+//     context.DeadlineExceeded (errors.Is) only when ctx itself ended, and
+//     ErrBodyTooLarge when the body was too large.
+//
+// With a *StatusError or an error from check, Do also returns the response
+// that caused it, so the caller can read an API's error document.
+func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) error) (*Response, error) {
+	if req == nil {
+		c.errors.Add(1)
+		return nil, errors.New("nil request")
+	}
+	start := time.Now()
+	method := cmp.Or(req.Method, http.MethodGet)
+	redURL := c.cfg.Redactor.URL(req.URL)
+	fail := func(resp *Response, attempts int, err error) (*Response, error) {
+		c.errors.Add(1)
+		if se, ok := err.(*StatusError); ok {
+			return resp, se
+		}
+		return resp, &RequestError{Method: method, URL: redURL, Attempts: attempts, Err: err, red: c.cfg.Redactor}
+	}
+	if err := checkURL(req.URL); err != nil {
+		return fail(nil, 0, err)
+	}
+
+	for n := 1; ; n++ {
+		if err := c.acquire(ctx); err != nil {
+			return fail(nil, n-1, err)
+		}
+		began := time.Now()
+		resp, retry, err := c.attempt(ctx, method, req)
+		c.release()
+
+		info := AttemptInfo{Method: method, URL: redURL, Attempt: n, Duration: time.Since(began)}
+		var (
+			se     *StatusError
+			ra     time.Duration // Retry-After
+			hasRA  bool
+			pauses bool // this response pauses the whole client
+		)
+		if resp != nil {
+			resp.Attempts, resp.Elapsed = n, time.Since(start)
+			info.Status, info.Bytes = resp.Status, int64(len(resp.Body))
+			if resp.Status >= 200 && resp.Status <= 299 {
+				if check != nil {
+					if err = check(resp); err != nil {
+						retry = isRetryable(err)
+					}
+				}
+			} else {
+				ra, hasRA = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+				status := resp.Status
+				if status == http.StatusForbidden && hasRA {
+					status = http.StatusTooManyRequests // GitHub's rate limit
+				}
+				throttled := status == http.StatusTooManyRequests
+				if throttled {
+					c.throttled.Add(1)
+				}
+				retry = c.retry[status] || (c.retry5xx && status >= 500 && status <= 599)
+				se = c.statusError(method, redURL, resp, n)
+				if hasRA {
+					se.RetryAfter = ra
+				}
+				if retry && ra > c.cfg.MaxRetryAfter {
+					// Waiting is pointless; so is pausing other requests,
+					// which will hear the same answer.
+					se.RetryAfterLimit = c.cfg.MaxRetryAfter
+					retry = false
+				}
+				pauses = throttled || (retry && ra > 0)
+				err = se
+			}
+		}
+		if err == nil {
+			c.observe(info)
+			return resp, nil
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			// The caller gave up; whatever this attempt saw is moot.
+			info.Err = ctxErr
+			c.observe(info)
+			return fail(resp, n, ctxErr)
+		}
+
+		delay := fullJitter(backoffCap(n, c.cfg.InitialBackoff, c.cfg.MaxBackoff))
+		if ra > 0 && ra <= c.cfg.MaxRetryAfter {
+			// What the server asked, plus a little so that clients it
+			// told the same thing do not all come back at once.
+			delay = ra + fullJitter(min(ra/10, time.Second))
+		}
+		if pauses && ra <= c.cfg.MaxRetryAfter {
+			c.pause(delay)
+		}
+		more := retry && n < c.cfg.MaxAttempts
+		info.Err = &redactedError{err: err, red: c.cfg.Redactor}
+		if more {
+			info.RetryIn = delay
+		}
+		c.observe(info)
+		if !more {
+			return fail(resp, n, err)
+		}
+
+		c.retries.Add(1)
+		attrs := []slog.Attr{
+			slog.String("method", method),
+			slog.String("url", redURL),
+			slog.Int("attempt", n),
+			slog.Int("max_attempts", c.cfg.MaxAttempts),
+			slog.Duration("retry_in", delay),
+		}
+		if se != nil {
+			attrs = append(attrs, slog.Int("status", se.Status), slog.String("body", se.Excerpt))
+		} else {
+			attrs = append(attrs, slog.String("error", info.Err.Error()))
+		}
+		if pauses {
+			attrs = append(attrs, slog.Bool("client_paused", true))
+		}
+		c.log.LogAttrs(ctx, slog.LevelInfo, "retrying http request", attrs...)
+
+		if err := sleep(ctx, delay); err != nil {
+			return fail(nil, n, err)
+		}
+	}
+}
+
+// attempt sends req once and reads the body. It returns the response when
+// one arrived (whatever its status), or an error and whether it is worth
+// retrying. An error caused by ctx ending is ctx.Err() itself.
+func (c *Client) attempt(ctx context.Context, method string, req *Request) (*Response, bool, error) {
+	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	// failed classifies an error of step op.
+	failed := func(op string, err error, retry bool) (*Response, bool, error) {
+		if ctx.Err() != nil {
+			return nil, false, ctx.Err()
+		}
+		if actx.Err() != nil {
+			return nil, true, fmt.Errorf("%s: %w after %s", op, ErrAttemptTimeout, c.cfg.Timeout)
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its message holds the unredacted URL
+		}
+		return nil, retry && retryableNetError(err), fmt.Errorf("%s: %w", op, err)
+	}
+
+	var body io.Reader
+	if req.Body != nil {
+		body = bytes.NewReader(req.Body)
+	}
+	hreq, err := http.NewRequestWithContext(actx, method, req.URL, body)
+	if err != nil {
+		return failed("build request", err, false)
+	}
+	hreq.Header = req.Header.Clone()
+	if hreq.Header == nil {
+		hreq.Header = make(http.Header)
+	}
+	if hreq.Header.Get("User-Agent") == "" {
+		hreq.Header.Set("User-Agent", c.cfg.UserAgent)
+	}
+	if req.Body != nil && hreq.Header.Get("Content-Type") == "" {
+		hreq.Header.Set("Content-Type", "application/json")
+	}
+	if c.cfg.Auth != nil {
+		before := hreq.Header.Clone()
+		if err := c.cfg.Auth.Apply(actx, hreq); err != nil {
+			return failed("authenticate", err, isRetryable(err))
+		}
+		if keys := changedHeaders(before, hreq.Header); len(keys) > 0 {
+			hreq = hreq.WithContext(context.WithValue(hreq.Context(), authHeadersKey{}, keys))
+		}
+	}
+
+	c.requests.Add(1)
+	hresp, err := c.hc.Do(hreq)
+	if err != nil {
+		return failed("send request", err, true)
+	}
+	defer hresp.Body.Close()
+
+	resp := &Response{
+		Status: hresp.StatusCode,
+		Header: hresp.Header,
+		URL:    c.cfg.Redactor.URL(hresp.Request.URL.String()),
+	}
+	ok := hresp.StatusCode >= 200 && hresp.StatusCode <= 299
+	limit := c.cfg.MaxBodyBytes
+	if !ok {
+		limit = min(limit, errorBodyLimit)
+	}
+	tooLarge := func() (*Response, bool, error) {
+		return nil, false, fmt.Errorf("%w: more than %s (max_body_bytes)", ErrBodyTooLarge, formatBytes(limit))
+	}
+	if ok && method != http.MethodHead && hresp.ContentLength > limit {
+		return tooLarge()
+	}
+	data, err := readBody(hresp, limit)
+	c.bytes.Add(int64(len(data)))
+	if err != nil {
+		if ok {
+			return failed("read body", err, true)
+		}
+		// The status decides; keep what arrived for the excerpt.
+		if ctx.Err() != nil {
+			return nil, false, ctx.Err()
+		}
+		resp.cut = true
+	}
+	if int64(len(data)) > limit {
+		if ok {
+			return tooLarge()
+		}
+		data, resp.cut = data[:limit], true
+	}
+	resp.Body = data
+	return resp, false, nil
+}
+
+// readBody reads at most limit+1 bytes of a body. With a Content-Length
+// it reads into one buffer of that size instead of growing one, which
+// matters for pages of hundreds of kilobytes.
+func readBody(hresp *http.Response, limit int64) ([]byte, error) {
+	r := io.LimitReader(hresp.Body, min(limit, math.MaxInt64-1)+1)
+	if n := hresp.ContentLength; n > 0 && n <= limit {
+		buf := make([]byte, n, n+1)
+		m, err := io.ReadFull(r, buf)
+		if err == io.ErrUnexpectedEOF {
+			return buf[:m], err // truncated: the caller retries
+		}
+		if err != nil {
+			return buf[:m], err
+		}
+		// The server may send more than it declared; read on to find out.
+		var extra [1]byte
+		if k, _ := r.Read(extra[:]); k > 0 {
+			rest, err := io.ReadAll(r)
+			return append(append(buf, extra[:k]...), rest...), err
+		}
+		return buf, nil
+	}
+	return io.ReadAll(r)
+}
+
+// changedHeaders returns the names of the headers that differ between before
+// and after.
+func changedHeaders(before, after http.Header) []string {
+	var keys []string
+	for k, v := range after {
+		if !slices.Equal(before[k], v) {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// statusError describes a non-2xx response.
+func (c *Client) statusError(method, redURL string, resp *Response, attempts int) *StatusError {
+	return &StatusError{
+		Method:     method,
+		URL:        redURL,
+		Status:     resp.Status,
+		StatusText: http.StatusText(resp.Status),
+		Excerpt:    excerpt(c.cfg.Redactor, resp.Body, resp.cut),
+		HTML:       looksHTML(resp.Header, resp.Body),
+		Attempts:   attempts,
+	}
+}
+
+// checkURL rejects what no attempt could send.
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its message holds the unredacted URL
+		}
+		return fmt.Errorf("invalid url: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return errors.New("invalid url: scheme must be http or https")
+	}
+	if u.Host == "" {
+		return errors.New("invalid url: no host")
+	}
+	return nil
+}
+
+// acquire waits for the client to be allowed another attempt: for a
+// concurrency slot, for the end of any pause, and for the rate limiter. On
+// success the caller must release the slot.
+func (c *Client) acquire(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if c.slots != nil {
+		select {
+		case c.slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for {
+		if err := sleep(ctx, c.pausedFor()); err != nil {
+			c.release()
+			return err
+		}
+		if c.limiter != nil {
+			r := c.limiter.Reserve()
+			if err := sleep(ctx, r.Delay()); err != nil {
+				r.Cancel()
+				c.release()
+				return err
+			}
+		}
+		// A 429 elsewhere may have paused the client meanwhile.
+		if c.pausedFor() <= 0 {
+			return nil
+		}
+	}
+}
+
+// release frees the concurrency slot acquire took.
+func (c *Client) release() {
+	if c.slots != nil {
+		<-c.slots
+	}
+}
+
+// pause keeps every attempt of the client from starting for d, unless an
+// earlier pause lasts longer.
+func (c *Client) pause(d time.Duration) {
+	until := time.Now().Add(d)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if until.After(c.notBefore) {
+		c.notBefore = until
+	}
+}
+
+// pausedFor returns how long attempts must still wait, <= 0 if not paused.
+func (c *Client) pausedFor() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Until(c.notBefore)
+}
+
+// observe tells the Observer about an attempt.
+func (c *Client) observe(info AttemptInfo) {
+	if c.cfg.Observer != nil {
+		c.cfg.Observer.Attempt(info)
+	}
+}

@@ -1,0 +1,215 @@
+package httpx
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+var (
+	_ error = (*StatusError)(nil)
+	_ error = (*RequestError)(nil)
+)
+
+// ErrBodyTooLarge is wrapped by the error of a response whose body is larger
+// than Config.MaxBodyBytes. Such a request is not retried.
+var ErrBodyTooLarge = errors.New("response body too large")
+
+// ErrAttemptTimeout is wrapped by the error of an attempt that ran out of
+// Config.Timeout. It is deliberately not context.DeadlineExceeded: only the
+// caller's own context ending makes Do's error match that.
+var ErrAttemptTimeout = errors.New("attempt timed out")
+
+// errTooManyRedirects stops a redirect loop; it is not retried.
+var errTooManyRedirects = errors.New("stopped after 10 redirects")
+
+// StatusError is returned by Client.Do for a response outside 2xx: one that
+// is not retried, the last one when attempts run out, or one whose
+// Retry-After is longer than Config.MaxRetryAfter. Every field is already
+// redacted.
+type StatusError struct {
+	Method     string
+	URL        string // redacted
+	Status     int
+	StatusText string // http.StatusText(Status)
+	// Excerpt is the start of the response body, at most about 200 bytes,
+	// on one line, with non-printable bytes replaced and secrets redacted.
+	Excerpt string
+	// HTML reports whether the body looked like an HTML page (an error page
+	// from a proxy or a login wall rather than the API).
+	HTML     bool
+	Attempts int
+	// RetryAfter is how long the server asked to wait (its Retry-After
+	// header), 0 if it did not say.
+	RetryAfter time.Duration
+	// RetryAfterLimit is Config.MaxRetryAfter when the request failed
+	// because RetryAfter exceeded it, 0 otherwise.
+	RetryAfterLimit time.Duration
+}
+
+// Error reads like
+//
+//	GET https://api.example.com/v1/orders?api_key=REDACTED: 503 Service Unavailable after 6 attempts: body: (HTML page) "<html>…"
+func (e *StatusError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s: %d", e.Method, e.URL, e.Status)
+	if e.StatusText != "" {
+		b.WriteString(" " + e.StatusText)
+	}
+	if e.Attempts > 1 {
+		fmt.Fprintf(&b, " after %d attempts", e.Attempts)
+	}
+	if e.RetryAfterLimit > 0 {
+		fmt.Fprintf(&b, ": server asked to wait %s before retrying, more than max_retry_after (%s)",
+			e.RetryAfter, e.RetryAfterLimit)
+	}
+	if e.Excerpt != "" {
+		b.WriteString(": body: ")
+		if e.HTML {
+			b.WriteString("(HTML page) ")
+		}
+		b.WriteString(`"` + e.Excerpt + `"`)
+	}
+	return b.String()
+}
+
+// RequestError is returned by Client.Do when a request fails without a
+// non-2xx response to blame: a network error, a timeout, a body that could
+// not be read or was too large, an error from the check function or the
+// Authenticator, or the caller's context ending. Err is the cause of the last
+// attempt; Error() is redacted, Err itself is not.
+type RequestError struct {
+	Method   string
+	URL      string // redacted
+	Attempts int    // attempts made, 0 if none was
+	Err      error
+
+	red *Redactor
+}
+
+// Error reads like
+//
+//	GET https://api.example.com/v1/orders: after 6 attempts: read body: unexpected EOF
+func (e *RequestError) Error() string {
+	msg := e.Method + " " + e.URL + ": "
+	if e.Attempts > 1 {
+		msg += "after " + strconv.Itoa(e.Attempts) + " attempts: "
+	}
+	if e.Err == nil {
+		return e.red.String(msg + "unknown error")
+	}
+	return e.red.String(msg + e.Err.Error())
+}
+
+// Unwrap returns the cause, so errors.Is(err, context.Canceled) and
+// errors.Is(err, ErrBodyTooLarge) work.
+func (e *RequestError) Unwrap() error { return e.Err }
+
+// redactedError hides secrets in an error's message while keeping it
+// matchable with errors.Is and errors.As.
+type redactedError struct {
+	err error
+	red *Redactor
+}
+
+func (e *redactedError) Error() string { return e.red.String(e.err.Error()) }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// excerptLimit is how many bytes of a body an excerpt shows at most.
+const excerptLimit = 200
+
+// excerpt returns the start of body on one line: secrets redacted, runs of
+// whitespace collapsed to one space, invalid UTF-8 and non-printable
+// characters replaced by '?', and "…" appended when it was shortened. cut
+// says body is itself only the start of a longer body.
+func excerpt(red *Redactor, body []byte, cut bool) string {
+	if cut {
+		// A secret may straddle the cut; drop what could be its start.
+		body = body[:max(0, len(body)-max(0, red.maxLen()-1))]
+	}
+	s := red.String(string(body))
+	var b strings.Builder
+	// Keep enough past the limit that the second redaction below sees
+	// every secret starting inside the limit.
+	room := excerptLimit + red.maxLen()
+	space := false
+	for i := 0; i < len(s) && b.Len() < room; {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+		switch {
+		case unicode.IsSpace(r):
+			space = true
+			continue
+		case r == utf8.RuneError && size == 1, !unicode.IsPrint(r):
+			r = '?'
+		}
+		if space && b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		space = false
+		b.WriteRune(r)
+	}
+	longer := cut || b.Len() >= room
+	// Collapsing whitespace or replacing a byte could have assembled a
+	// secret, so redact again.
+	out := red.String(b.String())
+	if len(out) > excerptLimit {
+		cutAt := excerptLimit
+		for cutAt > 0 && !utf8.RuneStart(out[cutAt]) {
+			cutAt--
+		}
+		out, longer = out[:cutAt], true
+	}
+	if longer {
+		out = strings.TrimRight(out, " ") + "…"
+	}
+	return out
+}
+
+// looksHTML reports whether a response is an HTML page, by its Content-Type
+// or by how its body starts.
+func looksHTML(h http.Header, body []byte) bool {
+	if mt, _, err := mime.ParseMediaType(h.Get("Content-Type")); err == nil &&
+		(mt == "text/html" || mt == "application/xhtml+xml") {
+		return true
+	}
+	start := bytes.TrimLeft(body[:min(len(body), 512)], " \t\r\n\ufeff")
+	start = bytes.ToLower(start[:min(len(start), 14)])
+	return bytes.HasPrefix(start, []byte("<!doctype html")) || bytes.HasPrefix(start, []byte("<html"))
+}
+
+// formatBytes renders n bytes for a message: "256 MiB", "1500 bytes".
+func formatBytes(n int64) string {
+	const (
+		kib = 1 << 10
+		mib = 1 << 20
+		gib = 1 << 30
+	)
+	switch {
+	case n >= gib && n%gib == 0:
+		return strconv.FormatInt(n/gib, 10) + " GiB"
+	case n >= mib && n%mib == 0:
+		return strconv.FormatInt(n/mib, 10) + " MiB"
+	case n >= kib && n%kib == 0:
+		return strconv.FormatInt(n/kib, 10) + " KiB"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
+}
+
+// Describe summarises a response body for an error message: whether it is
+// an HTML page and its start on one line, secrets redacted, e.g.
+// `(HTML page) "<html><body>Bad gateway…"`.
+func Describe(red *Redactor, h http.Header, body []byte) string {
+	s := strconv.Quote(excerpt(red, body, false))
+	if looksHTML(h, body) {
+		return "(HTML page) " + s
+	}
+	return s
+}

@@ -1,0 +1,362 @@
+package rest
+
+import (
+	"bytes"
+	"fmt"
+	"hash/maphash"
+	"net/url"
+	"strconv"
+
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/ferry-dev/ferry/internal/jsonpath"
+	"github.com/ferry-dev/ferry/internal/spec"
+)
+
+// Pagination kinds.
+const (
+	pageNone       = "none"
+	pageNumber     = "page_number"
+	pageOffset     = "offset"
+	pageCursor     = "cursor"
+	pageLastRecord = "last_record"
+	pageNextURL    = "next_url"
+	pageLink       = "link_header"
+)
+
+// paginator computes each page's request parameters and the next page
+// from a response.
+type paginator struct {
+	kind                string
+	param, sizeParam    string
+	size                int
+	start               int64
+	cursorPath          *jsonpath.Path
+	nextPath            *jsonpath.Path
+	hasMorePath         *jsonpath.Path
+	totalPath           *jsonpath.Path
+	totalPagesPath      *jsonpath.Path
+	field               string // last_record: record key of the next cursor
+	fieldPath           *jsonpath.Path
+	stopOnEmpty         bool
+	stopOnShort         bool
+	maxPages            int
+	injectsCursorParam  bool
+	injectsPageParam    bool
+	injectsOffsetParams bool
+}
+
+// position is where the next request of a partition starts. It is stored
+// in state as the resume position, so its JSON shape is persisted: add
+// fields, never rename them.
+type position struct {
+	// Page is the page number to request (page_number).
+	Page int64 `json:"page,omitempty"`
+	// Offset is the offset to request (offset).
+	Offset int64 `json:"offset,omitempty"`
+	// Cursor is the cursor to send (cursor, last_record); nil on the first
+	// page.
+	Cursor *string `json:"cursor,omitempty"`
+	// URL is the next page's URL (next_url, link_header); "" on the first
+	// page. Query parameters carrying credentials are removed.
+	URL string `json:"url,omitempty"`
+	// Count is how many records the partition returned so far.
+	Count int64 `json:"count,omitempty"`
+	// Pages is how many pages the partition returned so far.
+	Pages int `json:"pages,omitempty"`
+}
+
+func newPaginator(p *spec.Paginate, primaryKey []string) (*paginator, error) {
+	pg := &paginator{kind: p.Type, param: p.Param, sizeParam: p.SizeParam, size: p.Size, maxPages: p.MaxPages, stopOnShort: p.StopOnShortPage}
+	pg.stopOnEmpty = p.StopOnEmpty == nil || *p.StopOnEmpty
+	compile := func(s string) (*jsonpath.Path, error) {
+		if s == "" {
+			return nil, nil
+		}
+		return jsonpath.Compile(s)
+	}
+	var err error
+	for _, f := range []struct {
+		dst **jsonpath.Path
+		src string
+	}{{&pg.cursorPath, p.CursorPath}, {&pg.nextPath, p.NextPath}, {&pg.hasMorePath, p.HasMorePath}, {&pg.totalPath, p.TotalPath}, {&pg.totalPagesPath, p.TotalPagesPath}} {
+		if *f.dst, err = compile(f.src); err != nil {
+			return nil, err
+		}
+	}
+	switch p.Type {
+	case pageNumber:
+		if pg.param == "" {
+			pg.param = "page"
+		}
+		pg.start = 1
+	case pageOffset:
+		if pg.param == "" {
+			pg.param = "offset"
+		}
+		if pg.sizeParam == "" {
+			pg.sizeParam = "limit"
+		}
+		if pg.size == 0 {
+			pg.size = 100
+		}
+	case pageLastRecord:
+		if pg.param == "" {
+			pg.param = "starting_after"
+		}
+		pg.field = p.Field
+		if pg.field == "" && len(primaryKey) == 1 {
+			pg.field = primaryKey[0]
+		}
+		if pg.fieldPath, err = jsonpath.Compile(pg.field); err != nil {
+			return nil, err
+		}
+	}
+	if p.Start != nil {
+		pg.start = int64(*p.Start)
+	}
+	return pg, nil
+}
+
+// first returns the position of a partition's first page.
+func (p *paginator) first() position {
+	switch p.kind {
+	case pageNumber:
+		return position{Page: p.start}
+	case pageOffset:
+		return position{Offset: p.start}
+	}
+	return position{}
+}
+
+// vars returns the page template variables for pos.
+func (p *paginator) vars(pos position) map[string]any {
+	v := map[string]any{"number": pos.Page, "offset": pos.Offset, "size": p.size, "cursor": nil}
+	if pos.Cursor != nil {
+		v["cursor"] = *pos.Cursor
+	}
+	return v
+}
+
+// query sets the pagination query parameters for pos.
+func (p *paginator) query(pos position, q url.Values) {
+	if p.sizeParam != "" && p.size > 0 {
+		q.Set(p.sizeParam, strconv.Itoa(p.size))
+	}
+	switch p.kind {
+	case pageNumber:
+		q.Set(p.param, strconv.FormatInt(pos.Page, 10))
+	case pageOffset:
+		q.Set(p.param, strconv.FormatInt(pos.Offset, 10))
+	case pageCursor, pageLastRecord:
+		if pos.Cursor != nil && p.param != "" {
+			q.Set(p.param, *pos.Cursor)
+		}
+	}
+}
+
+// paths returns the body paths the paginator reads, in a fixed order that
+// response.fields follows.
+func (p *paginator) paths() []*jsonpath.Path {
+	return []*jsonpath.Path{p.cursorPath, p.nextPath, p.hasMorePath, p.totalPath, p.totalPagesPath}
+}
+
+// Indices into response.fields.
+const (
+	fieldCursor = iota
+	fieldNext
+	fieldHasMore
+	fieldTotal
+	fieldTotalPages
+	numFields
+)
+
+// response is what the paginator needs from one page.
+type response struct {
+	records [][]byte
+	fields  [numFields][]byte // raw values at paths(), nil when absent
+	found   [numFields]bool
+	link    []string // Link header values
+}
+
+// loopGuard detects an API that sends the same page or cursor again.
+type loopGuard struct {
+	seed     maphash.Seed
+	seen     map[uint64]int // cursor or URL hash → page number it came from
+	lastPage uint64
+}
+
+func newLoopGuard() *loopGuard {
+	return &loopGuard{seed: maphash.MakeSeed(), seen: map[uint64]int{}}
+}
+
+// next computes the position after a page. done is true when the
+// partition has no more pages.
+func (p *paginator) next(pos position, r *response, page int, guard *loopGuard) (next position, done bool, err error) {
+	n := len(r.records)
+	next = pos
+	next.Count += int64(n)
+	next.Pages++
+	if n == 0 && p.stopOnEmpty {
+		return next, true, nil
+	}
+	if p.stopOnShort && p.size > 0 && n < p.size {
+		return next, true, nil
+	}
+	if p.maxPages > 0 && next.Pages >= p.maxPages {
+		return next, true, nil
+	}
+	if r.found[fieldHasMore] {
+		more, ok := jsonBool(r.fields[fieldHasMore])
+		if !ok {
+			return next, false, fmt.Errorf("has_more_path %s is %s, not a boolean", p.hasMorePath, r.fields[fieldHasMore])
+		}
+		if !more {
+			return next, true, nil
+		}
+	}
+	if r.found[fieldTotal] {
+		total, ok := jsonInt(r.fields[fieldTotal])
+		if !ok {
+			return next, false, fmt.Errorf("total_path %s is %s, not an integer", p.totalPath, r.fields[fieldTotal])
+		}
+		if next.Count >= total {
+			return next, true, nil
+		}
+	}
+	switch p.kind {
+	case pageNone:
+		return next, true, nil
+	case pageNumber:
+		if r.found[fieldTotalPages] {
+			pages, ok := jsonInt(r.fields[fieldTotalPages])
+			if !ok {
+				return next, false, fmt.Errorf("total_pages_path %s is %s, not an integer", p.totalPagesPath, r.fields[fieldTotalPages])
+			}
+			if pos.Page-p.start+1 >= pages {
+				return next, true, nil
+			}
+		}
+		if err := guard.samePage(r, page, "page", pos.Page); err != nil {
+			return next, false, err
+		}
+		next.Page = pos.Page + 1
+	case pageOffset:
+		if err := guard.samePage(r, page, "offset", pos.Offset); err != nil {
+			return next, false, err
+		}
+		next.Offset = pos.Offset + int64(n)
+	case pageCursor:
+		c, ok := jsonToken(r.fields[fieldCursor])
+		if !ok {
+			return next, true, nil
+		}
+		if err := guard.repeated(c, page, "cursor"); err != nil {
+			return next, false, err
+		}
+		next.Cursor = &c
+	case pageLastRecord:
+		if n == 0 {
+			return next, true, nil
+		}
+		raw, found, err := jsonpath.Lookup(r.records[n-1], p.fieldPath)
+		if err != nil || !found {
+			return next, false, fmt.Errorf("last_record pagination: the last record has no field %q", p.field)
+		}
+		c, ok := jsonToken(raw)
+		if !ok {
+			return next, false, fmt.Errorf("last_record pagination: field %q of the last record is %s", p.field, raw)
+		}
+		if err := guard.repeated(c, page, "last record "+p.field); err != nil {
+			return next, false, err
+		}
+		next.Cursor = &c
+	case pageNextURL:
+		u, ok := jsonToken(r.fields[fieldNext])
+		if !ok {
+			return next, true, nil
+		}
+		if err := guard.repeated(u, page, "next URL"); err != nil {
+			return next, false, err
+		}
+		next.URL = u
+	case pageLink:
+		u := linkNext(r.link)
+		if u == "" {
+			return next, true, nil
+		}
+		if err := guard.repeated(u, page, "Link next URL"); err != nil {
+			return next, false, err
+		}
+		next.URL = u
+	}
+	return next, false, nil
+}
+
+// repeated fails when token was already seen in this partition.
+func (g *loopGuard) repeated(token string, page int, what string) error {
+	h := maphash.String(g.seed, token)
+	if first, ok := g.seen[h]; ok {
+		return fmt.Errorf("pagination loop: page %d returned %s %q, already returned by page %d; the API is repeating itself (check the paginate settings)", page, what, token, first)
+	}
+	g.seen[h] = page
+	return nil
+}
+
+// samePage fails when a page's records equal the previous page's: the API
+// is probably ignoring the page parameter.
+func (g *loopGuard) samePage(r *response, page int, param string, value int64) error {
+	if len(r.records) == 0 {
+		return nil
+	}
+	var h maphash.Hash
+	h.SetSeed(g.seed)
+	for _, rec := range r.records {
+		h.Write(rec)
+		h.WriteByte(0)
+	}
+	sum := h.Sum64()
+	if page > 1 && sum == g.lastPage {
+		return fmt.Errorf("pagination loop: page %d (%s=%d) returned the same records as the page before; the API seems to ignore the %s parameter", page, param, value, param)
+	}
+	g.lastPage = sum
+	return nil
+}
+
+// jsonToken turns a JSON string or number into a cursor token; null,
+// absent, empty strings and other values are no token.
+func jsonToken(raw []byte) (string, bool) {
+	if len(raw) == 0 {
+		return "", false
+	}
+	switch raw[0] {
+	case '"':
+		s, err := jsontext.AppendUnquote(nil, raw)
+		if err != nil || len(s) == 0 {
+			return "", false
+		}
+		return string(s), true
+	case 'n', 't', 'f', '{', '[':
+		return "", false
+	}
+	return string(raw), true
+}
+
+func jsonBool(raw []byte) (bool, bool) {
+	switch {
+	case bytes.Equal(raw, []byte("true")), bytes.Equal(raw, []byte(`"true"`)):
+		return true, true
+	case bytes.Equal(raw, []byte("false")), bytes.Equal(raw, []byte(`"false"`)), bytes.Equal(raw, []byte("null")):
+		return false, true
+	}
+	return false, false
+}
+
+func jsonInt(raw []byte) (int64, bool) {
+	s := string(raw)
+	if len(s) >= 2 && s[0] == '"' {
+		s = s[1 : len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
+}

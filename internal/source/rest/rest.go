@@ -1,0 +1,695 @@
+// Package rest is the declarative REST source: it reads the streams a
+// connector file describes, building each request from templates, walking
+// pages with the connector's pagination, and emitting the records it
+// selects from each response, with the position to resume from.
+package rest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ferry-dev/ferry/internal/auth"
+	"github.com/ferry-dev/ferry/internal/httpx"
+	"github.com/ferry-dev/ferry/internal/jsonpath"
+	"github.com/ferry-dev/ferry/internal/record"
+	"github.com/ferry-dev/ferry/internal/schema"
+	"github.com/ferry-dev/ferry/internal/source"
+	"github.com/ferry-dev/ferry/internal/spec"
+	"github.com/ferry-dev/ferry/internal/template"
+)
+
+func init() { source.Register("rest", New) }
+
+// maxPartitionErrors is how many child partitions may fail before the
+// whole stream stops.
+const maxPartitionErrors = 20
+
+// Source reads a connector's streams over HTTP.
+type Source struct {
+	name     string
+	client   *httpx.Client
+	red      *httpx.Redactor
+	log      *slog.Logger
+	config   map[string]any
+	baseURL  string
+	headers  []kv
+	streams  []source.Stream
+	compiled map[string]*stream
+	// stripParam is a query parameter carrying credentials, removed from
+	// URLs kept in state.
+	stripParam string
+}
+
+var _ source.Source = (*Source)(nil)
+
+type kv struct {
+	key string
+	tpl *template.Template
+}
+
+// stream is a compiled stream.
+type stream struct {
+	name      string
+	method    string
+	path      *template.Template
+	params    []kv
+	headers   []kv
+	body      any // JSON body with *template.Template leaves
+	records   *jsonpath.Path
+	pag       *paginator
+	incParam  string
+	incFormat string
+	ignore    map[int]bool
+	parent    *stream
+	fields    []parentField // parent field → child column
+	parentKey []string      // parent record keys that identify a partition
+	info      source.Stream
+}
+
+type parentField struct {
+	column string
+	path   *jsonpath.Path
+}
+
+// New compiles a checked connector into a source.
+func New(c *spec.Connector, opts source.Options) (source.Source, error) {
+	s := &Source{
+		name:     c.Name,
+		red:      opts.Redactor,
+		log:      opts.Logger,
+		config:   opts.Config,
+		compiled: map[string]*stream{},
+	}
+	if s.red == nil {
+		s.red = httpx.NewRedactor()
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.config == nil {
+		s.config = map[string]any{}
+	}
+	cfgEnv := template.Env{"config": s.config, "stream": ""}
+	base, err := template.MustParse(c.BaseURL).Eval(cfgEnv)
+	if err != nil {
+		return nil, fmt.Errorf("base_url: %w", err)
+	}
+	s.baseURL = strings.TrimRight(template.Format(base), "/")
+	if u, err := url.Parse(s.baseURL); err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("base_url %q is not an absolute URL", s.red.URL(s.baseURL))
+	}
+	eval := func(src string) (string, error) {
+		v, err := template.MustParse(src).Eval(cfgEnv)
+		if err != nil {
+			return "", err
+		}
+		return template.Format(v), nil
+	}
+	authn, secrets, err := auth.New(c.Auth, eval)
+	if err != nil {
+		return nil, err
+	}
+	s.red.Add(secrets...)
+	if qk, ok := authn.(auth.QueryKey); ok {
+		s.stripParam = qk.QueryParam()
+	}
+	hc := httpx.Config{Auth: authn, Redactor: s.red, Logger: s.log, Observer: opts.Observer, Concurrency: 4}
+	if h := c.HTTP; h != nil {
+		hc.Timeout, _ = spec.ParseDuration(h.Timeout)
+		hc.InitialBackoff, _ = spec.ParseDuration(h.InitialBackoff)
+		hc.MaxBackoff, _ = spec.ParseDuration(h.MaxBackoff)
+		hc.MaxRetryAfter, _ = spec.ParseDuration(h.MaxRetryAfter)
+		hc.MaxAttempts = h.MaxAttempts
+		hc.RequestsPerSecond = h.RequestsPerSecond
+		hc.Burst = h.Burst
+		if h.Concurrency > 0 {
+			hc.Concurrency = h.Concurrency
+		}
+		for _, k := range slices.Sorted(maps.Keys(h.Headers)) {
+			s.headers = append(s.headers, kv{k, template.MustParse(h.Headers[k])})
+		}
+	}
+	if opts.MaxAttempts > 0 {
+		hc.MaxAttempts = opts.MaxAttempts
+	}
+	s.client = httpx.New(hc)
+	for _, name := range c.StreamOrder {
+		st, err := compileStream(name, c.Streams[name])
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: %w", name, err)
+		}
+		s.compiled[name] = st
+	}
+	for _, name := range c.StreamOrder {
+		st := s.compiled[name]
+		sp := c.Streams[name]
+		if sp.Parent != nil {
+			st.parent = s.compiled[sp.Parent.Stream]
+			st.parentKey = st.parent.info.PrimaryKey
+			for _, col := range slices.Sorted(maps.Keys(sp.Parent.Fields)) {
+				p, err := jsonpath.Compile(sp.Parent.Fields[col])
+				if err != nil {
+					return nil, fmt.Errorf("stream %s: parent field %s: %w", name, col, err)
+				}
+				st.fields = append(st.fields, parentField{column: col, path: p})
+				st.info.ParentFields = append(st.info.ParentFields, col)
+			}
+			if len(st.parentKey) == 0 {
+				for _, f := range st.fields {
+					st.parentKey = append(st.parentKey, f.path.String())
+				}
+			}
+			st.info.Parent = sp.Parent.Stream
+		}
+		s.streams = append(s.streams, st.info)
+	}
+	return s, nil
+}
+
+func compileStream(name string, sp *spec.Stream) (*stream, error) {
+	st := &stream{name: name, method: sp.Method, path: template.MustParse(sp.Path), ignore: map[int]bool{}}
+	for _, k := range slices.Sorted(maps.Keys(sp.Params)) {
+		st.params = append(st.params, kv{k, template.MustParse(sp.Params[k])})
+	}
+	for _, k := range slices.Sorted(maps.Keys(sp.Headers)) {
+		st.headers = append(st.headers, kv{k, template.MustParse(sp.Headers[k])})
+	}
+	st.body = compileBody(sp.Body)
+	rec := ""
+	if sp.Records != nil {
+		rec = *sp.Records
+	}
+	var err error
+	if st.records, err = jsonpath.Compile(rec); err != nil {
+		return nil, err
+	}
+	st.records.Spread = true
+	st.records.Announce = true
+	st.records.Skim = true // the normalizer validates each record strictly
+	if st.pag, err = newPaginator(sp.Paginate, sp.PrimaryKey); err != nil {
+		return nil, err
+	}
+	for _, code := range sp.IgnoreStatus {
+		st.ignore[code] = true
+	}
+	st.info = source.Stream{Name: name, PrimaryKey: slices.Clone(sp.PrimaryKey), Cursor: sp.Cursor}
+	if len(sp.Columns) > 0 {
+		st.info.Hints = map[string]schema.Type{}
+		for k, v := range sp.Columns {
+			t, err := schema.ParseType(v)
+			if err != nil {
+				return nil, fmt.Errorf("columns.%s: %w", k, err)
+			}
+			st.info.Hints[k] = t
+		}
+	}
+	if inc := sp.Incremental; inc != nil {
+		st.incParam = inc.Param
+		st.incFormat = inc.Format
+		st.info.ServerFilter = inc.Param != "" || usesIncremental(sp)
+		if inc.Lookback != "" {
+			if st.info.Lookback, err = spec.ParseLookback(string(inc.Lookback)); err != nil {
+				return nil, err
+			}
+		}
+		st.info.Start = string(inc.Start)
+	}
+	return st, nil
+}
+
+// usesIncremental reports whether a stream's templates read
+// incremental.since, which makes the API filter by itself.
+func usesIncremental(sp *spec.Stream) bool {
+	uses := func(src string) bool {
+		t, err := template.Parse(src)
+		if err != nil {
+			return false
+		}
+		for _, r := range t.Refs() {
+			if r.Var == "incremental" {
+				return true
+			}
+		}
+		return false
+	}
+	for _, v := range sp.Params {
+		if uses(v) {
+			return true
+		}
+	}
+	found := uses(sp.Path)
+	var walk func(any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case string:
+			found = found || uses(x)
+		case map[string]any:
+			for _, e := range x {
+				walk(e)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	walk(sp.Body)
+	return found
+}
+
+func compileBody(v any) any {
+	switch x := v.(type) {
+	case string:
+		return template.MustParse(x)
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = compileBody(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = compileBody(e)
+		}
+		return out
+	}
+	return v
+}
+
+func renderBody(v any, env template.Env) (any, error) {
+	switch x := v.(type) {
+	case *template.Template:
+		return x.Eval(env)
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			r, err := renderBody(e, env)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = r
+		}
+		return out, nil
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			r, err := renderBody(e, env)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = r
+		}
+		return out, nil
+	}
+	return v, nil
+}
+
+// Streams lists the streams in declaration order.
+func (s *Source) Streams() []source.Stream { return s.streams }
+
+// Stats returns the HTTP client's counters.
+func (s *Source) Stats() httpx.Stats { return s.client.Stats() }
+
+// emitError marks an error returned by the consumer, which ends the read.
+type emitError struct{ err error }
+
+func (e *emitError) Error() string { return e.err.Error() }
+func (e *emitError) Unwrap() error { return e.err }
+
+// Read reads every partition of a stream.
+func (s *Source) Read(ctx context.Context, req source.ReadRequest) error {
+	st, ok := s.compiled[req.Stream]
+	if !ok {
+		return fmt.Errorf("unknown stream %q", req.Stream)
+	}
+	err := s.read(ctx, st, req)
+	var ee *emitError
+	if errors.As(err, &ee) {
+		return ee.err
+	}
+	return err
+}
+
+func (s *Source) read(ctx context.Context, st *stream, req source.ReadRequest) error {
+	if st.parent == nil {
+		return s.readPartition(ctx, st, &record.Partition{}, nil, req)
+	}
+	var failed []source.PartitionError
+	err := s.eachParent(ctx, st, func(part *record.Partition, parent map[string]any) error {
+		err := s.readPartition(ctx, st, part, parent, req)
+		if err == nil {
+			return nil
+		}
+		var ee *emitError
+		if errors.As(err, &ee) || ctx.Err() != nil {
+			return err
+		}
+		s.log.Warn("partition failed", "stream", st.name, "partition", part.Key, "error", s.red.String(err.Error()))
+		failed = append(failed, source.PartitionError{Partition: part.Key, Err: err})
+		if len(failed) >= maxPartitionErrors {
+			return &source.PartitionErrors{Stream: st.name, Errs: failed}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(failed) > 0 {
+		return &source.PartitionErrors{Stream: st.name, Errs: failed}
+	}
+	return nil
+}
+
+// eachParent reads the whole parent stream of st (no state, no filter)
+// and calls fn with the partition of each parent record.
+func (s *Source) eachParent(ctx context.Context, st *stream, fn func(*record.Partition, map[string]any) error) error {
+	parent := st.parent
+	preq := source.ReadRequest{
+		Stream: parent.name,
+		Start:  func(context.Context, *record.Partition) (source.Start, error) { return source.Start{}, nil },
+		Emit: func(ctx context.Context, p *record.Page) error {
+			for _, rec := range p.Records {
+				part, env, err := st.partition(rec)
+				if err != nil {
+					return &emitError{fmt.Errorf("parent stream %s: %w", parent.name, err)}
+				}
+				if err := fn(part, env); err != nil {
+					return &emitError{err}
+				}
+			}
+			return nil
+		},
+	}
+	err := s.read(ctx, parent, preq)
+	var ee *emitError
+	if errors.As(err, &ee) {
+		return ee.err
+	}
+	if err != nil {
+		return fmt.Errorf("reading parent stream %s: %w", parent.name, err)
+	}
+	return nil
+}
+
+// partition builds the partition of a child stream for one parent record.
+func (st *stream) partition(rec []byte) (*record.Partition, map[string]any, error) {
+	var parent map[string]any
+	d := json.NewDecoder(bytes.NewReader(rec))
+	d.UseNumber()
+	if err := d.Decode(&parent); err != nil {
+		return nil, nil, fmt.Errorf("parent record is not a JSON object: %w", err)
+	}
+	part := &record.Partition{}
+	for _, f := range st.fields {
+		raw, found, err := jsonpath.Lookup(rec, f.path)
+		if err != nil || !found || string(raw) == "null" {
+			return nil, nil, fmt.Errorf("parent record has no field %q (needed for column %s): %s", f.path, f.column, excerpt(rec))
+		}
+		part.Fields = append(part.Fields, record.Field{Name: f.column, Value: bytes.Clone(raw)})
+	}
+	// The key: the parent's identifying values as a JSON object, keys sorted.
+	key := map[string]json.RawMessage{}
+	for _, k := range st.parentKey {
+		raw, found, err := jsonpath.Lookup(rec, jsonpath.MustCompile(k))
+		if err != nil || !found {
+			return nil, nil, fmt.Errorf("parent record has no key field %q: %s", k, excerpt(rec))
+		}
+		key[k] = json.RawMessage(raw)
+	}
+	kb, err := json.Marshal(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	part.Key = string(kb)
+	return part, parent, nil
+}
+
+func excerpt(b []byte) string {
+	if len(b) > 120 {
+		return string(b[:120]) + "…"
+	}
+	return string(b)
+}
+
+// readPartition reads the pages of one partition and emits them.
+func (s *Source) readPartition(ctx context.Context, st *stream, part *record.Partition, parent map[string]any, req source.ReadRequest) error {
+	start, err := req.Start(ctx, part)
+	if err != nil {
+		return &emitError{err}
+	}
+	if start.Skip {
+		return nil
+	}
+	pos := st.pag.first()
+	if start.Resume != nil {
+		if err := json.Unmarshal(start.Resume, &pos); err != nil {
+			return fmt.Errorf("saved position %s is unreadable: %w (reset the stream's state with ferry state reset)", start.Resume, err)
+		}
+	}
+	guard := newLoopGuard()
+	env := template.Env{
+		"config":      s.config,
+		"parent":      parent,
+		"stream":      st.name,
+		"incremental": map[string]any{"since": nullable(st.formatSince(start.Since)), "start": nullable(st.info.Start)},
+	}
+	for page := pos.Pages + 1; ; page++ {
+		env["page"] = st.pag.vars(pos)
+		hreq, err := s.request(st, pos, env, start.Since)
+		if err != nil {
+			return err
+		}
+		resp, parsed, err := s.fetch(ctx, st, hreq)
+		if err != nil {
+			return err
+		}
+		p := &record.Page{
+			Stream:    st.name,
+			Partition: part,
+			Body:      resp.Body,
+			Number:    page,
+			Request:   hreq.Method + " " + resp.URL,
+			FetchedAt: time.Now().UnixMicro(),
+		}
+		var next position
+		done := true
+		if parsed != nil {
+			p.Records = parsed.records
+			parsed.link = resp.Header.Values("Link")
+			next, done, err = st.pag.next(pos, parsed, page, guard)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.Request, err)
+			}
+		}
+		p.Last = done
+		if !done {
+			next.URL = s.stripURL(next.URL)
+			if p.Position, err = json.Marshal(next); err != nil {
+				return err
+			}
+		}
+		if err := req.Emit(ctx, p); err != nil {
+			return &emitError{err}
+		}
+		if done {
+			return nil
+		}
+		pos = next
+	}
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// formatSince renders the since value the way the API wants it.
+func (st *stream) formatSince(since string) string {
+	if since == "" || st.incFormat == "" || st.incFormat == "rfc3339" {
+		return since
+	}
+	us, ok := schema.ParseTimestamp([]byte(since))
+	if !ok {
+		return since
+	}
+	t := time.UnixMicro(us).UTC()
+	switch st.incFormat {
+	case "unix":
+		return fmt.Sprint(t.Unix())
+	case "unix_ms":
+		return fmt.Sprint(t.UnixMilli())
+	case "date":
+		return t.Format(time.DateOnly)
+	}
+	return t.Format(st.incFormat)
+}
+
+// request builds the HTTP request for a page.
+func (s *Source) request(st *stream, pos position, env template.Env, since string) (*httpx.Request, error) {
+	req := &httpx.Request{Method: st.method, Header: http.Header{}}
+	var u *url.URL
+	if pos.URL != "" {
+		// next_url and link_header: the API said where to go; keep its query.
+		base, err := url.Parse(s.baseURL + "/")
+		if err != nil {
+			return nil, err
+		}
+		if u, err = base.Parse(pos.URL); err != nil {
+			return nil, fmt.Errorf("next page URL %q: %w", s.red.URL(pos.URL), err)
+		}
+	} else {
+		path, err := st.path.RenderEach(env, url.PathEscape)
+		if err != nil {
+			return nil, fmt.Errorf("path: %w", err)
+		}
+		if u, err = url.Parse(s.baseURL + path); err != nil {
+			return nil, fmt.Errorf("URL %q: %w", s.red.URL(s.baseURL+path), err)
+		}
+		q := u.Query()
+		for _, p := range st.params {
+			v, null, err := p.tpl.Render(env)
+			if err != nil {
+				return nil, fmt.Errorf("params.%s: %w", p.key, err)
+			}
+			if !null {
+				q.Set(p.key, v)
+			}
+		}
+		if st.incParam != "" && since != "" {
+			q.Set(st.incParam, st.formatSince(since))
+		}
+		st.pag.query(pos, q)
+		u.RawQuery = q.Encode()
+	}
+	req.URL = u.String()
+	for _, group := range [][]kv{s.headers, st.headers} {
+		for _, h := range group {
+			v, null, err := h.tpl.Render(env)
+			if err != nil {
+				return nil, fmt.Errorf("headers.%s: %w", h.key, err)
+			}
+			if !null {
+				req.Header.Set(h.key, v)
+			}
+		}
+	}
+	if req.Header.Get("Accept") == "" {
+		req.Header.Set("Accept", "application/json")
+	}
+	if st.body != nil {
+		body, err := renderBody(st.body, env)
+		if err != nil {
+			return nil, fmt.Errorf("body: %w", err)
+		}
+		if req.Body, err = json.Marshal(body); err != nil {
+			return nil, fmt.Errorf("body: %w", err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req, nil
+}
+
+// stripURL removes the credential query parameter from a URL kept in state.
+func (s *Source) stripURL(raw string) string {
+	if raw == "" || s.stripParam == "" {
+		return raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	q := u.Query()
+	if !q.Has(s.stripParam) {
+		return raw
+	}
+	q.Del(s.stripParam)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// fetch sends a request and selects records and pagination fields from
+// the response. A response with an ignored status returns parsed == nil.
+func (s *Source) fetch(ctx context.Context, st *stream, req *httpx.Request) (*httpx.Response, *response, error) {
+	var parsed *response
+	paths := append([]*jsonpath.Path{st.records}, st.pag.paths()...)
+	var live []*jsonpath.Path
+	var index []int
+	for i, p := range paths {
+		if p != nil {
+			live = append(live, p)
+			index = append(index, i)
+		}
+	}
+	check := func(resp *httpx.Response) error {
+		r := &response{}
+		recordsFound := false
+		err := jsonpath.Scan(resp.Body, live, func(i int, v []byte) error {
+			if j := index[i]; j == 0 {
+				recordsFound = true
+				if v == nil || (len(v) > 0 && v[0] == 'n') {
+					return nil // an array announced, or "data": null (an empty page)
+				}
+				r.records = append(r.records, v)
+			} else if !r.found[j-1] {
+				r.fields[j-1], r.found[j-1] = v, true
+			}
+			return nil
+		})
+		if err != nil {
+			return httpx.Retryable(fmt.Errorf("response is not JSON: %v; body: %s", err, httpx.Describe(s.red, resp.Header, resp.Body)))
+		}
+		if !recordsFound && st.records.Len() > 0 {
+			return fmt.Errorf("records path %q not found in the response; body: %s", st.records, httpx.Describe(s.red, resp.Header, resp.Body))
+		}
+		parsed = r
+		return nil
+	}
+	resp, err := s.client.Do(ctx, req, check)
+	if err != nil {
+		var se *httpx.StatusError
+		if errors.As(err, &se) && st.ignore[se.Status] {
+			s.log.Debug("ignored status", "stream", st.name, "status", se.Status, "url", se.URL)
+			return &httpx.Response{Status: se.Status, URL: se.URL, Header: http.Header{}}, nil, nil
+		}
+		return nil, nil, err
+	}
+	return resp, parsed, nil
+}
+
+// Check fetches the first page of a stream (for a child stream, of the
+// first parent's partition).
+func (s *Source) Check(ctx context.Context, name string) (string, error) {
+	var summary string
+	req := source.ReadRequest{
+		Stream: name,
+		Start:  func(context.Context, *record.Partition) (source.Start, error) { return source.Start{}, nil },
+		Emit: func(_ context.Context, p *record.Page) error {
+			summary = fmt.Sprintf("%s: %d records on the first page", p.Request, len(p.Records))
+			if p.Partition != nil && p.Partition.Key != "" {
+				summary += " (partition " + p.Partition.Key + ")"
+			}
+			return source.ErrStop
+		},
+	}
+	err := s.Read(ctx, req)
+	if errors.Is(err, source.ErrStop) {
+		return summary, nil
+	}
+	if err == nil {
+		return "no records: the parent stream is empty", nil
+	}
+	return "", err
+}
