@@ -1,0 +1,1038 @@
+// Package normalize turns raw JSON records into typed, columnar rows: it
+// infers each field's type, names its column, widens columns when the data
+// changes, applies the stream's schema policy, and sends records it cannot
+// turn into rows to the rejected list with the reason.
+//
+// Scanning goes straight from a record's bytes into typed column vectors,
+// with no map or interface value per record; strings alias the response
+// body unless they need unescaping.
+package normalize
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/ferry-dev/ferry/internal/jsonpath"
+	"github.com/ferry-dev/ferry/internal/jsonscan"
+	"github.com/ferry-dev/ferry/internal/record"
+	"github.com/ferry-dev/ferry/internal/schema"
+)
+
+// Schema policies and nested-data shapes, as in spec.
+const (
+	Evolve       = "evolve"
+	Freeze       = "freeze"
+	DiscardRow   = "discard_row"
+	DiscardValue = "discard_value"
+
+	NestedJSON    = "json"
+	NestedFlatten = "flatten"
+	NestedUnnest  = "unnest"
+)
+
+// Options configure a Normalizer for one table.
+type Options struct {
+	// Table is the destination table's name (already normalised).
+	Table string
+	// PrimaryKey lists the JSON keys (or parent field columns) that
+	// identify a record.
+	PrimaryKey []string
+	// Cursor is the JSON key of the incremental cursor; a dotted path
+	// reaches into nested objects.
+	Cursor string
+	// Hints fixes the types of some keys.
+	Hints map[string]schema.Type
+	// Policy is Evolve (default), Freeze, DiscardRow or DiscardValue.
+	Policy string
+	// MaxIdentLen is the destination's identifier limit in bytes.
+	MaxIdentLen int
+	// ParentFields are the columns copied from the partition onto each row.
+	ParentFields []string
+	// RunID fills the run id metadata column.
+	RunID string
+	// Existing is the table as the destination has it, or nil.
+	Existing *schema.Table
+	// TrackBoundary makes Page report Result.AtMax.
+	TrackBoundary bool
+	// ChildExisting returns the layout the destination has for a child
+	// table of unnested arrays, or nil.
+	ChildExisting func(table string) *schema.Table
+	// Nested and MaxDepth choose how objects and arrays are stored: "json"
+	// (default) keeps them in a JSON column, "flatten" turns objects into
+	// parent__child columns down to MaxDepth levels, "unnest" also turns
+	// arrays into rows of child tables (table__key) down to MaxDepth
+	// levels, linked to their parent row by _ferry_parent_row_id and to
+	// the root row by its primary key.
+	Nested   string
+	MaxDepth int
+
+	level int // nesting level of an unnested child table
+}
+
+// SchemaError reports a change the policy forbids (freeze).
+type SchemaError struct {
+	Table   string
+	Changes []schema.Change
+	Key     string
+	Value   string
+}
+
+func (e *SchemaError) Error() string {
+	var parts []string
+	for _, c := range e.Changes {
+		parts = append(parts, c.String())
+	}
+	return fmt.Sprintf("table %s is frozen (schema policy freeze) but the data changed it: %s (field %q, value %s); set schema.policy to evolve to accept it, or discard_row/discard_value to reject such records",
+		e.Table, strings.Join(parts, ", "), e.Key, e.Value)
+}
+
+// Result counts what happened to one page's records.
+type Result struct {
+	Rows     int // rows in the chunk
+	Rejected int // records sent to the rejected list
+	Filtered int // records dropped by the cursor filter
+	// MaxCursor is the largest cursor among the rows, if any.
+	MaxCursor *Cursor
+	// AtMax holds the hashes (RecordHash) of the rows whose cursor equals
+	// MaxCursor.
+	AtMax []uint64
+	// Changes are the columns added or widened by this page.
+	Changes []schema.Change
+}
+
+// Filter drops records an incremental sync already has: those whose
+// cursor is below Min, and those whose cursor equals Boundary (the saved
+// cursor) and whose hash is in Seen — the records the previous sync read
+// at that exact cursor value. Records sharing the boundary value that the
+// previous sync did not see are kept, so none is lost and none repeated.
+type Filter struct {
+	Min      *Cursor
+	Boundary *Cursor
+	Seen     map[uint64]bool
+}
+
+// RecordHash identifies a record's exact content across runs (FNV-1a of
+// its JSON bytes).
+func RecordHash(rec []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, b := range rec {
+		h ^= uint64(b)
+		h *= 1099511628211
+	}
+	return h
+}
+
+// Normalizer converts pages for one table. It is not safe for concurrent
+// use.
+type Normalizer struct {
+	opts  Options
+	table *schema.Table
+	namer *schema.Namer
+	byKey map[string]int // JSON key (nested keys joined by \x00) → column index
+	cells []cell         // per column: this row's value
+	gen   uint32         // row generation; cells with another gen are unset
+
+	pk         []int // column index per primary key field, -1 while absent
+	cursorIdx  int   // column of a top-level cursor, -1 otherwise
+	cursorPath *jsonpath.Path
+	parentIdx  []int
+	metaAt     int // _ferry_extracted_at
+	metaRun    int // _ferry_run_id
+	runID      []byte
+	// trackHashes makes Page report the hashes of the rows at the maximum
+	// cursor (for incremental syncs).
+	trackHashes bool
+	atMax       [][]byte // records at the page's maximum cursor so far
+	// keyAt predicts, by position in the record, which top-level key comes
+	// next and its column: records of one API list their keys in the same
+	// order, so most lookups skip the map.
+	keyAt []keyGuess
+	pos   int // position of the current top-level member
+	// restricted is true when the table existed before this run and the
+	// policy is not evolve: new columns and widenings then follow the
+	// policy. A table's first run always evolves.
+	restricted bool
+
+	unnest                // child tables of unnested arrays
+	chunk   *record.Chunk // chunk being built
+	changes []schema.Change
+	reject  string // reason the current record is rejected, "" if none
+	rejCol  string
+	drops   []drop // values dropped from the current record (discard_value)
+}
+
+type drop struct{ column, reason string }
+
+// cell is one scanned value.
+type cell struct {
+	gen uint32
+	t   schema.Type
+	i   int64
+	f   float64
+	b   []byte
+}
+
+// New returns a Normalizer. Existing columns keep their names and types.
+func New(opts Options) (*Normalizer, error) {
+	if opts.Policy == "" {
+		opts.Policy = Evolve
+	}
+	if opts.MaxDepth <= 0 {
+		opts.MaxDepth = 2
+	}
+	n := &Normalizer{
+		opts:        opts,
+		namer:       schema.NewNamer(opts.MaxIdentLen),
+		byKey:       map[string]int{},
+		cursorIdx:   -1,
+		runID:       []byte(opts.RunID),
+		unnest:      unnest{level: opts.level},
+		trackHashes: opts.TrackBoundary,
+	}
+	if opts.Existing != nil {
+		n.table = opts.Existing.Clone()
+		n.restricted = opts.Policy != Evolve
+	} else {
+		n.table = &schema.Table{Name: opts.Table}
+	}
+	t := n.table
+	for i, c := range t.Columns {
+		key := ""
+		if c.Origin == schema.FromData {
+			key = pathKey(c.Path)
+			n.byKey[key] = i
+		}
+		n.namer.Reserve(key, c.Name)
+	}
+	n.cells = make([]cell, len(t.Columns))
+	// Parent fields first, then metadata columns, each created if missing.
+	for _, name := range opts.ParentFields {
+		i := n.ensureColumn(schema.Column{Name: name, Origin: schema.FromParent})
+		n.parentIdx = append(n.parentIdx, i)
+		// A record field with the same name lands in the same column; the
+		// parent's value, set after the record, wins.
+		n.byKey[name] = i
+	}
+	n.metaAt = n.ensureColumn(schema.Column{Name: schema.ColExtractedAt, Type: schema.Timestamp, Origin: schema.FromMeta})
+	n.metaRun = n.ensureColumn(schema.Column{Name: schema.ColRunID, Type: schema.Text, Origin: schema.FromMeta})
+	n.rowIDIdx, n.listIdx = -1, -1
+	if opts.Nested == NestedUnnest {
+		n.initUnnest()
+	}
+	n.pk = make([]int, len(opts.PrimaryKey))
+	for i, k := range opts.PrimaryKey {
+		n.pk[i] = n.lookupPK(k)
+	}
+	// Hinted columns exist from the start with their fixed type.
+	for key, typ := range opts.Hints {
+		if i, ok := n.byKey[key]; ok {
+			n.table.Columns[i].Hinted = true
+			if n.table.Columns[i].Type != typ && n.table.Columns[i].Type != schema.Unknown {
+				return nil, fmt.Errorf("column %s of table %s is %s but the connector fixes it as %s", n.table.Columns[i].Name, t.Name, n.table.Columns[i].Type, typ)
+			}
+			n.table.Columns[i].Type = typ
+			continue
+		}
+		n.addColumn(key, []string{key}, typ, true)
+	}
+	if opts.Cursor != "" {
+		if strings.Contains(opts.Cursor, ".") {
+			p, err := jsonpath.Compile(opts.Cursor)
+			if err != nil {
+				return nil, fmt.Errorf("cursor %q: %w", opts.Cursor, err)
+			}
+			n.cursorPath = p
+		}
+	}
+	n.changes = nil
+	n.syncTableKeys()
+	return n, nil
+}
+
+// lookupPK finds the column of a primary key field: a parent field column
+// by name, else a data key.
+func (n *Normalizer) lookupPK(key string) int {
+	for _, i := range n.parentIdx {
+		if n.table.Columns[i].Name == key {
+			return i
+		}
+	}
+	if i, ok := n.byKey[key]; ok {
+		return i
+	}
+	return -1
+}
+
+// syncTableKeys records primary key and cursor column names on the table.
+func (n *Normalizer) syncTableKeys() {
+	var pk []string
+	for _, i := range n.pk {
+		if i >= 0 {
+			pk = append(pk, n.table.Columns[i].Name)
+		}
+	}
+	if len(pk) == len(n.pk) {
+		n.table.PrimaryKey = pk
+	}
+	if n.opts.Cursor != "" && n.cursorPath == nil {
+		if i, ok := n.byKey[n.opts.Cursor]; ok {
+			n.cursorIdx = i
+			n.table.Cursor = n.table.Columns[i].Name
+		}
+	}
+}
+
+// ensureColumn returns the index of a non-data column, adding it if needed.
+func (n *Normalizer) ensureColumn(c schema.Column) int {
+	if i := n.table.Index(c.Name); i >= 0 {
+		return i
+	}
+	n.namer.Reserve("", c.Name)
+	n.table.Columns = append(n.table.Columns, c)
+	n.cells = append(n.cells, cell{})
+	n.changes = append(n.changes, schema.Change{Kind: schema.Added, Column: c.Name, To: c.Type})
+	return len(n.table.Columns) - 1
+}
+
+// Table returns the current layout.
+func (n *Normalizer) Table() *schema.Table { return n.table }
+
+func pathKey(path []string) string { return strings.Join(path, "\x00") }
+
+// addColumn adds a data column to the table (a new snapshot) and to the
+// chunk being built.
+func (n *Normalizer) addColumn(key string, path []string, t schema.Type, hinted bool) int {
+	tbl := n.table.Clone()
+	var name string
+	if len(path) > 1 {
+		name = n.namer.NameAs(key, joinNormalized(path))
+	} else {
+		name = n.namer.Name(key)
+	}
+	tbl.Columns = append(tbl.Columns, schema.Column{Name: name, Path: path, Type: t, Hinted: hinted})
+	tbl.Version++
+	n.table = tbl
+	idx := len(tbl.Columns) - 1
+	n.byKey[key] = idx
+	n.cells = append(n.cells, cell{})
+	n.changes = append(n.changes, schema.Change{Kind: schema.Added, Column: name, To: t})
+	if c := n.chunk; c != nil {
+		c.Table = tbl
+		v := record.Vector{}
+		for r := 0; r < c.Len; r++ {
+			v.AppendNull(t)
+		}
+		c.Cols = append(c.Cols, v)
+	}
+	// A primary key or cursor field may have just appeared.
+	for j, k := range n.opts.PrimaryKey {
+		if n.pk[j] < 0 && k == key {
+			n.pk[j] = idx
+		}
+	}
+	n.syncTableKeys()
+	return idx
+}
+
+func joinNormalized(path []string) string {
+	parts := make([]string, len(path))
+	for i, p := range path {
+		parts[i] = schema.Normalize(p)
+	}
+	return strings.Join(parts, "__")
+}
+
+// widen changes column i to type t in the table and in the chunk.
+func (n *Normalizer) widen(i int, t schema.Type) {
+	tbl := n.table.Clone()
+	from := tbl.Columns[i].Type
+	tbl.Columns[i].Type = t
+	tbl.Version++
+	n.table = tbl
+	if from == schema.Unknown {
+		n.changes = append(n.changes, schema.Change{Kind: schema.Added, Column: tbl.Columns[i].Name, To: t})
+	} else {
+		n.changes = append(n.changes, schema.Change{Kind: schema.Widened, Column: tbl.Columns[i].Name, From: from, To: t})
+	}
+	if c := n.chunk; c != nil {
+		c.Table = tbl
+		convertVector(&c.Cols[i], from, t, c.Len)
+	}
+}
+
+// convertVector rewrites the first rows of v from type from to type to.
+func convertVector(v *record.Vector, from, to schema.Type, rows int) {
+	if from == schema.Unknown {
+		nv := record.Vector{}
+		for r := 0; r < rows; r++ {
+			nv.AppendNull(to)
+		}
+		*v = nv
+		return
+	}
+	switch {
+	case from == schema.Int && to == schema.Float:
+		v.Floats = make([]float64, rows, max(rows, cap(v.Ints)))
+		for r := 0; r < rows; r++ {
+			v.Floats[r] = float64(v.Ints[r])
+		}
+		v.Ints = nil
+	case record.Storage(to) == record.StoreBytes:
+		for r := 0; r < rows; r++ {
+			if v.Nulls[r] {
+				continue
+			}
+			if v.Bytes[r] == nil {
+				switch from {
+				case schema.Int:
+					v.Bytes[r] = strconv.AppendInt(nil, v.Ints[r], 10)
+				case schema.Float:
+					v.Bytes[r] = strconv.AppendFloat(nil, v.Floats[r], 'g', -1, 64)
+				case schema.Timestamp:
+					v.Bytes[r] = schema.FormatTimestamp(nil, v.Ints[r])
+				case schema.Bool:
+					v.Bytes[r] = boolText(v.Ints[r] != 0)
+				}
+			}
+		}
+		v.Ints, v.Floats = nil, nil
+	}
+}
+
+var (
+	textTrue  = []byte("true")
+	textFalse = []byte("false")
+)
+
+func boolText(b bool) []byte {
+	if b {
+		return textTrue
+	}
+	return textFalse
+}
+
+// Page converts the records of a page into a chunk for the current table.
+// Records that cannot become rows are added to the chunk's Rejects. The
+// error is non-nil only when the schema policy forbids a change (freeze);
+// the stream must then fail.
+func (n *Normalizer) Page(p *record.Page, f Filter) (*record.Chunk, Result, error) {
+	c := record.NewChunk(n.table, len(p.Records))
+	c.Source = p.Request
+	n.chunk = c
+	defer func() { n.chunk = nil }()
+	n.changes = n.changes[:0]
+	var res Result
+	var parts string
+	if p.Partition != nil {
+		parts = p.Partition.Key
+	}
+	// Parent field values are the same for every row of the page.
+	var parentCells []cell
+	if p.Partition != nil {
+		for _, fld := range p.Partition.Fields {
+			pc, err := n.scalar(fld.Value)
+			if err != nil {
+				return nil, res, fmt.Errorf("parent field %s: %w", fld.Name, err)
+			}
+			parentCells = append(parentCells, pc)
+		}
+	}
+	var maxCur cell
+	haveMax := false
+	atMax := n.atMax[:0]
+	for _, rec := range p.Records {
+		n.gen++
+		if n.gen == 0 {
+			n.gen = 1
+			for i := range n.cells {
+				n.cells[i].gen = 0
+			}
+		}
+		n.reject, n.rejCol, n.drops = "", "", n.drops[:0]
+		n.arrays = n.arrays[:0]
+		if err := n.scan(rec); err != nil {
+			var se *SchemaError
+			if errors.As(err, &se) {
+				return nil, res, err
+			}
+			n.reject = err.Error()
+		}
+		// Parent fields and metadata.
+		for j, i := range n.parentIdx {
+			if j < len(parentCells) && parentCells[j].t != schema.Unknown {
+				if ct := n.table.Columns[i].Type; !ct.Contains(parentCells[j].t) {
+					n.widen(i, schema.Widen(ct, parentCells[j].t))
+				}
+				n.set(i, parentCells[j])
+			}
+		}
+		if n.reject == "" {
+			for j, i := range n.pk {
+				if i < 0 || n.cells[i].gen != n.gen {
+					n.reject = fmt.Sprintf("missing primary key field %q", n.opts.PrimaryKey[j])
+					break
+				}
+			}
+		}
+		if n.reject != "" {
+			c.Rejects = append(c.Rejects, record.Reject{Stream: p.Stream, Partition: parts, Reason: n.reject, Record: rec, Column: n.rejCol})
+			res.Rejected++
+			continue
+		}
+		// Cursor: filter and track the maximum. Hashes are computed only
+		// where needed: for records at the boundary, and at the end for
+		// the records at the page's maximum.
+		cur, hasCur := n.cursorCell(rec)
+		if hasCur && f.Min != nil && compareCell(cur, *f.Min) < 0 {
+			res.Filtered++
+			continue
+		}
+		if hasCur && f.Boundary != nil && len(f.Seen) > 0 && compareCell(cur, *f.Boundary) == 0 && f.Seen[RecordHash(rec)] {
+			res.Filtered++
+			continue
+		}
+		if hasCur {
+			cmp := 1
+			if haveMax {
+				cmp = compareCells(cur, maxCur)
+			}
+			if cmp > 0 {
+				maxCur, haveMax = cur, true
+				atMax = atMax[:0]
+			}
+			if cmp >= 0 && n.trackHashes {
+				atMax = append(atMax, rec)
+			}
+		}
+		for _, d := range n.drops {
+			c.Rejects = append(c.Rejects, record.Reject{Stream: p.Stream, Partition: parts, Reason: d.reason, Record: rec, Column: d.column})
+			res.Rejected++
+		}
+		n.set(n.metaAt, cell{t: schema.Timestamp, i: p.FetchedAt})
+		n.set(n.metaRun, cell{t: schema.Text, b: n.runID})
+		if n.rowIDIdx >= 0 {
+			n.set(n.rowIDIdx, n.nextRowID(c))
+		}
+		n.appendRow(c)
+		c.Raw = append(c.Raw, rec)
+		if err := n.flushArrays(p, n.rootValues()); err != nil {
+			return nil, res, err
+		}
+	}
+	n.collectChildren(c, &res)
+	res.Rows = c.Len
+	res.Changes = append(res.Changes, n.changes...)
+	n.changes = n.changes[:0]
+	if haveMax {
+		mc := cellCursor(maxCur)
+		res.MaxCursor = &mc
+		for _, rec := range atMax {
+			res.AtMax = append(res.AtMax, RecordHash(rec))
+		}
+	}
+	n.atMax = atMax[:0]
+	return c, res, nil
+}
+
+func (n *Normalizer) set(i int, v cell) {
+	v.gen = n.gen
+	n.cells[i] = v
+}
+
+// appendRow appends the current cells as one row.
+func (n *Normalizer) appendRow(c *record.Chunk) {
+	cols := n.table.Columns
+	for i := range cols {
+		v := &c.Cols[i]
+		cl := &n.cells[i]
+		t := cols[i].Type
+		if cl.gen != n.gen || cl.t == schema.Unknown {
+			v.AppendNull(t)
+			continue
+		}
+		switch t {
+		case schema.Bool, schema.Int, schema.Timestamp:
+			v.AppendInt(cl.i, cl.b)
+		case schema.Float:
+			if cl.t == schema.Int {
+				v.AppendFloat(float64(cl.i), cl.b)
+			} else {
+				v.AppendFloat(cl.f, cl.b)
+			}
+		case schema.Decimal, schema.Text, schema.JSON:
+			if cl.b == nil && cl.t == schema.Int {
+				v.AppendBytes(c.Arena().Copy(strconv.AppendInt(nil, cl.i, 10)))
+			} else {
+				v.AppendBytes(cl.b)
+			}
+		default:
+			v.AppendNull(t)
+		}
+	}
+	c.Ops = append(c.Ops, record.Upsert)
+	c.Len++
+}
+
+// scan reads one record into the cells. A returned *SchemaError fails the
+// stream; any other error rejects the record with that reason.
+func (n *Normalizer) scan(rec []byte) error {
+	n.pos = 0
+	var sc jsonscan.Scanner
+	sc.Reset(rec)
+	switch c := sc.Peek(); {
+	case c == '{':
+	case c == 0:
+		return errors.New("record is empty")
+	default:
+		return fmt.Errorf("record is a JSON %s, not an object", kindName(c))
+	}
+	if err := n.object(&sc, nil, 1); err != nil {
+		return err
+	}
+	return invalid(sc.End())
+}
+
+// object scans the object at the scanner into cells; prefix is the key
+// path of the object (nil for the record itself).
+func (n *Normalizer) object(sc *jsonscan.Scanner, prefix []string, depth int) error {
+	if err := sc.Begin(); err != nil {
+		return invalid(err)
+	}
+	var keyBuf []byte
+	for first := true; ; first = false {
+		name, raw, ok, err := sc.Member(first)
+		if err != nil {
+			return invalid(err)
+		}
+		if !ok {
+			return nil
+		}
+		key := unquoted(name, &keyBuf)
+		if err := n.member(prefix, key, raw, depth); err != nil {
+			return err
+		}
+		if prefix == nil {
+			n.pos++
+		}
+	}
+}
+
+// member stores the value of one object member.
+func (n *Normalizer) member(prefix []string, key, raw []byte, depth int) error {
+	kind := raw[0]
+	flatten := n.opts.Nested == NestedFlatten || n.opts.Nested == NestedUnnest
+	if kind == '{' && flatten && depth <= n.opts.MaxDepth {
+		// Objects become columns of their own, unless a column already
+		// holds this key whole.
+		if _, asColumn := n.lookup(prefix, key); !asColumn {
+			var sub jsonscan.Scanner
+			sub.Reset(raw)
+			return n.object(&sub, append(append([]string(nil), prefix...), string(key)), depth+1)
+		}
+	}
+	if kind == '[' && n.opts.Nested == NestedUnnest && n.level+depth <= n.opts.MaxDepth {
+		// Arrays become rows of a child table, unless a column already
+		// holds this key whole.
+		if _, asColumn := n.lookup(prefix, key); !asColumn {
+			return n.pendArray(append(append([]string(nil), prefix...), string(key)), raw)
+		}
+	}
+	return n.field(prefix, key, raw)
+}
+
+// field stores one raw value under key: it infers the value's type, adds
+// or widens the column as the policy allows, and sets the row's cell.
+func (n *Normalizer) field(prefix []string, key []byte, raw []byte) error {
+	var err error
+	idx, known := n.lookup(prefix, key)
+	var hint schema.Type
+	if known {
+		col := &n.table.Columns[idx]
+		if col.Hinted {
+			hint = col.Type
+		}
+	}
+	var v cell
+	if hint != schema.Unknown {
+		v, err = coerce(raw, hint)
+		if err != nil {
+			return dropped(n.refuse(idx, string(key), raw, err.Error()))
+		}
+	} else {
+		ct := schema.Unknown
+		if known {
+			ct = n.table.Columns[idx].Type
+		}
+		v, err = n.value(raw, ct)
+		if err != nil {
+			return err
+		}
+	}
+	if v.t == schema.Unknown { // null
+		return nil
+	}
+	if !known {
+		if n.restricted {
+			return n.policyNewColumn(prefix, key, raw, v.t)
+		}
+		p := append(append([]string(nil), prefix...), string(key))
+		idx = n.addColumn(pathKey(p), p, v.t, false)
+	} else if ct := n.table.Columns[idx].Type; !ct.Contains(v.t) {
+		if err := n.policyWiden(idx, ct, schema.Widen(ct, v.t), key, raw); err != nil {
+			return dropped(err)
+		}
+	} else if ct == schema.Float && v.t == schema.Int && (v.i > 1<<53 || v.i < -(1<<53)) {
+		// A float column cannot hold this integer exactly.
+		if err := n.policyWiden(idx, ct, schema.Decimal, key, raw); err != nil {
+			return dropped(err)
+		}
+	}
+	if n.reject != "" {
+		return nil
+	}
+	n.set(idx, v)
+	return nil
+}
+
+type keyGuess struct {
+	key string
+	idx int
+}
+
+// lookup finds the column of key under prefix without allocating for
+// top-level keys.
+func (n *Normalizer) lookup(prefix []string, key []byte) (int, bool) {
+	if len(prefix) == 0 {
+		return n.lookupTop(key)
+	}
+	i, ok := n.byKey[pathKey(append(append([]string(nil), prefix...), string(key)))]
+	return i, ok
+}
+
+// lookupTop finds the column of a top-level key, first trying the column
+// the key at the same position had in the previous record.
+func (n *Normalizer) lookupTop(key []byte) (int, bool) {
+	if n.pos < len(n.keyAt) {
+		if g := n.keyAt[n.pos]; g.key == string(key) {
+			return g.idx, true
+		}
+	}
+	i, ok := n.byKey[string(key)]
+	if ok && n.pos <= len(n.keyAt) && n.pos < 256 {
+		g := keyGuess{key: n.table.Columns[i].Key(), idx: i}
+		if len(n.table.Columns[i].Path) != 1 {
+			g.key = string(key) // a parent field column
+		}
+		if n.pos == len(n.keyAt) {
+			n.keyAt = append(n.keyAt, g)
+		} else {
+			n.keyAt[n.pos] = g
+		}
+	}
+	return i, ok
+}
+
+// policyNewColumn applies the schema policy to a field with no column.
+func (n *Normalizer) policyNewColumn(prefix []string, key, raw []byte, t schema.Type) error {
+	name := strings.Join(append(append([]string(nil), prefix...), string(key)), ".")
+	switch n.opts.Policy {
+	case Freeze:
+		return &SchemaError{Table: n.table.Name, Changes: []schema.Change{{Kind: schema.Added, Column: schema.Normalize(name), To: t}}, Key: name, Value: excerpt(raw)}
+	case DiscardRow:
+		n.reject = fmt.Sprintf("new field %q (%s) is not in the table and schema policy is discard_row", name, t)
+		n.rejCol = name
+	case DiscardValue:
+		n.drops = append(n.drops, drop{column: name, reason: fmt.Sprintf("value %s of new field %q dropped: schema policy is discard_value", excerpt(raw), name)})
+	}
+	return nil
+}
+
+// policyWiden widens column idx from ct to nt if the policy allows.
+func (n *Normalizer) policyWiden(idx int, ct, nt schema.Type, key, raw []byte) error {
+	col := n.table.Columns[idx]
+	if n.restricted {
+		if n.opts.Policy == Freeze {
+			return &SchemaError{Table: n.table.Name, Changes: []schema.Change{{Kind: schema.Widened, Column: col.Name, From: ct, To: nt}}, Key: string(key), Value: excerpt(raw)}
+		}
+		return n.refuse(idx, string(key), raw, fmt.Sprintf("the value needs type %s but column %s is %s (schema policy %s)", nt, col.Name, ct, n.opts.Policy))
+	}
+	n.widen(idx, nt)
+	return nil
+}
+
+// errDropped tells member that the value was refused and must not be set.
+var errDropped = errors.New("value dropped")
+
+// dropped turns errDropped into nil; other errors pass.
+func dropped(err error) error {
+	if err == errDropped {
+		return nil
+	}
+	return err
+}
+
+// refuse rejects the record (or, under discard_value, just the value) and
+// returns errDropped.
+func (n *Normalizer) refuse(idx int, key string, raw []byte, why string) error {
+	col := key
+	if idx >= 0 {
+		col = n.table.Columns[idx].Name
+	}
+	if n.opts.Policy == DiscardValue {
+		n.drops = append(n.drops, drop{column: col, reason: fmt.Sprintf("column %s: value %s dropped: %s", col, excerpt(raw), why)})
+		return errDropped
+	}
+	n.reject = fmt.Sprintf("column %s: value %s: %s", col, excerpt(raw), why)
+	n.rejCol = col
+	return errDropped
+}
+
+// value classifies a raw JSON value for a column of type ct.
+func (n *Normalizer) value(raw []byte, ct schema.Type) (cell, error) {
+	switch raw[0] {
+	case 'n':
+		return cell{}, nil
+	case 't':
+		return cell{t: schema.Bool, i: 1, b: textTrue}, nil
+	case 'f':
+		return cell{t: schema.Bool, i: 0, b: textFalse}, nil
+	case '"':
+		s, err := n.unescape(raw)
+		if err != nil {
+			return cell{}, err
+		}
+		if ct != schema.Text && ct != schema.Decimal {
+			if us, ok := schema.ParseTimestamp(s); ok {
+				return cell{t: schema.Timestamp, i: us, b: s}, nil
+			}
+		}
+		return cell{t: schema.Text, b: s}, nil
+	case '{', '[':
+		return cell{t: schema.JSON, b: raw}, nil
+	}
+	return number(raw)
+}
+
+// scalar classifies a raw JSON value outside a record (parent fields).
+func (n *Normalizer) scalar(raw []byte) (cell, error) {
+	if len(raw) == 0 {
+		return cell{}, nil
+	}
+	if raw[0] == '"' {
+		s, err := jsontext.AppendUnquote(nil, raw)
+		if err != nil {
+			return cell{}, err
+		}
+		if us, ok := schema.ParseTimestamp(s); ok {
+			return cell{t: schema.Timestamp, i: us, b: s}, nil
+		}
+		return cell{t: schema.Text, b: s}, nil
+	}
+	return n.value(raw, schema.Unknown)
+}
+
+func number(raw []byte) (cell, error) {
+	switch schema.ClassifyNumber(raw) {
+	case schema.Int:
+		v, _ := schema.ParseInt(raw)
+		return cell{t: schema.Int, i: v, b: raw}, nil
+	case schema.Float:
+		f, err := strconv.ParseFloat(string(raw), 64)
+		if err != nil || math.IsInf(f, 0) {
+			return cell{t: schema.Decimal, b: raw}, nil
+		}
+		return cell{t: schema.Float, f: f, b: raw}, nil
+	case schema.Decimal:
+		return cell{t: schema.Decimal, b: raw}, nil
+	}
+	return cell{}, fmt.Errorf("invalid JSON value %s", excerpt(raw))
+}
+
+// coerce converts a raw value to a hinted type.
+func coerce(raw []byte, t schema.Type) (cell, error) {
+	if raw[0] == 'n' {
+		return cell{}, nil
+	}
+	var s []byte
+	if raw[0] == '"' {
+		var err error
+		if s, err = jsontext.AppendUnquote(nil, raw); err != nil {
+			return cell{}, err
+		}
+	}
+	switch t {
+	case schema.Text:
+		if s != nil {
+			return cell{t: schema.Text, b: s}, nil
+		}
+		return cell{t: schema.Text, b: raw}, nil
+	case schema.JSON:
+		return cell{t: schema.JSON, b: raw}, nil
+	case schema.Bool:
+		switch {
+		case raw[0] == 't' || string(s) == "true":
+			return cell{t: schema.Bool, i: 1, b: textTrue}, nil
+		case raw[0] == 'f' || string(s) == "false":
+			return cell{t: schema.Bool, i: 0, b: textFalse}, nil
+		}
+		return cell{}, errors.New("not a boolean")
+	case schema.Timestamp:
+		if us, ok := schema.ParseTimestamp(s); ok {
+			return cell{t: schema.Timestamp, i: us, b: s}, nil
+		}
+		return cell{}, errors.New("not an RFC 3339 timestamp with at most microsecond precision")
+	}
+	num := raw
+	if s != nil {
+		num = bytes.TrimSpace(s)
+	}
+	c, err := number(num)
+	if err != nil {
+		return cell{}, fmt.Errorf("not a number")
+	}
+	switch t {
+	case schema.Int:
+		if c.t != schema.Int {
+			return cell{}, errors.New("not an integer that fits in 64 bits")
+		}
+	case schema.Float:
+		if c.t != schema.Float {
+			f, err := strconv.ParseFloat(string(num), 64)
+			if err != nil {
+				return cell{}, errors.New("out of float range")
+			}
+			c = cell{t: schema.Float, f: f, b: num}
+		}
+		c.t = schema.Float
+		if c.f == 0 && c.i != 0 {
+			c.f = float64(c.i)
+		}
+	case schema.Decimal:
+		c = cell{t: schema.Decimal, b: num}
+	}
+	return c, nil
+}
+
+// unescape returns the content of a JSON string token, aliasing raw when
+// it has no escapes and copying into the chunk's arena otherwise.
+func (n *Normalizer) unescape(raw []byte) ([]byte, error) {
+	inner := raw[1 : len(raw)-1]
+	if bytes.IndexByte(inner, '\\') < 0 {
+		return inner, nil
+	}
+	out, err := jsontext.AppendUnquote(n.chunk.Arena().Alloc(len(inner))[:0], raw)
+	if err != nil {
+		return nil, fmt.Errorf("invalid string %s: %v", excerpt(raw), err)
+	}
+	return out, nil
+}
+
+// cursorCell returns the record's cursor value.
+func (n *Normalizer) cursorCell(rec []byte) (cell, bool) {
+	if n.cursorPath != nil {
+		raw, ok, err := jsonpath.Lookup(rec, n.cursorPath)
+		if err != nil || !ok {
+			return cell{}, false
+		}
+		c, err := n.scalar(raw)
+		if err != nil || c.t == schema.Unknown {
+			return cell{}, false
+		}
+		return c, true
+	}
+	if n.cursorIdx < 0 {
+		return cell{}, false
+	}
+	c := n.cells[n.cursorIdx]
+	if c.gen != n.gen || c.t == schema.Unknown {
+		return cell{}, false
+	}
+	return c, true
+}
+
+func cellCursor(c cell) Cursor {
+	out := Cursor{Type: c.t, Int: c.i, Float: c.f, Text: string(c.b)}
+	if c.t == schema.Bool {
+		out.Type = schema.Text
+	}
+	return out
+}
+
+func compareCell(c cell, o Cursor) int {
+	switch {
+	case c.t == schema.Timestamp && o.Type == schema.Timestamp, c.t == schema.Int && o.Type == schema.Int:
+		return cmpInt(c.i, o.Int)
+	}
+	return cellCursor(c).Compare(o)
+}
+
+func compareCells(a, b cell) int {
+	if a.t == b.t && (a.t == schema.Timestamp || a.t == schema.Int) {
+		return cmpInt(a.i, b.i)
+	}
+	return cellCursor(a).Compare(cellCursor(b))
+}
+
+// unquoted returns the unescaped content of a JSON string token, using buf
+// only when the token has escapes.
+func unquoted(raw []byte, buf *[]byte) []byte {
+	inner := raw[1 : len(raw)-1]
+	if bytes.IndexByte(inner, '\\') < 0 {
+		return inner
+	}
+	out, err := jsontext.AppendUnquote((*buf)[:0], raw)
+	if err != nil {
+		return inner
+	}
+	*buf = out
+	return out
+}
+
+func kindName(k byte) string {
+	switch k {
+	case '[':
+		return "array"
+	case '"':
+		return "string"
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return "number"
+	case 't', 'f':
+		return "boolean"
+	case 'n':
+		return "null"
+	}
+	return "value"
+}
+
+func invalid(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("record is not valid JSON: %s", strings.TrimPrefix(err.Error(), "jsontext: "))
+}
+
+func orUnexpectedEOF(err error) error {
+	if err == nil {
+		return errors.New("unexpected end of input")
+	}
+	return err
+}
+
+// excerpt renders a value for messages: at most 60 bytes.
+func excerpt(raw []byte) string {
+	const limit = 60
+	if len(raw) <= limit {
+		return string(raw)
+	}
+	cut := limit
+	for cut > 0 && raw[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return string(raw[:cut]) + "…"
+}
