@@ -1,0 +1,812 @@
+// Package desttest is the behavioural suite every Ferry destination
+// passes: modes, atomic state, schema evolution, every type's round trip,
+// hostile names, rejected records. A destination's test calls Run with a
+// function that opens a fresh, empty database.
+package desttest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferry-dev/ferry/internal/dest"
+	"github.com/ferry-dev/ferry/internal/dest/sqldest"
+	"github.com/ferry-dev/ferry/internal/jsonpath"
+	"github.com/ferry-dev/ferry/internal/normalize"
+	"github.com/ferry-dev/ferry/internal/record"
+	"github.com/ferry-dev/ferry/internal/schema"
+	"github.com/ferry-dev/ferry/internal/spec"
+)
+
+// Open returns a destination over a fresh, empty database. It registers
+// its own cleanup.
+type Open func(t *testing.T) dest.Destination
+
+// Run runs the suite.
+func Run(t *testing.T, open Open) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, dest.Destination)
+	}{
+		{"Append", testAppend},
+		{"AbortLosesUncommitted", testAbort},
+		{"Dedup", testDedup},
+		{"DedupNewestCursorWins", testNewestWins},
+		{"DedupCompositeKey", testCompositeKey},
+		{"DedupDelete", testDelete},
+		{"Overwrite", testOverwrite},
+		{"OverwriteResume", testOverwriteResume},
+		{"StateWithRows", testStateAtomic},
+		{"StateStore", testStateStore},
+		{"Types", testTypes},
+		{"AddColumns", testAddColumns},
+		{"MigrateMidTransaction", testMigrateMidTransaction},
+		{"Widen", testWiden},
+		{"HostileNames", testHostileNames},
+		{"Rejected", testRejected},
+		{"HardValues", testHardValues},
+		{"ForeignTable", testForeignTable},
+		{"ChangedOutsideFerry", testChangedOutside},
+		{"SwitchAppendToDedup", testSwitchToDedup},
+		{"Runs", testRuns},
+		{"NestedFlatten", testFlatten},
+		{"NestedUnnestDedup", testUnnestDedup},
+		{"NestedUnnestOverwrite", testUnnestOverwrite},
+		{"NestedUnnestAppend", testUnnestAppend},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.fn(t, open(t))
+		})
+	}
+}
+
+// stream writes pages of records through a normalizer, as the engine
+// does.
+type stream struct {
+	t     *testing.T
+	d     dest.Destination
+	name  string
+	table string
+	mode  string
+	w     dest.StreamWriter
+	n     *normalize.Normalizer
+	run   string
+}
+
+type opts struct {
+	pk     []string
+	cursor string
+	hints  map[string]schema.Type
+	resume bool
+	policy string
+	nested string
+}
+
+func open(t *testing.T, d dest.Destination, name, mode string, o opts) *stream {
+	t.Helper()
+	ctx := context.Background()
+	s := &stream{t: t, d: d, name: name, table: d.TableName(name), mode: mode, run: fmt.Sprintf("run-%d", time.Now().UnixNano())}
+	w, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: name, Table: s.table, Mode: mode, RunID: s.run, Resume: o.resume})
+	if err != nil {
+		t.Fatalf("OpenStream(%s, %s): %v", name, mode, err)
+	}
+	s.w = w
+	n, err := normalize.New(normalize.Options{Table: s.table, PrimaryKey: o.pk, Cursor: o.cursor, Hints: o.hints, MaxIdentLen: d.MaxIdentLen(), RunID: s.run,
+		Existing: w.Existing(), ChildExisting: w.ExistingChild, Policy: o.policy, Nested: o.nested, MaxDepth: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.n = n
+	return s
+}
+
+// write converts a JSON array of records and writes it with a checkpoint.
+func (s *stream) write(records string, state string) {
+	s.t.Helper()
+	c := s.chunk(records)
+	if state != "" {
+		c.Checkpoints = []record.Checkpoint{{Stream: s.name, State: json.RawMessage(state)}}
+	}
+	if err := s.w.Write(context.Background(), c); err != nil {
+		s.t.Fatalf("Write: %v", err)
+	}
+}
+
+func (s *stream) chunk(records string) *record.Chunk {
+	s.t.Helper()
+	p := &record.Page{Stream: s.name, Body: []byte(records), Request: "test", FetchedAt: time.Now().UnixMicro()}
+	path := jsonpath.MustCompile("")
+	path.Spread = true
+	if err := jsonpath.Scan(p.Body, []*jsonpath.Path{path}, func(_ int, v []byte) error {
+		p.Records = append(p.Records, v)
+		return nil
+	}); err != nil {
+		s.t.Fatalf("records %s: %v", records, err)
+	}
+	c, _, err := s.n.Page(p, normalize.Filter{})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return c
+}
+
+func (s *stream) commit() {
+	s.t.Helper()
+	if err := s.w.Commit(context.Background()); err != nil {
+		s.t.Fatalf("Commit: %v", err)
+	}
+}
+
+func (s *stream) finish() {
+	s.t.Helper()
+	if err := s.w.Finish(context.Background(), nil); err != nil {
+		s.t.Fatalf("Finish: %v", err)
+	}
+}
+
+// rows returns the table's data columns as canonical text, sorted.
+func rows(t *testing.T, d dest.Destination, table string, cols ...string) []string {
+	t.Helper()
+	q := make([]string, len(cols))
+	for i, c := range cols {
+		q[i] = quote(d, c)
+	}
+	_, data, err := d.Query(context.Background(), fmt.Sprintf("SELECT %s FROM %s", strings.Join(q, ", "), quoteTable(d, table)))
+	if err != nil {
+		t.Fatalf("query %s: %v", table, err)
+	}
+	var out []string
+	for _, r := range data {
+		out = append(out, strings.Join(r, "|"))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// sqlDest is what the suite needs beyond dest.Destination: the SQL
+// destinations' dialect and connection pool.
+type sqlDest interface {
+	Dialect() sqldest.Dialect
+	DB() sqldest.DB
+}
+
+func quote(d dest.Destination, name string) string { return d.(sqlDest).Dialect().Quote(name) }
+
+func quoteTable(d dest.Destination, name string) string { return d.(sqlDest).Dialect().Table(name) }
+
+func count(t *testing.T, d dest.Destination, table string) int64 {
+	t.Helper()
+	n, err := d.Count(context.Background(), table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func expect(t *testing.T, got, want []string) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("rows:\n got %q\nwant %q", got, want)
+	}
+}
+
+func testAppend(t *testing.T, d dest.Destination) {
+	s := open(t, d, "events", spec.IncrementalAppend, opts{cursor: "at"})
+	s.write(`[{"id":1,"at":1},{"id":1,"at":2}]`, `{"cursor":"2"}`)
+	s.write(`[{"id":2,"at":3}]`, `{"cursor":"3"}`)
+	s.commit()
+	s.write(`[{"id":3,"at":4}]`, `{"cursor":"4"}`)
+	s.finish()
+	expect(t, rows(t, d, s.table, "id", "at"), []string{"1|1", "1|2", "2|3", "3|4"})
+	// A second run appends.
+	s = open(t, d, "events", spec.IncrementalAppend, opts{cursor: "at"})
+	s.write(`[{"id":1,"at":5}]`, "")
+	s.finish()
+	if n := count(t, d, s.table); n != 5 {
+		t.Fatalf("count = %d, want 5", n)
+	}
+}
+
+func testAbort(t *testing.T, d dest.Destination) {
+	s := open(t, d, "items", spec.IncrementalDedup, opts{pk: []string{"id"}})
+	s.write(`[{"id":1}]`, `{"cursor":"a"}`)
+	s.commit()
+	s.write(`[{"id":2}]`, `{"cursor":"b"}`)
+	if err := s.w.Abort(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, rows(t, d, s.table, "id"), []string{"1"})
+	st, err := d.State().Load(context.Background(), "p", "items", "")
+	if err != nil || string(st) != `{"cursor":"a"}` {
+		t.Fatalf("state after abort = %s, %v", st, err)
+	}
+}
+
+func testDedup(t *testing.T, d dest.Destination) {
+	s := open(t, d, "users", spec.IncrementalDedup, opts{pk: []string{"id"}})
+	s.write(`[{"id":1,"name":"a"},{"id":2,"name":"b"},{"id":1,"name":"a2"}]`, "")
+	s.commit()
+	s.write(`[{"id":2,"name":"b2"},{"id":3,"name":"c"}]`, "")
+	s.finish()
+	expect(t, rows(t, d, s.table, "id", "name"), []string{"1|a2", "2|b2", "3|c"})
+	s = open(t, d, "users", spec.IncrementalDedup, opts{pk: []string{"id"}})
+	s.write(`[{"id":3,"name":"c2"}]`, "")
+	s.finish()
+	expect(t, rows(t, d, s.table, "id", "name"), []string{"1|a2", "2|b2", "3|c2"})
+}
+
+func testNewestWins(t *testing.T, d dest.Destination) {
+	s := open(t, d, "docs", spec.IncrementalDedup, opts{pk: []string{"id"}, cursor: "v"})
+	s.write(`[{"id":1,"v":5,"s":"five"}]`, "")
+	s.commit()
+	// An older version arriving later (lookback, late page) loses; within
+	// one chunk the newest wins whatever the order.
+	s.write(`[{"id":1,"v":3,"s":"three"},{"id":2,"v":2,"s":"two"},{"id":2,"v":1,"s":"one"}]`, "")
+	s.commit()
+	s.write(`[{"id":1,"v":5,"s":"five again"}]`, "")
+	s.finish()
+	expect(t, rows(t, d, s.table, "id", "v", "s"), []string{"1|5|five again", "2|2|two"})
+}
+
+func testCompositeKey(t *testing.T, d dest.Destination) {
+	s := open(t, d, "lines", spec.IncrementalDedup, opts{pk: []string{"order", "line"}})
+	s.write(`[{"order":"A","line":1,"q":1},{"order":"A","line":2,"q":2},{"order":"B","line":1,"q":3}]`, "")
+	s.write(`[{"order":"A","line":2,"q":20}]`, "")
+	s.finish()
+	expect(t, rows(t, d, s.table, "order", "line", "q"), []string{"A|1|1", "A|2|20", "B|1|3"})
+}
+
+func testDelete(t *testing.T, d dest.Destination) {
+	s := open(t, d, "del", spec.IncrementalDedup, opts{pk: []string{"id"}})
+	s.write(`[{"id":1},{"id":2},{"id":3}]`, "")
+	c := s.chunk(`[{"id":2},{"id":4},{"id":4}]`)
+	c.Ops[0] = record.Delete
+	c.Ops[2] = record.Delete
+	if err := s.w.Write(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	s.finish()
+	expect(t, rows(t, d, s.table, "id"), []string{"1", "3"})
+}
+
+func testOverwrite(t *testing.T, d dest.Destination) {
+	ctx := context.Background()
+	s := open(t, d, "snap", spec.FullRefreshOverwrite, opts{pk: []string{"id"}})
+	s.write(`[{"id":1,"x":"old"},{"id":2,"x":"old"}]`, "")
+	s.finish()
+	expect(t, rows(t, d, s.table, "id", "x"), []string{"1|old", "2|old"})
+	// During the next refresh, readers still see the old table, even after
+	// commits; Finish swaps at once.
+	s = open(t, d, "snap", spec.FullRefreshOverwrite, opts{pk: []string{"id"}})
+	s.write(`[{"id":3,"x":"new","extra":true}]`, `{"pass":{"id":"r2"}}`)
+	s.commit()
+	expect(t, rows(t, d, s.table, "id", "x"), []string{"1|old", "2|old"})
+	s.write(`[{"id":4,"x":"new"},{"id":4,"x":"newer"}]`, "")
+	if err := s.w.Finish(ctx, []record.Checkpoint{{Stream: "snap", State: json.RawMessage(`{}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, rows(t, d, s.table, "id", "x"), []string{"3|new", "4|newer"})
+	if st, _ := d.State().Load(ctx, "p", "snap", ""); string(st) != `{}` {
+		t.Fatalf("state after finish = %s", st)
+	}
+	// A third refresh on the new layout works (indexes and names survived
+	// the swap).
+	s = open(t, d, "snap", spec.FullRefreshOverwrite, opts{pk: []string{"id"}})
+	s.write(`[{"id":5,"x":"third"}]`, "")
+	s.finish()
+	expect(t, rows(t, d, s.table, "id", "x"), []string{"5|third"})
+}
+
+func testOverwriteResume(t *testing.T, d dest.Destination) {
+	s := open(t, d, "big", spec.FullRefreshOverwrite, opts{pk: []string{"id"}})
+	s.write(`[{"id":1}]`, "")
+	s.finish()
+	// A refresh is interrupted after a commit…
+	s = open(t, d, "big", spec.FullRefreshOverwrite, opts{pk: []string{"id"}})
+	s.write(`[{"id":10},{"id":11}]`, `{"pass":{"id":"r"}}`)
+	s.commit()
+	s.write(`[{"id":12}]`, "")
+	s.w.Abort(context.Background())
+	// …and resumed: committed staged rows stay, the rest is re-read.
+	s = open(t, d, "big", spec.FullRefreshOverwrite, opts{pk: []string{"id"}, resume: true})
+	s.write(`[{"id":12},{"id":13}]`, "")
+	s.finish()
+	expect(t, rows(t, d, s.table, "id"), []string{"10", "11", "12", "13"})
+	// A new (not resumed) refresh starts from an empty staging table.
+	s = open(t, d, "big", spec.FullRefreshOverwrite, opts{pk: []string{"id"}})
+	s.write(`[{"id":20}]`, "")
+	s.commit()
+	s.w.Abort(context.Background())
+	s = open(t, d, "big", spec.FullRefreshOverwrite, opts{pk: []string{"id"}})
+	s.write(`[{"id":21}]`, "")
+	s.finish()
+	expect(t, rows(t, d, s.table, "id"), []string{"21"})
+}
+
+func testStateAtomic(t *testing.T, d dest.Destination) {
+	ctx := context.Background()
+	s := open(t, d, "st", spec.IncrementalAppend, opts{cursor: "c"})
+	c := s.chunk(`[{"c":1}]`)
+	c.Checkpoints = []record.Checkpoint{
+		{Stream: "st", Partition: `{"id":1}`, State: json.RawMessage(`{"cursor":"1"}`)},
+		{Stream: "st", Partition: `{"id":2}`, State: json.RawMessage(`{"cursor":"x"}`)},
+		{Stream: "st", Partition: `{"id":1}`, State: json.RawMessage(`{"cursor":"9"}`)},
+	}
+	if err := s.w.Write(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := d.State().Load(ctx, "p", "st", `{"id":1}`); st != nil {
+		t.Fatalf("state visible before commit: %s", st)
+	}
+	s.commit()
+	for part, want := range map[string]string{`{"id":1}`: `{"cursor":"9"}`, `{"id":2}`: `{"cursor":"x"}`} {
+		st, err := d.State().Load(ctx, "p", "st", part)
+		if err != nil || string(st) != want {
+			t.Fatalf("state %s = %s, %v; want %s", part, st, err, want)
+		}
+	}
+	s.finish()
+}
+
+func testStateStore(t *testing.T, d dest.Destination) {
+	ctx := context.Background()
+	for _, name := range []string{"a", "b"} {
+		s := open(t, d, name, spec.IncrementalAppend, opts{})
+		c := s.chunk(`[]`)
+		c.Checkpoints = []record.Checkpoint{{Stream: name, Partition: "", State: json.RawMessage(`{"cursor":"1"}`)}, {Stream: name, Partition: "k", State: json.RawMessage(`{"cursor":"2"}`)}}
+		if err := s.w.Write(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		s.finish()
+	}
+	all, err := d.State().List(ctx, "p", "")
+	if err != nil || len(all) != 4 || all[0].Stream != "a" || all[0].Partition != "" || all[1].Partition != "k" || all[3].Stream != "b" {
+		t.Fatalf("List = %+v, %v", all, err)
+	}
+	if all[0].UpdatedAt.IsZero() || time.Since(all[0].UpdatedAt) > time.Hour || all[0].RunID == "" {
+		t.Fatalf("entry metadata = %+v", all[0])
+	}
+	if n, err := d.State().Reset(ctx, "p", "a"); err != nil || n != 2 {
+		t.Fatalf("Reset(a) = %d, %v", n, err)
+	}
+	if rest, _ := d.State().List(ctx, "p", ""); len(rest) != 2 || rest[0].Stream != "b" {
+		t.Fatalf("after reset: %+v", rest)
+	}
+	if other, _ := d.State().List(ctx, "other", ""); len(other) != 0 {
+		t.Fatalf("other pipeline sees %d entries", len(other))
+	}
+	if n, _ := d.State().Reset(ctx, "p", ""); n != 2 {
+		t.Fatalf("Reset(all) = %d", n)
+	}
+}
+
+// typed reads the data columns back through the database and renders
+// each value canonically by its logical type, keyed by column name.
+func typed(t *testing.T, d dest.Destination, table string, layout *schema.Table, order string) []map[string]string {
+	t.Helper()
+	var cols []string
+	var types []schema.Type
+	var names []string
+	for _, c := range layout.Columns {
+		if c.Origin == schema.FromData {
+			cols = append(cols, quote(d, c.Name))
+			types = append(types, c.Type)
+			names = append(names, c.Name)
+		}
+	}
+	_, data, err := d.Query(context.Background(), fmt.Sprintf("SELECT %s FROM %s ORDER BY %s", strings.Join(cols, ", "), quoteTable(d, table), quote(d, order)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]string
+	for _, r := range data {
+		m := map[string]string{}
+		for i := range r {
+			m[names[i]] = canon(types[i], r[i])
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// canon renders a value read back as text in one form per type.
+func canon(t schema.Type, s string) string {
+	if s == "NULL" {
+		return s
+	}
+	switch t {
+	case schema.Bool:
+		switch strings.ToLower(s) {
+		case "1", "t", "true":
+			return "true"
+		case "0", "f", "false":
+			return "false"
+		}
+	case schema.Float:
+		f, err := strconv.ParseFloat(s, 64)
+		if err == nil {
+			return strconv.FormatFloat(f, 'g', -1, 64)
+		}
+	case schema.Decimal:
+		r, ok := new(big.Rat).SetString(s)
+		if ok {
+			return r.RatString()
+		}
+	case schema.Timestamp:
+		for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999-07", "2006-01-02 15:04:05.999999-07:00", "2006-01-02 15:04:05.999999", "2006-01-02T15:04:05.000000Z"} {
+			if ts, err := time.Parse(layout, s); err == nil {
+				return ts.UTC().Format(time.RFC3339Nano)
+			}
+		}
+	case schema.JSON:
+		var v any
+		if json.Unmarshal([]byte(s), &v) == nil {
+			b, _ := json.Marshal(v)
+			return string(b)
+		}
+	}
+	return s
+}
+
+func testTypes(t *testing.T, d dest.Destination) {
+	s := open(t, d, "types", spec.IncrementalDedup, opts{pk: []string{"id"}, hints: map[string]schema.Type{"money": schema.Decimal}})
+	s.write(`[
+	 {"id":1,"b":true,"i":9223372036854775807,"f":1.5,"big":123456789012345678901234567890,"money":"12.50",
+	  "ts":"2024-02-29T23:59:59.123456Z","txt":"héllo 🚀 'q' \"dq\" \\ back","j":{"a":[1,"x",null],"b":{"c":true}},"empty":""},
+	 {"id":2,"b":false,"i":-9223372036854775808,"f":-0.000001,"big":-1,"money":"0.000000001",
+	  "ts":"1969-07-20T20:17:40Z","txt":"line1\nline2\ttab","j":[],"empty":""},
+	 {"id":3,"b":null,"i":0,"f":1e300,"big":0.1000000000000000055511151231257827,"money":"-99999999999999999999.99",
+	  "ts":"2999-12-31T23:59:59.999999+05:30","txt":"中文","j":{"nested":{"deep":[{"x":1}]}},"empty":null}
+	]`, "")
+	s.finish()
+	l := s.n.Table()
+	for col, want := range map[string]schema.Type{"b": schema.Bool, "i": schema.Int, "f": schema.Float, "big": schema.Decimal, "money": schema.Decimal, "ts": schema.Timestamp, "txt": schema.Text, "j": schema.JSON, "empty": schema.Text} {
+		if c := l.Column(col); c == nil || c.Type != want {
+			t.Fatalf("column %s = %+v, want type %s", col, c, want)
+		}
+	}
+	got := typed(t, d, s.table, l, "id")
+	want := []map[string]string{
+		{"id": "1", "b": "true", "i": "9223372036854775807", "f": "1.5", "big": "123456789012345678901234567890", "money": "25/2", "ts": "2024-02-29T23:59:59.123456Z", "txt": "héllo 🚀 'q' \"dq\" \\ back", "j": `{"a":[1,"x",null],"b":{"c":true}}`, "empty": ""},
+		{"id": "2", "b": "false", "i": "-9223372036854775808", "f": "-1e-06", "big": "-1", "money": "1/1000000000", "ts": "1969-07-20T20:17:40Z", "txt": "line1\nline2\ttab", "j": "[]", "empty": ""},
+		{"id": "3", "b": "NULL", "i": "0", "f": "1e+300", "big": "1000000000000000055511151231257827/10000000000000000000000000000000000", "money": "-9999999999999999999999/100", "ts": "2999-12-31T18:29:59.999999Z", "txt": "中文", "j": `{"nested":{"deep":[{"x":1}]}}`, "empty": "NULL"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("values:\n got %q\nwant %q", got, want)
+	}
+}
+
+func testAddColumns(t *testing.T, d dest.Destination) {
+	s := open(t, d, "grow", spec.IncrementalAppend, opts{})
+	s.write(`[{"id":1}]`, "")
+	s.commit()
+	s.write(`[{"id":2,"new":"x"}]`, "")
+	s.finish()
+	s = open(t, d, "grow", spec.IncrementalAppend, opts{})
+	if s.w.Existing() == nil || s.w.Existing().Column("new") == nil {
+		t.Fatalf("layout not recorded: %+v", s.w.Existing())
+	}
+	s.write(`[{"id":3,"later":7}]`, "")
+	s.finish()
+	expect(t, rows(t, d, s.table, "id", "new", "later"), []string{"1|NULL|NULL", "2|x|NULL", "3|NULL|7"})
+}
+
+func testWiden(t *testing.T, d dest.Destination) {
+	s := open(t, d, "wide", spec.IncrementalDedup, opts{pk: []string{"id"}})
+	s.write(`[{"id":1,"v":1,"w":true}]`, "")
+	s.commit()
+	s.write(`[{"id":2,"v":2.5}]`, "")
+	s.commit()
+	s.write(`[{"id":3,"v":"three","w":"maybe"}]`, "")
+	s.finish()
+	l := s.n.Table()
+	if l.Column("v").Type != schema.Text || l.Column("w").Type != schema.Text {
+		t.Fatalf("types = %v %v", l.Column("v").Type, l.Column("w").Type)
+	}
+	got := rows(t, d, s.table, "id", "v", "w")
+	want := []string{"1|1|true", "2|2.5|NULL", "3|three|maybe"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("widened rows:\n got %q\nwant %q", got, want)
+	}
+	// The key still holds after the widening.
+	s = open(t, d, "wide", spec.IncrementalDedup, opts{pk: []string{"id"}})
+	s.write(`[{"id":1,"v":"one"}]`, "")
+	s.finish()
+	if n := count(t, d, s.table); n != 3 {
+		t.Fatalf("count after upsert = %d, want 3", n)
+	}
+}
+
+func testHostileNames(t *testing.T, d dest.Destination) {
+	long := strings.Repeat("a", 200)
+	s := open(t, d, `select"; DROP TABLE x;--`, spec.IncrementalDedup, opts{pk: []string{"order"}})
+	s.write(`[{"order":1,"select":"s","from":"f","\"; DROP TABLE x;--":"inj","it's":"q","Name":"upper","name":"lower","NAME":"caps","日本語":"jp","`+long+`":"l1","`+long+`b":"l2","a.b":"dot","_ferry_run_id":"mine"}]`, "")
+	s.finish()
+	seen := map[string]bool{}
+	var cols []string
+	for _, c := range s.n.Table().Columns {
+		if len(c.Name) > d.MaxIdentLen() {
+			t.Fatalf("column %q longer than %d", c.Name, d.MaxIdentLen())
+		}
+		if seen[strings.ToLower(c.Name)] {
+			t.Fatalf("duplicate column %q", c.Name)
+		}
+		seen[strings.ToLower(c.Name)] = true
+		if c.Origin == schema.FromData {
+			cols = append(cols, c.Name)
+		}
+	}
+	got := rows(t, d, s.table, cols...)
+	if len(got) != 1 {
+		t.Fatalf("rows = %q", got)
+	}
+	want := "1|s|f|inj|q|upper|lower|caps|jp|l1|l2|dot|mine"
+	if got[0] != want {
+		t.Fatalf("row = %q, want %q (columns %q)", got[0], want, cols)
+	}
+}
+
+func testRejected(t *testing.T, d dest.Destination) {
+	s := open(t, d, "rej", spec.IncrementalDedup, opts{pk: []string{"id"}})
+	s.write(`[{"id":1},{"no_id":true},"not an object"]`, "")
+	s.finish()
+	_, data, err := d.Query(context.Background(), fmt.Sprintf("SELECT %s, %s, %s FROM %s ORDER BY %s",
+		quote(d, "stream"), quote(d, "reason"), quote(d, "record"), quoteTable(d, dest.RejectedTable), quote(d, "reason")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{{"rej", `missing primary key field "id"`, `{"no_id":true}`}, {"rej", "record is a JSON string, not an object", `"not an object"`}}
+	if !reflect.DeepEqual(data, want) {
+		t.Fatalf("rejected = %q, want %q", data, want)
+	}
+}
+
+// testHardValues writes values some databases cannot store. Each record
+// must end up either in the table with its exact value or in the rejected
+// table with a reason naming the column; the batch and the stream go on.
+func testHardValues(t *testing.T, d dest.Destination) {
+	ctx := context.Background()
+	s := open(t, d, "hard", spec.IncrementalDedup, opts{pk: []string{"id"}, hints: map[string]schema.Type{"n": schema.Decimal, "ts": schema.Timestamp}})
+	records := []string{
+		`{"id":1,"txt":"nul \u0000 byte"}`,
+		`{"id":2,"ts":"0001-01-01T00:00:00Z"}`,
+		`{"id":3,"ts":"9999-12-31T23:59:59.999999Z"}`,
+		`{"id":4,"n":1e400}`,
+		`{"id":5,"n":123456789012345678901234567890123456789012345678901234567890.123456789}`,
+		`{"id":6,"txt":"` + strings.Repeat("x", 70000) + `"}`,
+		`{"id":7,"txt":"ok"}`,
+	}
+	s.write("["+strings.Join(records, ",")+"]", "")
+	s.finish()
+	stored := map[string]bool{}
+	for _, r := range rows(t, d, s.table, "id") {
+		stored[r] = true
+	}
+	_, rej, err := d.Query(ctx, fmt.Sprintf("SELECT %s, %s, %s FROM %s WHERE %s = 'hard'", quote(d, "record"), quote(d, "reason"), quote(d, "column_name"), quoteTable(d, dest.RejectedTable), quote(d, "stream")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rejected := map[string]string{}
+	for _, r := range rej {
+		var rec struct{ ID json.Number }
+		if err := json.Unmarshal([]byte(r[0]), &rec); err != nil {
+			t.Fatalf("rejected payload %.80q is not the record: %v", r[0], err)
+		}
+		if r[2] == "" || r[2] == "NULL" || !strings.Contains(r[1], r[2]) {
+			t.Fatalf("rejection of record %s does not name the column: reason %q, column %q", rec.ID, r[1], r[2])
+		}
+		rejected[rec.ID.String()] = r[1]
+	}
+	for i := 1; i <= len(records); i++ {
+		id := strconv.Itoa(i)
+		if stored[id] == (rejected[id] != "") {
+			t.Fatalf("record %s: stored=%v rejected=%q; want exactly one", id, stored[id], rejected[id])
+		}
+	}
+	if !stored["7"] {
+		t.Fatalf("the plain record was not stored")
+	}
+	if w, ok := s.w.(interface{ Rejected() int }); !ok || w.Rejected() != len(rejected) {
+		t.Fatalf("writer reports %v rejections, table has %d", s.w.Rejected(), len(rejected))
+	}
+	// Stored values are exact.
+	got := typed(t, d, s.table, s.n.Table(), "id")
+	for _, r := range got {
+		switch r["id"] {
+		case "1":
+			if r["txt"] != "nul \x00 byte" {
+				t.Fatalf("NUL text stored as %q", r["txt"])
+			}
+		case "3":
+			if r["ts"] != "9999-12-31T23:59:59.999999Z" {
+				t.Fatalf("max timestamp stored as %q", r["ts"])
+			}
+		case "6":
+			if len(r["txt"]) != 70000 {
+				t.Fatalf("long text stored with %d bytes", len(r["txt"]))
+			}
+		}
+	}
+}
+
+func testForeignTable(t *testing.T, d dest.Destination) {
+	ctx := context.Background()
+	table := d.TableName("theirs")
+	if err := d.(sqlDest).DB().Exec(ctx, fmt.Sprintf("CREATE TABLE %s (x INTEGER)", quoteTable(d, table))); err != nil {
+		t.Fatal(err)
+	}
+	_, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "theirs", Table: table, Mode: spec.IncrementalDedup, RunID: "r"})
+	if err == nil || !strings.Contains(err.Error(), table) || !strings.Contains(err.Error(), "did not create") {
+		t.Fatalf("OpenStream over a foreign table: %v", err)
+	}
+	// A full refresh replaces it, as asked.
+	s := open(t, d, "theirs", spec.FullRefreshOverwrite, opts{})
+	s.write(`[{"y":1}]`, "")
+	s.finish()
+	expect(t, rows(t, d, table, "y"), []string{"1"})
+}
+
+func testSwitchToDedup(t *testing.T, d dest.Destination) {
+	s := open(t, d, "sw", spec.IncrementalAppend, opts{pk: []string{"id"}})
+	s.write(`[{"id":1,"v":"a"},{"id":1,"v":"b"}]`, "")
+	s.finish()
+	// Duplicate keys: dedup cannot enforce the key, and says why.
+	s = open(t, d, "sw", spec.IncrementalDedup, opts{pk: []string{"id"}})
+	err := s.w.Write(context.Background(), s.chunk(`[{"id":2,"v":"c"}]`))
+	if err == nil || !strings.Contains(err.Error(), "full_refresh_overwrite") {
+		t.Fatalf("dedup over duplicate keys: %v", err)
+	}
+	s.w.Abort(context.Background())
+	// After a refresh, dedup works.
+	s = open(t, d, "sw", spec.FullRefreshOverwrite, opts{pk: []string{"id"}})
+	s.write(`[{"id":1,"v":"x"}]`, "")
+	s.finish()
+	s = open(t, d, "sw", spec.IncrementalDedup, opts{pk: []string{"id"}})
+	s.write(`[{"id":1,"v":"y"},{"id":2,"v":"z"}]`, "")
+	s.finish()
+	expect(t, rows(t, d, s.table, "id", "v"), []string{"1|y", "2|z"})
+}
+
+func testRuns(t *testing.T, d dest.Destination) {
+	ctx := context.Background()
+	now := time.Now()
+	if err := d.RecordRun(ctx, dest.Run{ID: "r1", Pipeline: "p", StartedAt: now, FinishedAt: now, Status: "succeeded", Summary: json.RawMessage(`{"a":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.RecordRun(ctx, dest.Run{ID: "r1", Pipeline: "p", StartedAt: now, FinishedAt: now, Status: "failed", Summary: json.RawMessage(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	_, data, err := d.Query(ctx, fmt.Sprintf("SELECT %s, %s FROM %s", quote(d, "run_id"), quote(d, "status"), quoteTable(d, dest.RunsTable)))
+	if err != nil || len(data) != 1 || data[0][1] != "failed" {
+		t.Fatalf("runs = %q, %v", data, err)
+	}
+	if n, err := d.Count(ctx, "no_such_table"); err != nil || n != -1 {
+		t.Fatalf("Count(missing) = %d, %v", n, err)
+	}
+}
+
+func testFlatten(t *testing.T, d dest.Destination) {
+	s := open(t, d, "flat", spec.IncrementalDedup, opts{pk: []string{"id"}, nested: normalize.NestedFlatten})
+	s.write(`[{"id":1,"addr":{"city":"Oslo","geo":{"lat":59.9,"deep":{"x":1}}},"tags":["a"]}]`, "")
+	s.finish()
+	expect(t, rows(t, d, s.table, "id", "addr__city", "addr__geo__lat", "tags"), []string{`1|Oslo|59.9|["a"]`})
+	got := typed(t, d, s.table, s.n.Table(), "id")
+	if got[0]["addr__geo__deep"] != `{"x":1}` {
+		t.Fatalf("below max_depth objects stay JSON: %q", got[0]["addr__geo__deep"])
+	}
+}
+
+// children returns "root|index|value" rows of a child table.
+func children(t *testing.T, d dest.Destination, table string, cols ...string) []string {
+	t.Helper()
+	return rows(t, d, table, append([]string{schema.ColRootPrefix + "id", schema.ColListIndex}, cols...)...)
+}
+
+func testUnnestDedup(t *testing.T, d dest.Destination) {
+	o := opts{pk: []string{"id"}, cursor: "v", nested: normalize.NestedUnnest}
+	s := open(t, d, "ord", spec.IncrementalDedup, o)
+	s.write(`[{"id":1,"v":1,"items":[{"sku":"a","opts":[{"k":"x"},{"k":"y"}]},{"sku":"b"}],"tags":["t1"]},{"id":2,"v":1,"items":[{"sku":"c"}]}]`, "")
+	s.finish()
+	items := s.table + "__items"
+	expect(t, children(t, d, items, "sku"), []string{"1|0|a", "1|1|b", "2|0|c"})
+	expect(t, children(t, d, items+"__opts", "k"), []string{"1|0|x", "1|1|y"})
+	expect(t, children(t, d, s.table+"__tags", "value"), []string{"1|0|t1"})
+
+	// Order 1 changes: one item, no tags. Its old children go, order 2's
+	// stay. An older version of order 2 arriving later does not replace
+	// its children either.
+	s = open(t, d, "ord", spec.IncrementalDedup, o)
+	s.write(`[{"id":1,"v":2,"items":[{"sku":"a2"}]}]`, "")
+	s.commit()
+	s.write(`[{"id":2,"v":0,"items":[{"sku":"stale"}]}]`, "")
+	s.finish()
+	expect(t, children(t, d, items, "sku"), []string{"1|0|a2", "2|0|c"})
+	expect(t, children(t, d, items+"__opts", "k"), nil)
+	expect(t, children(t, d, s.table+"__tags", "value"), nil)
+	// Every child row points at an existing parent row.
+	_, orphans, err := d.Query(context.Background(), fmt.Sprintf("SELECT COUNT(*) FROM %s c WHERE NOT EXISTS (SELECT 1 FROM %s p WHERE p.%s = c.%s)",
+		quoteTable(d, items), quoteTable(d, s.table), quote(d, schema.ColRowID), quote(d, schema.ColParentRowID)))
+	if err != nil || orphans[0][0] != "0" {
+		t.Fatalf("orphans = %v, %v", orphans, err)
+	}
+}
+
+func testUnnestOverwrite(t *testing.T, d dest.Destination) {
+	o := opts{pk: []string{"id"}, nested: normalize.NestedUnnest}
+	s := open(t, d, "snapn", spec.FullRefreshOverwrite, o)
+	s.write(`[{"id":1,"items":[{"sku":"a"}],"tags":["x","y"]}]`, "")
+	s.finish()
+	s = open(t, d, "snapn", spec.FullRefreshOverwrite, o)
+	s.write(`[{"id":2,"items":[{"sku":"b"},{"sku":"c"}]}]`, "")
+	s.commit()
+	// Readers see the old tables until the swap.
+	expect(t, children(t, d, s.table+"__items", "sku"), []string{"1|0|a"})
+	s.finish()
+	expect(t, rows(t, d, s.table, "id"), []string{"2"})
+	expect(t, children(t, d, s.table+"__items", "sku"), []string{"2|0|b", "2|1|c"})
+	// No tags in the new data: the tags table is emptied, not left stale.
+	expect(t, children(t, d, s.table+"__tags", "value"), nil)
+}
+
+func testUnnestAppend(t *testing.T, d dest.Destination) {
+	o := opts{pk: []string{"id"}, nested: normalize.NestedUnnest}
+	for i := 0; i < 2; i++ {
+		s := open(t, d, "evn", spec.IncrementalAppend, o)
+		s.write(`[{"id":1,"list":[10,20]}]`, "")
+		s.finish()
+	}
+	expect(t, children(t, d, d.TableName("evn")+"__list", "value"), []string{"1|0|10", "1|0|10", "1|1|20", "1|1|20"})
+}
+
+// testChangedOutsideFerry: a column someone dropped comes back; a column
+// whose type someone changed is reported, naming table and column.
+func testChangedOutside(t *testing.T, d dest.Destination) {
+	ctx := context.Background()
+	s := open(t, d, "mine", spec.IncrementalAppend, opts{})
+	s.write(`[{"id":1,"note":"a","n":5}]`, "")
+	s.finish()
+	db := d.(sqlDest).DB()
+	dl := d.(sqlDest).Dialect()
+	if err := db.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP COLUMN %s", quoteTable(d, s.table), quote(d, "note"))); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, d, "mine", spec.IncrementalAppend, opts{})
+	s.write(`[{"id":2,"note":"b","n":6}]`, "")
+	s.finish()
+	expect(t, rows(t, d, s.table, "id", "note"), []string{"1|NULL", "2|b"})
+	if _, ok := dl.(sqldest.TypeChecker); !ok {
+		return
+	}
+	// Replace column n (an integer) with a float column behind Ferry's back.
+	for _, stmt := range []string{
+		fmt.Sprintf("ALTER TABLE %s DROP COLUMN %s", quoteTable(d, s.table), quote(d, "n")),
+		fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", quoteTable(d, s.table), quote(d, "n"), dl.ColumnType(schema.Float, false)),
+	} {
+		if err := db.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "mine", Table: s.table, Mode: spec.IncrementalAppend, RunID: "r"})
+	if err == nil || !strings.Contains(err.Error(), "changed outside Ferry") || !strings.Contains(err.Error(), "column n ") {
+		t.Fatalf("OpenStream over a changed table: %v", err)
+	}
+}
+
+// testMigrateMidTransaction changes the layout between two chunks of one
+// transaction: the rows loaded before the change must land too.
+func testMigrateMidTransaction(t *testing.T, d dest.Destination) {
+	s := open(t, d, "mid", spec.IncrementalDedup, opts{pk: []string{"id"}})
+	s.write(`[{"id":1,"a":"x"}]`, "")
+	s.write(`[{"id":2,"a":"y","b":"z"},{"id":1,"a":"w"}]`, "")
+	s.finish()
+	expect(t, rows(t, d, s.table, "id", "a", "b"), []string{"1|w|NULL", "2|y|z"})
+}
