@@ -170,7 +170,12 @@ func ParseTimestamp(s []byte) (micros int64, ok bool) {
 	if len(s) < 20 || len(s) > 35 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
 		return 0, false
 	}
-	if s[19] == '.' {
+	switch s[19] {
+	case ',':
+		// time.Parse takes a comma before the fraction; RFC 3339 does not,
+		// and the value would not print back the same. Keep it as text.
+		return 0, false
+	case '.':
 		n := 0
 		for j := 20; j < len(s) && s[j] >= '0' && s[j] <= '9'; j++ {
 			n++
@@ -183,8 +188,20 @@ func ParseTimestamp(s []byte) (micros int64, ok bool) {
 	if err != nil {
 		return 0, false
 	}
-	return t.UnixMicro(), true
+	us := t.UnixMicro()
+	if us < minTimestamp || us > maxTimestamp {
+		// An offset moved it out of years 0000–9999 in UTC, where it
+		// would no longer print as RFC 3339. Keep it as text.
+		return 0, false
+	}
+	return us, true
 }
+
+// The range of timestamps that print as RFC 3339 in UTC.
+var (
+	minTimestamp = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+	maxTimestamp = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC).UnixMicro()
+)
 
 // FormatTimestamp renders microseconds since the epoch as RFC 3339 in UTC
 // with as many fraction digits as needed (none for whole seconds).

@@ -78,10 +78,45 @@ func TestNamerCollisions(t *testing.T) {
 	}
 }
 
+func TestParseTimestamp(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		ok   bool
+		want string // FormatTimestamp of the result
+	}{
+		{"2024-05-01T12:30:00Z", true, "2024-05-01T12:30:00Z"},
+		{"2024-05-01T12:30:00.123456+02:00", true, "2024-05-01T10:30:00.123456Z"},
+		{"2024-05-01T12:30:00.5-01:30", true, "2024-05-01T14:00:00.5Z"},
+		{"0000-01-01T00:00:00Z", true, "0000-01-01T00:00:00Z"},
+		{"2024-01-01T00:00:00.1234567Z", false, ""}, // finer than µs
+		{"2024-01-01T00:00:00,5Z", false, ""},       // comma is not RFC 3339
+		{"0000-01-01T00:00:00,0000001Z", false, ""}, // found by FuzzClassify
+		{"0000-01-01T00:00:00.0+00:10", false, ""},  // year -1 in UTC; found by FuzzClassify
+		{"9999-12-31T23:59:59-00:01", false, ""},    // year 10000 in UTC
+		{"9999-12-31T23:59:59.999999Z", true, "9999-12-31T23:59:59.999999Z"},
+		{"0000-01-01T00:10:00+00:10", true, "0000-01-01T00:00:00Z"},
+		{"2024-01-01T00:00:00.Z", false, ""},
+		{"2024-02-30T00:00:00Z", false, ""},
+		{"2024-01-01 00:00:00Z", false, ""},
+		{"2024-01-01T00:00:00", false, ""},
+	} {
+		us, ok := ParseTimestamp([]byte(c.in))
+		if ok != c.ok {
+			t.Errorf("ParseTimestamp(%q) ok = %v, want %v", c.in, ok, c.ok)
+			continue
+		}
+		if ok {
+			if got := string(FormatTimestamp(nil, us)); got != c.want {
+				t.Errorf("ParseTimestamp(%q) formats as %s, want %s", c.in, got, c.want)
+			}
+		}
+	}
+}
+
 // FuzzClassify checks number classification against math/big and
 // strconv, and timestamp recognition against time.Parse.
 func FuzzClassify(f *testing.F) {
-	for _, s := range []string{"0", "-1.5e10", "123456789012345678901234567890", "0.1", "1e400", "2024-05-01T12:30:00.123456+02:00", "2024-02-30T00:00:00Z", "2024-01-01T00:00:00.1234567Z"} {
+	for _, s := range []string{"0", "-1.5e10", "123456789012345678901234567890", "0.1", "1e400", "2024-05-01T12:30:00.123456+02:00", "2024-02-30T00:00:00Z", "2024-01-01T00:00:00.1234567Z", "0000-01-01T00:00:00,0000001Z"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -114,6 +149,9 @@ func FuzzClassify(f *testing.F) {
 			ts, err := time.Parse(time.RFC3339Nano, s)
 			if err != nil || ts.UnixMicro() != us || ts.Nanosecond()%1000 != 0 {
 				t.Fatalf("ParseTimestamp(%q) = %d, time.Parse says %v %v", s, us, ts, err)
+			}
+			if back, ok := ParseTimestamp(FormatTimestamp(nil, us)); !ok || back != us {
+				t.Fatalf("ParseTimestamp(%q) = %d does not survive FormatTimestamp (%d, %v)", s, us, back, ok)
 			}
 		}
 	})
