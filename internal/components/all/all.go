@@ -1,0 +1,10 @@
+// Package all imports every built-in component so that it registers
+// itself: one line per source, destination and auth scheme.
+package all
+
+import (
+	_ "github.com/ferry-dev/ferry/internal/dest/mysql"    // destination "mysql": MySQL 8 and MariaDB
+	_ "github.com/ferry-dev/ferry/internal/dest/postgres" // destination "postgres": PostgreSQL, binary COPY
+	_ "github.com/ferry-dev/ferry/internal/dest/sqlite"   // destination "sqlite": the embedded default
+	_ "github.com/ferry-dev/ferry/internal/source/rest"   // source "rest": declarative REST connectors
+)

@@ -1,0 +1,357 @@
+// Package postgres is the PostgreSQL destination. It is written on pgx
+// directly (not database/sql) so that rows travel as binary COPY built
+// straight from Ferry's column vectors.
+//
+// Tables, Ferry's metadata tables included, live in one schema (public
+// unless the destination's schema option says otherwise), created if
+// missing. Types: boolean, bigint, double precision, numeric (exact
+// decimals), timestamp with time zone, text and jsonb.
+//
+// Appends stream into the table with one COPY per transaction; dedup and
+// full refresh copy into a temporary staging table and merge with
+// INSERT … ON CONFLICT DO UPDATE, the newest cursor winning. Values
+// PostgreSQL would refuse (a NUL character in text, \u0000 in JSON, a
+// number beyond numeric's range) are caught before they are sent: their
+// records go to the rejected table and the rest of the batch is written.
+//
+// On open, Ferry retries the connection with exponential backoff for up to
+// 30 seconds (FERRY_POSTGRES_CONNECT_TIMEOUT overrides it, as a Go
+// duration such as 2m) so that a restarting server is waited for.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ferry-dev/ferry/internal/dest"
+	"github.com/ferry-dev/ferry/internal/dest/sqldest"
+)
+
+func init() { dest.Register("postgres", Open) }
+
+// ConnectTimeoutEnv names the environment variable that bounds how long
+// Open keeps retrying to connect (a Go duration; default 30s).
+const ConnectTimeoutEnv = "FERRY_POSTGRES_CONNECT_TIMEOUT"
+
+// DefaultSchema is the schema used when the destination names none.
+const DefaultSchema = "public"
+
+// defaultPoolSize is how many connections a destination opens at most:
+// one per stream written at once (4 by default) and a few for state reads
+// and queries. The URL parameter pool_max_conns overrides it.
+const defaultPoolSize = 8
+
+// Open connects to the database cfg.URL names and prepares the target
+// schema and Ferry's metadata tables.
+func Open(ctx context.Context, cfg dest.Config) (dest.Destination, error) {
+	var schemaName, prefix string
+	if cfg.Spec != nil {
+		schemaName, prefix = cfg.Spec.Schema, cfg.Spec.TablePrefix
+	}
+	if schemaName == "" {
+		schemaName = DefaultSchema
+	}
+	cc, size, err := connConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	target := describe(cc)
+	setRuntimeParams(cc, schemaName)
+	pc, err := pgxpool.ParseConfig("")
+	if err != nil {
+		return nil, fmt.Errorf("postgres: pool settings: %w", err)
+	}
+	pc.ConnConfig, pc.MaxConns = cc, int32(size)
+	p, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, redact(fmt.Errorf("postgres: %s: %w", target, err), cc.Password)
+	}
+	if err := connect(ctx, p, target, connectTimeout()); err != nil {
+		p.Close()
+		return nil, redact(err, cc.Password)
+	}
+	pdb := &db{p: p}
+	if err := prepareDatabase(ctx, pdb, schemaName, target); err != nil {
+		p.Close()
+		return nil, redact(err, cc.Password)
+	}
+	d, err := sqldest.New(ctx, pdb, Dialect{Schema: schemaName}, prefix)
+	if err != nil {
+		p.Close()
+		return nil, redact(fmt.Errorf("postgres %s: %w", target, err), cc.Password)
+	}
+	return d, nil
+}
+
+// connConfig parses the URL and applies the destination's TLS options,
+// which override the URL's.
+func connConfig(cfg dest.Config) (*pgx.ConnConfig, int, error) {
+	raw := strings.TrimSpace(cfg.URL)
+	if raw == "" {
+		return nil, 0, errors.New("postgres destination needs url (postgres://user@host:5432/database)")
+	}
+	var sslMode, sslRootCert string
+	if cfg.Spec != nil {
+		sslMode, sslRootCert = cfg.Spec.SSLMode, cfg.Spec.SSLRootCert
+	}
+	size := defaultPoolSize
+	isURL := strings.HasPrefix(raw, "postgres://") || strings.HasPrefix(raw, "postgresql://")
+	if isURL {
+		u, err := url.Parse(raw)
+		if err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err // url.Error repeats the URL, password included
+			}
+			return nil, 0, fmt.Errorf("postgres: url is not valid: %v", err)
+		}
+		q := u.Query()
+		if sslMode != "" {
+			q.Set("sslmode", sslMode)
+		}
+		if sslRootCert != "" {
+			q.Set("sslrootcert", sslRootCert)
+		}
+		if v := q.Get("pool_max_conns"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return nil, 0, fmt.Errorf("postgres: url parameter pool_max_conns=%q is not a positive number", v)
+			}
+			size = n
+			q.Del("pool_max_conns")
+		}
+		sslMode, sslRootCert = q.Get("sslmode"), q.Get("sslrootcert")
+		u.RawQuery = q.Encode()
+		raw = u.String()
+	} else {
+		// Keyword/value form: later settings win.
+		settings := keywordValues(raw)
+		if sslMode != "" {
+			raw += " sslmode=" + quoteSetting(sslMode)
+		} else {
+			sslMode = settings["sslmode"]
+		}
+		if sslRootCert != "" {
+			raw += " sslrootcert=" + quoteSetting(sslRootCert)
+		} else {
+			sslRootCert = settings["sslrootcert"]
+		}
+	}
+	if sslMode == "" {
+		sslMode = os.Getenv("PGSSLMODE")
+	}
+	if sslRootCert == "" {
+		sslRootCert = os.Getenv("PGSSLROOTCERT")
+	}
+	if err := checkTLS(sslMode, sslRootCert); err != nil {
+		return nil, 0, err
+	}
+	cc, err := pgx.ParseConfig(raw)
+	if err != nil {
+		var pe *pgconn.ParseConfigError
+		if errors.As(err, &pe) && pe.Unwrap() != nil {
+			err = pe.Unwrap() // the outer error quotes the connection string
+		}
+		return nil, 0, fmt.Errorf("postgres: url is not valid: %v", redact(err, passwordOf(raw)))
+	}
+	if cc.ConnectTimeout == 0 {
+		cc.ConnectTimeout = 10 * time.Second
+	}
+	return cc, size, nil
+}
+
+// checkTLS validates the TLS options before they reach the driver, so
+// mistakes get a message that says what to do.
+func checkTLS(mode, rootCert string) error {
+	switch mode {
+	case "", "disable", "allow", "prefer", "require":
+	case "verify-ca", "verify-full":
+		if rootCert == "" {
+			return fmt.Errorf("postgres: sslmode %s verifies the server's certificate and needs the CA certificate that signed it: set sslrootcert to the CA file (PEM), or to \"system\" to trust the system's CAs", mode)
+		}
+	default:
+		return fmt.Errorf("postgres: sslmode %q is not one of disable, allow, prefer, require, verify-ca, verify-full", mode)
+	}
+	if rootCert != "" && rootCert != "system" {
+		if _, err := os.Stat(rootCert); err != nil {
+			return fmt.Errorf("postgres: sslrootcert: cannot read the CA file: %w", err)
+		}
+	}
+	return nil
+}
+
+// keywordValues reads the settings of a keyword/value connection string
+// (host=… dbname=…), enough to find the TLS options.
+func keywordValues(s string) map[string]string {
+	out := map[string]string{}
+	for len(s) > 0 {
+		s = strings.TrimLeft(s, " \t\n\r")
+		eq := strings.IndexByte(s, '=')
+		if eq < 0 {
+			break
+		}
+		key := strings.TrimSpace(s[:eq])
+		s = strings.TrimLeft(s[eq+1:], " \t")
+		var val strings.Builder
+		if strings.HasPrefix(s, "'") {
+			i := 1
+			for ; i < len(s) && s[i] != '\''; i++ {
+				if s[i] == '\\' && i+1 < len(s) {
+					i++
+				}
+				val.WriteByte(s[i])
+			}
+			s = s[min(i+1, len(s)):]
+		} else {
+			end := strings.IndexAny(s, " \t\n\r")
+			if end < 0 {
+				end = len(s)
+			}
+			val.WriteString(s[:end])
+			s = s[end:]
+		}
+		out[key] = val.String()
+	}
+	return out
+}
+
+func quoteSetting(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+}
+
+// passwordOf finds the password in a connection string, to redact it from
+// parse errors.
+func passwordOf(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		p, _ := u.User.Password()
+		return p
+	}
+	return keywordValues(raw)["password"]
+}
+
+// describe names the server and database for messages: host:port/database,
+// never the password.
+func describe(cc *pgx.ConnConfig) string {
+	host := cc.Host
+	if strings.HasPrefix(host, "/") {
+		return fmt.Sprintf("%s/.s.PGSQL.%d/%s", host, cc.Port, cc.Database)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(cc.Port))) + "/" + cc.Database
+}
+
+// setRuntimeParams fixes the session settings Ferry relies on: text output
+// for people in UTC and ISO form, floats in their shortest exact form
+// (used when a float column widens to numeric or text), unqualified names
+// resolved in the target schema, and room for staging tables in memory.
+func setRuntimeParams(cc *pgx.ConnConfig, schemaName string) {
+	set := func(k, v string) {
+		if _, ok := cc.RuntimeParams[k]; !ok {
+			cc.RuntimeParams[k] = v
+		}
+	}
+	set("application_name", "ferry")
+	set("search_path", Dialect{}.Quote(schemaName))
+	cc.RuntimeParams["TimeZone"] = "UTC"
+	cc.RuntimeParams["DateStyle"] = "ISO, MDY"
+	cc.RuntimeParams["extra_float_digits"] = "1"
+	set("temp_buffers", "32MB")
+	set("jit", "off")
+}
+
+// connectTimeout is how long Open keeps trying to connect.
+func connectTimeout() time.Duration {
+	if v := os.Getenv(ConnectTimeoutEnv); v != "" {
+		if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+			return d
+		}
+	}
+	return 30 * time.Second
+}
+
+// connect opens the first connection, retrying transient failures (the
+// server is down, starting or restarting) with exponential backoff until
+// budget is spent.
+func connect(ctx context.Context, p *pgxpool.Pool, target string, budget time.Duration) error {
+	start := time.Now()
+	wait := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		c, err := p.Acquire(ctx)
+		if err == nil {
+			c.Release()
+			return nil
+		}
+		if !transient(err) || ctx.Err() != nil {
+			return fmt.Errorf("postgres: connect to %s: %w", target, err)
+		}
+		left := budget - time.Since(start)
+		if left <= 0 {
+			return fmt.Errorf("postgres: cannot connect to %s (tried %d times over %s; set %s to wait longer): %w",
+				target, attempt, time.Since(start).Round(100*time.Millisecond), ConnectTimeoutEnv, err)
+		}
+		t := time.NewTimer(min(wait, left))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("postgres: connect to %s: %w", target, ctx.Err())
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// prepareDatabase checks the database's encoding and creates the schema if
+// it is missing.
+func prepareDatabase(ctx context.Context, d *db, schemaName, target string) error {
+	c, err := d.p.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: connect to %s: %w", target, err)
+	}
+	defer c.Release()
+	if enc := c.Conn().PgConn().ParameterStatus("server_encoding"); enc != "" && enc != "UTF8" {
+		return fmt.Errorf("postgres %s: the database's encoding is %s; Ferry needs a UTF8 database to store any text it reads", target, enc)
+	}
+	var exists bool
+	if err := c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)", schemaName).Scan(&exists); err != nil {
+		return fmt.Errorf("postgres %s: look up schema %q: %w", target, schemaName, err)
+	}
+	if exists {
+		return nil
+	}
+	if _, err := c.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+Dialect{}.Quote(schemaName)); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+			return fmt.Errorf("postgres %s: schema %q does not exist and user %s may not create it: create it (CREATE SCHEMA %s) or grant CREATE on the database: %w",
+				target, schemaName, c.Conn().Config().User, Dialect{}.Quote(schemaName), err)
+		}
+		return fmt.Errorf("postgres %s: create schema %q: %w", target, schemaName, err)
+	}
+	return nil
+}
+
+// redact removes the password from an error's message, keeping the error
+// chain for errors.Is and errors.As.
+func redact(err error, password string) error {
+	if err == nil || len(password) < 3 || !strings.Contains(err.Error(), password) {
+		return err
+	}
+	return &redactedError{msg: strings.ReplaceAll(err.Error(), password, "xxxxx"), err: err}
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
