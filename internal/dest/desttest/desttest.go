@@ -59,6 +59,7 @@ func Run(t *testing.T, open Open) {
 		{"NestedFlatten", testFlatten},
 		{"NestedUnnestDedup", testUnnestDedup},
 		{"NestedUnnestOverwrite", testUnnestOverwrite},
+		{"OverwriteIndexes", testOverwriteIndexes},
 		{"NestedUnnestAppend", testUnnestAppend},
 	}
 	for _, tt := range tests {
@@ -755,6 +756,78 @@ func testUnnestOverwrite(t *testing.T, d dest.Destination) {
 	expect(t, children(t, d, s.table+"__items", "sku"), []string{"2|0|b", "2|1|c"})
 	// No tags in the new data: the tags table is emptied, not left stale.
 	expect(t, children(t, d, s.table+"__tags", "value"), nil)
+}
+
+// testOverwriteIndexes: every full refresh, the staging tables have the
+// lookup indexes while they load, and after the swap each live table has
+// each of them exactly once.
+func testOverwriteIndexes(t *testing.T, d dest.Destination) {
+	o := opts{pk: []string{"id"}, nested: normalize.NestedUnnest}
+	dia := d.(sqlDest).Dialect()
+	root := d.TableName("snapix")
+	want := map[string][]string{
+		root:                   {"id", schema.ColRowID},
+		root + "__items":       {schema.ColRootPrefix + "id", schema.ColParentRowID, schema.ColRowID},
+		root + "__items__opts": {schema.ColRootPrefix + "id", schema.ColParentRowID},
+	}
+	check := func(when string, name func(string) string) {
+		t.Helper()
+		for table, cols := range want {
+			got := indexes(t, d, name(table))
+			for _, c := range cols {
+				if got[c] == 0 {
+					t.Errorf("%s: %s has no index on %s (indexes: %v)", when, name(table), c, got)
+				}
+			}
+			for c, n := range got {
+				if n > 1 {
+					t.Errorf("%s: %s has %d indexes on %s", when, name(table), n, c)
+				}
+			}
+		}
+	}
+	for run := 0; run < 3; run++ {
+		s := open(t, d, "snapix", spec.FullRefreshOverwrite, o)
+		s.write(fmt.Sprintf(`[{"id":1,"items":[{"sku":"a%d","opts":[{"k":"x"}]}]},{"id":2,"items":[{"sku":"b","opts":[{"k":"y"},{"k":"z"}]}]}]`, run), "")
+		s.commit()
+		check(fmt.Sprintf("run %d, loading", run), func(table string) string { return sqldest.StagingName(dia, table) })
+		s.finish()
+		check(fmt.Sprintf("run %d, swapped", run), func(table string) string { return table })
+		expect(t, children(t, d, root+"__items", "sku"), []string{fmt.Sprintf("1|0|a%d", run), "2|0|b"})
+		expect(t, children(t, d, root+"__items__opts", "k"), []string{"1|0|x", "2|0|y", "2|1|z"})
+	}
+}
+
+// indexes counts a table's indexes by their comma-separated columns.
+func indexes(t *testing.T, d dest.Destination, table string) map[string]int {
+	t.Helper()
+	lit := "'" + strings.ReplaceAll(table, "'", "''") + "'"
+	var q string
+	switch name := d.(sqlDest).Dialect().Name(); name {
+	case "sqlite":
+		q = "SELECT il.name, (SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno)) FROM pragma_index_list(" + lit + ") il"
+	case "postgres":
+		q = "SELECT i.relname, string_agg(a.attname, ',' ORDER BY k.n) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid " +
+			"CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY k(attnum, n) JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum " +
+			"WHERE x.indrelid = '" + strings.ReplaceAll(quoteTable(d, table), "'", "''") + "'::regclass GROUP BY i.relname"
+	case "mysql":
+		q = "SELECT INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX SEPARATOR ',') FROM information_schema.STATISTICS " +
+			"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = " + lit + " GROUP BY INDEX_NAME"
+	default:
+		t.Fatalf("no index catalog query for %s", name)
+	}
+	_, data, err := d.Query(context.Background(), q)
+	if err != nil {
+		t.Fatalf("indexes of %s: %v", table, err)
+	}
+	if len(data) == 0 {
+		t.Fatalf("%s has no indexes (or does not exist)", table)
+	}
+	got := map[string]int{}
+	for _, r := range data {
+		got[r[1]]++
+	}
+	return got
 }
 
 func testUnnestAppend(t *testing.T, d dest.Destination) {

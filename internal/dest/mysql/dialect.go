@@ -292,6 +292,13 @@ func (d Dialect) CreateIndex(table string, cols []string) string {
 		exists, create, stringLiteral(table), in)
 }
 
+// MoveIndex has nothing to move: MySQL's index names belong to their
+// table and are named for the columns alone, so the staging table's index
+// is already the live one. It only creates the index if it is missing.
+func (d Dialect) MoveIndex(live, _ string, cols []string) []string {
+	return []string{d.CreateIndex(live, cols)}
+}
+
 // InList returns a condition matching rows whose cols equal one of n
 // tuples of placeholders: (a, b) IN ((?, ?), …), or a IN (?, …).
 func (d Dialect) InList(cols []string, n int) string {

@@ -218,6 +218,17 @@ func (d Dialect) Swap(live, staging string, _ bool) []string {
 	}
 }
 
+// MoveIndex renames a staging table's index to the live table's name
+// (no rebuild), creating it if the staging table had none.
+func (d Dialect) MoveIndex(live, staging string, cols []string) []string {
+	from := sqldest.IndexName(staging, cols, d.MaxIdentLen())
+	to := sqldest.IndexName(live, cols, d.MaxIdentLen())
+	return []string{
+		fmt.Sprintf("ALTER INDEX IF EXISTS %s.%s RENAME TO %s", d.Quote(d.Schema), d.Quote(from), d.Quote(to)),
+		fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s)", d.Quote(to), d.Table(live), quoteAll(d, cols)),
+	}
+}
+
 // DropTable drops a table if it exists.
 func (d Dialect) DropTable(table string) string { return "DROP TABLE IF EXISTS " + d.Table(table) }
 

@@ -77,8 +77,11 @@ func (x *Destination) TableName(name string) string {
 const stagingPrefix = schema.MetaPrefix + "stage_"
 
 // stagingName is the table a full refresh loads before the swap.
-func (x *Destination) stagingName(table string) string {
-	return schema.Truncate(stagingPrefix+table, table, x.d.MaxIdentLen())
+func (x *Destination) stagingName(table string) string { return StagingName(x.d, table) }
+
+// StagingName is the table a full refresh of table loads before the swap.
+func StagingName(d Dialect, table string) string {
+	return schema.Truncate(stagingPrefix+table, table, d.MaxIdentLen())
 }
 
 // Close closes the pool.

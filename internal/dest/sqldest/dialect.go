@@ -99,6 +99,29 @@ type Indexer interface {
 	CreateIndex(table string, cols []string) string
 }
 
+// IndexMover is implemented by dialects that move a plain index from a
+// staging table, renamed to live, to the live table's index name other
+// than by dropping it and creating it again.
+type IndexMover interface {
+	// MoveIndex returns the statements that leave table live (formerly
+	// staging) with its index on cols named for live, whether or not the
+	// staging-named index exists. They run in the swap, after the tables
+	// are renamed.
+	MoveIndex(live, staging string, cols []string) []string
+}
+
+// moveIndex returns the dialect's statements moving a staging-named index
+// to the live table's name.
+func moveIndex(d Dialect, live, staging string, cols []string) []string {
+	if m, ok := d.(IndexMover); ok {
+		return m.MoveIndex(live, staging, cols)
+	}
+	return []string{
+		"DROP INDEX IF EXISTS " + d.Quote(IndexName(staging, cols, d.MaxIdentLen())),
+		createIndex(d, live, cols),
+	}
+}
+
 // TupleMatcher is implemented by dialects that spell a match of column
 // tuples against bound rows differently from InValues.
 type TupleMatcher interface {

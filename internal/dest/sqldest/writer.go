@@ -719,7 +719,11 @@ func (w *writer) swap(ctx context.Context) error {
 	if err := w.begin(ctx); err != nil {
 		return err
 	}
-	var stmts []string
+	// The staged tables' indexes carry staging names; once every table is
+	// in place they move to the live names, so a table never holds the
+	// same index twice and the next staging table can reuse the names.
+	var stmts, moves []string
+	var moved []*table // parents whose row id index has moved
 	for _, t := range w.order {
 		switch {
 		case t.physical:
@@ -729,18 +733,19 @@ func (w *writer) swap(ctx context.Context) error {
 			}
 			if t.child {
 				if len(t.layout.RootKey) > 0 {
-					stmts = append(stmts, createIndex(d, t.name, t.layout.RootKey))
+					moves = append(moves, moveIndex(d, t.name, t.target, t.layout.RootKey)...)
 				}
-				stmts = append(stmts, createIndex(d, t.name, []string{schema.ColParentRowID}))
+				moves = append(moves, moveIndex(d, t.name, t.target, []string{schema.ColParentRowID})...)
+				if p := w.tables[t.layout.Parent]; p != nil && p.physical && !slices.Contains(moved, p) {
+					moved = append(moved, p)
+					moves = append(moves, moveIndex(d, p.name, p.target, []string{schema.ColRowID})...)
+				}
 			}
 		case t.liveExists:
 			stmts = append(stmts, "DELETE FROM "+d.Table(t.name))
 		}
 	}
-	if w.root.layout.Index(schema.ColRowID) >= 0 && len(w.order) > 1 {
-		stmts = append(stmts, createIndex(d, w.root.name, []string{schema.ColRowID}))
-	}
-	if err := w.ddl(ctx, stmts...); err != nil {
+	if err := w.ddl(ctx, append(stmts, moves...)...); err != nil {
 		return fmt.Errorf("swap the refreshed tables of %s in: %w", w.cfg.Stream, err)
 	}
 	if err := w.begin(ctx); err != nil {
