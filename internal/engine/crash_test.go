@@ -34,7 +34,8 @@ func TestMain(m *testing.M) {
 
 // crashAPI serves four streams: users (page numbers, filtered by
 // updated_since), events (offset, no server filter, append mode),
-// products (last record, full refresh), and per-user notes (a child
+// products (last record, full refresh, with variants unnested into a
+// child table), and per-user notes (a child
 // stream with Link headers). Each request takes a little time so that a
 // run lasts long enough to be killed at many points.
 func crashAPI(t *testing.T) (*http.ServeMux, map[string][]map[string]any) {
@@ -43,8 +44,16 @@ func crashAPI(t *testing.T) (*http.ServeMux, map[string][]map[string]any) {
 	for i := 1; i <= 600; i++ {
 		events = append(events, map[string]any{"id": i, "seq": i / 3, "kind": []string{"view", "click"}[i%2]})
 	}
+	var variants []map[string]any // products' variants, unnested into a child table
 	for i := 1; i <= 150; i++ {
-		products = append(products, map[string]any{"id": fmt.Sprintf("p%04d", i), "price": fmt.Sprintf("%d.99", i)})
+		id := fmt.Sprintf("p%04d", i)
+		var vs []map[string]any
+		for j := range i % 3 {
+			sku := fmt.Sprintf("%s-%c", id, 'a'+j)
+			vs = append(vs, map[string]any{"sku": sku})
+			variants = append(variants, map[string]any{"_ferry_root_id": id, "_ferry_list_index": j, "sku": sku})
+		}
+		products = append(products, map[string]any{"id": id, "price": fmt.Sprintf("%d.99", i), "variants": vs})
 	}
 	mux := http.NewServeMux()
 	slow := func(h http.Handler) http.Handler {
@@ -66,7 +75,7 @@ func crashAPI(t *testing.T) (*http.ServeMux, map[string][]map[string]any) {
 		notes = append(notes, recs...)
 		mux.Handle(fmt.Sprintf("/users/%d/notes", id), slow(apitest.New(t, recs, apitest.Link, 2)))
 	}
-	return mux, map[string][]map[string]any{"users": users, "events": events, "products": products, "notes": notes}
+	return mux, map[string][]map[string]any{"users": users, "events": events, "products": products, "products__variants": variants, "notes": notes}
 }
 
 const crashConnector = `name: crashy
@@ -109,7 +118,7 @@ sync: {checkpoint_rows: 60, checkpoint_interval: 50ms, parallelism: 2}
 streams:
   users: {mode: incremental_dedup}
   events: {mode: incremental_append}
-  products: {mode: full_refresh_overwrite}
+  products: {mode: full_refresh_overwrite, schema: {nested: unnest}}
   notes: {mode: incremental_dedup}
 `
 
@@ -357,6 +366,7 @@ func (c *crashTarget) check(t *testing.T, dir string, data map[string][]map[stri
 		{"users", []string{"id", "email"}},
 		{"events", []string{"id", "seq", "kind"}},
 		{"products", []string{"id", "price"}},
+		{"products__variants", []string{"_ferry_root_id", "_ferry_list_index", "sku"}},
 		{"notes", []string{"id", "user_id", "text"}},
 	} {
 		q := make([]string, len(tc.cols))
@@ -370,8 +380,10 @@ func (c *crashTarget) check(t *testing.T, dir string, data map[string][]map[stri
 			t.Errorf("%s table %s: %d rows, want %d; first difference: %s", c.kind, tc.table, len(got), len(exp), firstDiff(got, exp))
 		}
 	}
-	if n, _ := d.Count(context.Background(), "_ferry_stage_products"); n >= 0 {
-		t.Errorf("a staging table was left behind")
+	for _, staged := range []string{"_ferry_stage_products", "_ferry_stage_products__variants"} {
+		if n, _ := d.Count(context.Background(), staged); n >= 0 {
+			t.Errorf("staging table %s was left behind", staged)
+		}
 	}
 	for _, st := range query(fmt.Sprintf("SELECT %s FROM %s", dl.Quote("state"), dl.Table("_ferry_state"))) {
 		if strings.Contains(st, `"pass"`) {

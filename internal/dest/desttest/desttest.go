@@ -43,6 +43,7 @@ func Run(t *testing.T, open Open) {
 		{"DedupDelete", testDelete},
 		{"Overwrite", testOverwrite},
 		{"OverwriteResume", testOverwriteResume},
+		{"OverwriteResumeChildren", testOverwriteResumeChildren},
 		{"StateWithRows", testStateAtomic},
 		{"StateStore", testStateStore},
 		{"Types", testTypes},
@@ -331,6 +332,37 @@ func testOverwriteResume(t *testing.T, d dest.Destination) {
 	s.write(`[{"id":21}]`, "")
 	s.finish()
 	expect(t, rows(t, d, s.table, "id"), []string{"21"})
+}
+
+// testOverwriteResumeChildren: a refresh interrupted after its last page
+// committed, with child tables that never existed live, is resumed with
+// nothing left to read; the swap still brings in every staged table.
+func testOverwriteResumeChildren(t *testing.T, d dest.Destination) {
+	o := opts{pk: []string{"id"}, nested: normalize.NestedUnnest}
+	s := open(t, d, "fresh", spec.FullRefreshOverwrite, o)
+	s.write(`[{"id":1,"items":[{"sku":"a","opts":[{"k":"x"}]}]},{"id":2,"items":[{"sku":"b"}]}]`, `{"pass":{"id":"r"}}`)
+	s.commit()
+	s.w.Abort(context.Background())
+	o.resume = true
+	s = open(t, d, "fresh", spec.FullRefreshOverwrite, o)
+	s.finish()
+	expect(t, rows(t, d, s.table, "id"), []string{"1", "2"})
+	expect(t, children(t, d, s.table+"__items", "sku"), []string{"1|0|a", "2|0|b"})
+	expect(t, children(t, d, s.table+"__items__opts", "k"), []string{"1|0|x"})
+	dia := d.(sqlDest).Dialect()
+	for _, table := range []string{s.table, s.table + "__items", s.table + "__items__opts"} {
+		if n, _ := d.Count(context.Background(), sqldest.StagingName(dia, table)); n >= 0 { // -1: no such table
+			t.Errorf("staging table of %s left behind with %d rows", table, n)
+		}
+	}
+	// The next refresh replaces them all, and empties the grandchildren.
+	o.resume = false
+	s = open(t, d, "fresh", spec.FullRefreshOverwrite, o)
+	s.write(`[{"id":3,"items":[{"sku":"c"}]}]`, "")
+	s.finish()
+	expect(t, rows(t, d, s.table, "id"), []string{"3"})
+	expect(t, children(t, d, s.table+"__items", "sku"), []string{"3|0|c"})
+	expect(t, children(t, d, s.table+"__items__opts", "k"), nil)
 }
 
 func testStateAtomic(t *testing.T, d dest.Destination) {

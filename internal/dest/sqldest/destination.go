@@ -120,10 +120,12 @@ func (x *Destination) loadLayout(ctx context.Context, q Queryer, table string) (
 	return &t, rows.Err()
 }
 
-// saveLayout records a table's layout.
-func (x *Destination) saveLayout(ctx context.Context, q Queryer, table, pipeline, stream string, t *schema.Table) error {
+// saveLayout records the layout of table (live, or the staging table
+// that will replace live). The layout is named for live, so a resumed
+// full refresh finds the staged child tables it has to swap in.
+func (x *Destination) saveLayout(ctx context.Context, q Queryer, table, live, pipeline, stream string, t *schema.Table) error {
 	cp := t.Clone()
-	cp.Name = table
+	cp.Name = live
 	b, err := json.Marshal(cp)
 	if err != nil {
 		return err
@@ -135,31 +137,40 @@ func (x *Destination) saveLayout(ctx context.Context, q Queryer, table, pipeline
 	return nil
 }
 
-// streamLayouts reads the layouts recorded for a stream's tables.
-func (x *Destination) streamLayouts(ctx context.Context, pipeline, stream string) ([]*schema.Table, error) {
+// storedLayout is a layout recorded in the tables table: Table is the
+// physical table it describes, Layout.Name the live table it is (or
+// will replace).
+type storedLayout struct {
+	Table  string
+	Layout *schema.Table
+}
+
+// streamLayouts reads the layouts recorded for a stream's tables, parents
+// before children.
+func (x *Destination) streamLayouts(ctx context.Context, pipeline, stream string) ([]storedLayout, error) {
 	d := x.d
-	rows, err := x.db.Query(ctx, fmt.Sprintf("SELECT %s FROM %s WHERE %s = %s AND %s = %s ORDER BY %s",
-		d.Quote("layout"), d.Table(dest.TablesTable), d.Quote("pipeline"), d.Placeholder(1), d.Quote("stream"), d.Placeholder(2), d.Quote("table_name")),
+	rows, err := x.db.Query(ctx, fmt.Sprintf("SELECT %s, %s FROM %s WHERE %s = %s AND %s = %s ORDER BY %s",
+		d.Quote("table_name"), d.Quote("layout"), d.Table(dest.TablesTable), d.Quote("pipeline"), d.Placeholder(1), d.Quote("stream"), d.Placeholder(2), d.Quote("table_name")),
 		pipeline, stream)
 	if err != nil {
 		return nil, fmt.Errorf("read layouts of stream %s: %w", stream, err)
 	}
 	defer rows.Close()
-	var out []*schema.Table
+	var out []storedLayout
 	for rows.Next() {
-		var raw string
-		if err := rows.Scan(&raw); err != nil {
+		var name, raw string
+		if err := rows.Scan(&name, &raw); err != nil {
 			return nil, err
 		}
 		var t schema.Table
 		if err := json.Unmarshal([]byte(raw), &t); err != nil {
-			return nil, fmt.Errorf("a layout of stream %s in %s is unreadable: %w", stream, dest.TablesTable, err)
+			return nil, fmt.Errorf("the layout of table %s in %s is unreadable: %w", name, dest.TablesTable, err)
 		}
-		out = append(out, &t)
+		out = append(out, storedLayout{name, &t})
 	}
 	// Parents before children: shorter names first works because a child
 	// table's name extends its parent's.
-	slices.SortStableFunc(out, func(a, b *schema.Table) int { return len(a.Name) - len(b.Name) })
+	slices.SortStableFunc(out, func(a, b storedLayout) int { return len(a.Layout.Name) - len(b.Layout.Name) })
 	return out, rows.Err()
 }
 

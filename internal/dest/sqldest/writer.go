@@ -84,15 +84,23 @@ func (x *Destination) openStream(ctx context.Context, cfg dest.StreamConfig) (*w
 	// The child tables of unnested arrays this stream wrote before: open
 	// them now, so the normalizer keeps their names and types, and so that
 	// replacing a row's children also covers tables this run does not see.
+	// A resumed full refresh also reopens the child tables it staged
+	// before the interruption, which may have no live table yet: the swap
+	// must bring them in even if no more of their rows arrive.
 	layouts, err := x.streamLayouts(ctx, cfg.Pipeline, cfg.Stream)
 	if err != nil {
 		return nil, err
 	}
 	for _, l := range layouts {
-		if l.Parent == "" || strings.HasPrefix(l.Name, stagingPrefix) {
+		name := l.Layout.Name
+		staged := strings.HasPrefix(l.Table, stagingPrefix)
+		switch {
+		case l.Layout.Parent == "" || w.tables[name] != nil || strings.HasPrefix(name, stagingPrefix):
 			continue
+		case staged && !(w.staging && cfg.Resume):
+			continue // an abandoned refresh's table, dropped when it is reopened
 		}
-		t, err := w.openTable(ctx, x.db, l.Name, true)
+		t, err := w.openTable(ctx, x.db, name, true)
 		if err != nil {
 			return nil, err
 		}
@@ -436,7 +444,7 @@ func (w *writer) migrate(ctx context.Context, t *table, next *schema.Table, upse
 		if err := w.commit(ctx); err != nil {
 			return err
 		}
-		if err := w.x.saveLayout(ctx, w.x.db, t.target, w.cfg.Pipeline, w.cfg.Stream, next); err != nil {
+		if err := w.x.saveLayout(ctx, w.x.db, t.target, t.name, w.cfg.Pipeline, w.cfg.Stream, next); err != nil {
 			return err
 		}
 		if err := w.ddl(ctx, stmts...); err != nil {
@@ -632,7 +640,7 @@ func (w *writer) commit(ctx context.Context) error {
 	}
 	for _, t := range w.order {
 		if t.dirty {
-			if err := w.x.saveLayout(ctx, w.tx, t.target, w.cfg.Pipeline, w.cfg.Stream, t.layout); err != nil {
+			if err := w.x.saveLayout(ctx, w.tx, t.target, t.name, w.cfg.Pipeline, w.cfg.Stream, t.layout); err != nil {
 				return err
 			}
 		}
@@ -755,7 +763,7 @@ func (w *writer) swap(ctx context.Context) error {
 		if !t.physical {
 			continue
 		}
-		if err := w.x.saveLayout(ctx, w.tx, t.name, w.cfg.Pipeline, w.cfg.Stream, t.layout); err != nil {
+		if err := w.x.saveLayout(ctx, w.tx, t.name, t.name, w.cfg.Pipeline, w.cfg.Stream, t.layout); err != nil {
 			return err
 		}
 		if err := w.x.deleteLayout(ctx, w.tx, t.target); err != nil {
