@@ -3,6 +3,7 @@ package mysql
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -240,20 +241,34 @@ func (d Dialect) oldName(live string) string {
 	return schema.Truncate(schema.MetaPrefix+"old_"+live, live, d.MaxIdentLen())
 }
 
-// Swap replaces live with staging: one RENAME TABLE moves both at once,
-// so readers see the old table or the new one, never none. Each statement
-// can be run again after a crash: a table parked by an interrupted swap is
-// dropped first.
+// Swap replaces live with staging: see SwapAll.
 func (d Dialect) Swap(live, staging string, liveExists bool) []string {
-	if !liveExists {
-		return []string{fmt.Sprintf("RENAME TABLE %s TO %s", d.Table(staging), d.Table(live))}
+	return d.SwapAll([]sqldest.TableSwap{{Live: live, Staging: staging, LiveExists: liveExists}})
+}
+
+// SwapAll replaces every live table with its staging table in one
+// RENAME TABLE, which MySQL and MariaDB run atomically: readers see all
+// the old tables or all the new ones. A table with nothing staged is
+// replaced by an empty copy of itself. Each statement can be run again
+// after a crash: tables parked by an interrupted swap are dropped first.
+func (d Dialect) SwapAll(swaps []sqldest.TableSwap) []string {
+	var pre, renames, post []string
+	for _, s := range swaps {
+		if s.Empty {
+			pre = append(pre, d.DropTable(s.Staging), fmt.Sprintf("CREATE TABLE %s LIKE %s", d.Table(s.Staging), d.Table(s.Live)))
+		}
+		if s.LiveExists {
+			old := d.oldName(s.Live)
+			pre = append(pre, d.DropTable(old))
+			renames = append(renames, fmt.Sprintf("%s TO %s", d.Table(s.Live), d.Table(old)))
+			post = append(post, d.DropTable(old))
+		}
+		renames = append(renames, fmt.Sprintf("%s TO %s", d.Table(s.Staging), d.Table(s.Live)))
 	}
-	old := d.oldName(live)
-	return []string{
-		d.DropTable(old),
-		fmt.Sprintf("RENAME TABLE %s TO %s, %s TO %s", d.Table(live), d.Table(old), d.Table(staging), d.Table(live)),
-		d.DropTable(old),
+	if len(renames) == 0 {
+		return nil
 	}
+	return slices.Concat(pre, []string{"RENAME TABLE " + strings.Join(renames, ", ")}, post)
 }
 
 // DropTable drops a table if it exists.

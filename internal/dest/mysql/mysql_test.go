@@ -478,6 +478,42 @@ func TestSwapRecovers(t *testing.T) {
 	}
 }
 
+// TestSwapAllIsOneRename: a refresh of a table with child tables swaps
+// them all in one RENAME TABLE (atomic in MySQL and MariaDB), after
+// every preparation and before any clean-up.
+func TestSwapAllIsOneRename(t *testing.T) {
+	dl := Dialect{}
+	stmts := dl.SwapAll([]sqldest.TableSwap{
+		{Live: "o", Staging: "s_o", LiveExists: true},
+		{Live: "o__items", Staging: "s_o__items", LiveExists: true},
+		{Live: "o__tags", Staging: "s_o__tags", LiveExists: true, Empty: true},
+		{Live: "o__new", Staging: "s_o__new"},
+	})
+	var renames []int
+	for i, s := range stmts {
+		if strings.HasPrefix(s, "RENAME TABLE") {
+			renames = append(renames, i)
+		}
+	}
+	if len(renames) != 1 {
+		t.Fatalf("%d RENAME statements, want 1:\n%s", len(renames), strings.Join(stmts, "\n"))
+	}
+	r := renames[0]
+	want := "RENAME TABLE `o` TO `_ferry_old_o`, `s_o` TO `o`, `o__items` TO `_ferry_old_o__items`, `s_o__items` TO `o__items`, " +
+		"`o__tags` TO `_ferry_old_o__tags`, `s_o__tags` TO `o__tags`, `s_o__new` TO `o__new`"
+	if stmts[r] != want {
+		t.Fatalf("rename:\n got %s\nwant %s", stmts[r], want)
+	}
+	if !slices.Contains(stmts[:r], "CREATE TABLE `s_o__tags` LIKE `o__tags`") {
+		t.Fatalf("the emptied table is not prepared before the rename:\n%s", strings.Join(stmts, "\n"))
+	}
+	for _, s := range stmts[r+1:] {
+		if !strings.HasPrefix(s, "DROP TABLE IF EXISTS `_ferry_old_") {
+			t.Fatalf("after the rename only parked tables are dropped, got %s", s)
+		}
+	}
+}
+
 func TestSSLOptions(t *testing.T) {
 	dir := t.TempDir()
 	bad := dir + "/bad.pem"

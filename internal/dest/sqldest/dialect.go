@@ -99,6 +99,44 @@ type Indexer interface {
 	CreateIndex(table string, cols []string) string
 }
 
+// TableSwap is one table of a full refresh's swap.
+type TableSwap struct {
+	Live, Staging string
+	// LiveExists is true when there is a live table to replace.
+	LiveExists bool
+	// Empty is true when nothing was staged for the table: the new data
+	// has no rows for it, so the live table is emptied.
+	Empty bool
+}
+
+// MultiSwapper is implemented by dialects without transactional DDL that
+// can still replace several tables in one atomic statement, so readers
+// never see a refreshed table beside stale child tables.
+type MultiSwapper interface {
+	// SwapAll returns the statements replacing every live table with its
+	// staging table (or with an empty copy of itself when Empty is set).
+	// Each statement can be run again after a crash.
+	SwapAll(swaps []TableSwap) []string
+}
+
+// swapAll returns the statements of a full refresh's swap: the dialect's
+// atomic SwapAll, or one Swap per table (in a transaction when the
+// dialect's DDL is transactional).
+func swapAll(d Dialect, swaps []TableSwap) []string {
+	if ms, ok := d.(MultiSwapper); ok {
+		return ms.SwapAll(swaps)
+	}
+	var stmts []string
+	for _, s := range swaps {
+		if s.Empty {
+			stmts = append(stmts, "DELETE FROM "+d.Table(s.Live))
+			continue
+		}
+		stmts = append(stmts, d.Swap(s.Live, s.Staging, s.LiveExists)...)
+	}
+	return stmts
+}
+
 // IndexMover is implemented by dialects that move a plain index from a
 // staging table, renamed to live, to the live table's index name other
 // than by dropping it and creating it again.

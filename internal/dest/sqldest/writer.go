@@ -730,30 +730,32 @@ func (w *writer) swap(ctx context.Context) error {
 	// The staged tables' indexes carry staging names; once every table is
 	// in place they move to the live names, so a table never holds the
 	// same index twice and the next staging table can reuse the names.
-	var stmts, moves []string
+	var swaps []TableSwap
+	var after []string
 	var moved []*table // parents whose row id index has moved
 	for _, t := range w.order {
 		switch {
 		case t.physical:
-			stmts = append(stmts, d.Swap(t.name, t.target, t.liveExists)...)
+			swaps = append(swaps, TableSwap{Live: t.name, Staging: t.target, LiveExists: t.liveExists})
 			if !t.child && w.upsert && len(t.layout.PrimaryKey) > 0 {
-				stmts = append(stmts, w.createUnique(t.name, t.layout.PrimaryKey))
+				after = append(after, w.createUnique(t.name, t.layout.PrimaryKey))
 			}
 			if t.child {
 				if len(t.layout.RootKey) > 0 {
-					moves = append(moves, moveIndex(d, t.name, t.target, t.layout.RootKey)...)
+					after = append(after, moveIndex(d, t.name, t.target, t.layout.RootKey)...)
 				}
-				moves = append(moves, moveIndex(d, t.name, t.target, []string{schema.ColParentRowID})...)
+				after = append(after, moveIndex(d, t.name, t.target, []string{schema.ColParentRowID})...)
 				if p := w.tables[t.layout.Parent]; p != nil && p.physical && !slices.Contains(moved, p) {
 					moved = append(moved, p)
-					moves = append(moves, moveIndex(d, p.name, p.target, []string{schema.ColRowID})...)
+					after = append(after, moveIndex(d, p.name, p.target, []string{schema.ColRowID})...)
 				}
 			}
 		case t.liveExists:
-			stmts = append(stmts, "DELETE FROM "+d.Table(t.name))
+			swaps = append(swaps, TableSwap{Live: t.name, Staging: t.target, LiveExists: true, Empty: true})
 		}
 	}
-	if err := w.ddl(ctx, append(stmts, moves...)...); err != nil {
+	stmts := append(swapAll(d, swaps), after...)
+	if err := w.ddl(ctx, stmts...); err != nil {
 		return fmt.Errorf("swap the refreshed tables of %s in: %w", w.cfg.Stream, err)
 	}
 	if err := w.begin(ctx); err != nil {
