@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -503,6 +504,126 @@ func TestChildStreams(t *testing.T) {
 	}
 	if sum.Streams[0].Records != 0 || e.count("orders") != 12 {
 		t.Fatalf("second run: %+v, rows %d", sum.Streams[0], e.count("orders"))
+	}
+}
+
+// TestChildPartitions reads a child stream's partitions one at a time and
+// four at a time: the concurrency is honoured, failed partitions leave the
+// others' rows committed, and the next run reads only what is missing.
+func TestChildPartitions(t *testing.T) {
+	for _, workers := range []int{1, 4} {
+		t.Run(fmt.Sprintf("concurrency_%d", workers), func(t *testing.T) {
+			t.Parallel()
+			customers := apitest.Users(30)
+			var inFlight, peak atomic.Int64
+			var broken atomic.Bool
+			broken.Store(true)
+			var mu sync.Mutex
+			var firstPages []int // customers in the order their first page was asked for
+			mux := http.NewServeMux()
+			mux.Handle("/customers", apitest.New(t, customers, apitest.PageNumber, 7))
+			orders := map[int]*apitest.API{}
+			var want []string
+			for _, c := range customers {
+				id := c["id"].(int)
+				var recs []map[string]any
+				for j := range id % 5 {
+					recs = append(recs, map[string]any{"id": fmt.Sprintf("%d-%d", id, j), "updated_at": "2024-05-01T00:00:00Z"})
+					want = append(want, fmt.Sprintf("%d|%d-%d", id, id, j))
+				}
+				api := apitest.New(t, recs, apitest.Link, 2)
+				if id == 5 || id == 17 {
+					api.Fault = func(int64, *http.Request) apitest.Fault {
+						if broken.Load() {
+							return apitest.ServerError
+						}
+						return apitest.OK
+					}
+				}
+				orders[id] = api
+				mux.Handle(fmt.Sprintf("/customers/%d/orders", id), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					n := inFlight.Add(1)
+					defer inFlight.Add(-1)
+					for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+					}
+					if !strings.Contains(r.URL.RawQuery, "after") {
+						mu.Lock()
+						firstPages = append(firstPages, id)
+						mu.Unlock()
+					}
+					time.Sleep(3 * time.Millisecond)
+					api.ServeHTTP(w, r)
+				}))
+			}
+			srv := apitest.New(t, nil, apitest.None, 0)
+			srv.Config.Handler = mux
+			e := newEnv(t, strings.Replace(connector(srv.URL, fmt.Sprintf(`  customers:
+    path: /customers
+    records: data
+    primary_key: id
+    paginate: {type: page_number, size: 7, size_param: per_page}
+  orders:
+    parent: {stream: customers, concurrency: %d}
+    path: /customers/{{ parent.id }}/orders
+    primary_key: id
+    cursor: updated_at
+    paginate: {type: link_header, size: 2, size_param: limit}
+`, workers)), "auth: {type: bearer, token: \"{{ config.token }}\"}\n", "", 1), pipelineSQLite)
+			sum, err := e.run("orders")
+			if err == nil || sum.Streams[0].Status != "failed" {
+				t.Fatalf("a run with two broken partitions: %v, %+v", err, sum)
+			}
+			msg := sum.Streams[0].Error
+			if !strings.Contains(msg, `2 partitions failed ({"id":5}, {"id":17}); first, partition {"id":5}: GET `) || !strings.Contains(msg, "500") {
+				t.Fatalf("the error should name partitions 5 and 17, in parent order: %s", msg)
+			}
+			var wantNow []string
+			for _, w := range want {
+				if !strings.HasPrefix(w, "5|") && !strings.HasPrefix(w, "17|") {
+					wantNow = append(wantNow, w)
+				}
+			}
+			got := e.query("SELECT customers_id, id FROM orders")
+			if !slices.Equal(sorted(got), sorted(wantNow)) {
+				t.Fatalf("rows after the failed run:\n got %v\nwant %v", sorted(got), sorted(wantNow))
+			}
+			switch p := peak.Load(); {
+			case workers == 1 && p != 1:
+				t.Fatalf("concurrency 1: %d partition requests were in flight at once", p)
+			case workers > 1 && (p < 2 || p > int64(workers)):
+				t.Fatalf("concurrency %d: peak of %d partition requests in flight", workers, p)
+			}
+			if workers == 1 {
+				var okOrder []int
+				for _, id := range firstPages {
+					if len(okOrder) == 0 || okOrder[len(okOrder)-1] != id {
+						okOrder = append(okOrder, id)
+					}
+				}
+				if !slices.IsSorted(okOrder) {
+					t.Fatalf("concurrency 1 should read partitions in parent order: %v", okOrder)
+				}
+			}
+			// The API recovers: the next run resumes the pass and asks only
+			// the two partitions that failed.
+			broken.Store(false)
+			before := map[int]int64{}
+			for id, api := range orders {
+				before[id] = api.Requests()
+			}
+			if _, err := e.run("orders"); err != nil {
+				t.Fatal(err)
+			}
+			got = e.query("SELECT customers_id, id FROM orders")
+			if !slices.Equal(sorted(got), sorted(want)) {
+				t.Fatalf("rows after the second run:\n got %v\nwant %v", sorted(got), sorted(want))
+			}
+			for id, api := range orders {
+				if asked := api.Requests() - before[id]; (id == 5 || id == 17) != (asked > 0) {
+					t.Errorf("customer %d's orders were asked %d more times in the resumed run", id, asked)
+				}
+			}
+		})
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 
 	"github.com/ferry-dev/ferry/internal/httpx"
 	"github.com/ferry-dev/ferry/internal/record"
@@ -108,8 +109,19 @@ func (e *PartitionErrors) Error() string {
 	if len(e.Errs) == 1 {
 		return fmt.Sprintf("partition %s: %v", first.Partition, first.Err)
 	}
-	return fmt.Sprintf("%d partitions failed; first, partition %s: %v", len(e.Errs), first.Partition, first.Err)
+	names := make([]string, 0, maxNamed)
+	for _, pe := range e.Errs[:min(len(e.Errs), maxNamed)] {
+		names = append(names, pe.Partition)
+	}
+	more := ""
+	if n := len(e.Errs) - maxNamed; n > 0 {
+		more = fmt.Sprintf(" and %d more", n)
+	}
+	return fmt.Sprintf("%d partitions failed (%s%s); first, partition %s: %v", len(e.Errs), strings.Join(names, ", "), more, first.Partition, first.Err)
 }
+
+// maxNamed is how many failed partitions an error message names.
+const maxNamed = 5
 
 // Unwrap returns the partition errors.
 func (e *PartitionErrors) Unwrap() []error {

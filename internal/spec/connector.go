@@ -220,6 +220,9 @@ type Parent struct {
 	// Fields copies parent fields onto child records: column name → parent
 	// field. Default: the parent's primary key, as <parent>_<key>.
 	Fields map[string]string `yaml:"fields,omitempty" json:"fields,omitempty"`
+	// Concurrency is how many partitions (parent records) are read at once
+	// (default: http.concurrency). Each partition's pages stay in order.
+	Concurrency int `yaml:"concurrency,omitempty" json:"concurrency,omitempty"`
 }
 
 // StringList is a list of strings that may be written as one string.

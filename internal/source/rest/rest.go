@@ -6,6 +6,7 @@ package rest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferry-dev/ferry/internal/auth"
@@ -33,6 +36,10 @@ func init() { source.Register("rest", New) }
 // maxPartitionErrors is how many child partitions may fail before the
 // whole stream stops.
 const maxPartitionErrors = 20
+
+// errTooManyFailed stops a child stream's partitions once
+// maxPartitionErrors of them failed.
+var errTooManyFailed = errors.New("too many partitions failed")
 
 // Source reads a connector's streams over HTTP.
 type Source struct {
@@ -73,6 +80,7 @@ type stream struct {
 	parent    *stream
 	fields    []parentField // parent field → child column
 	parentKey []string      // parent record keys that identify a partition
+	workers   int           // partitions read at once
 	info      source.Stream
 }
 
@@ -170,6 +178,7 @@ func New(c *spec.Connector, opts source.Options) (source.Source, error) {
 				}
 			}
 			st.info.Parent = sp.Parent.Stream
+			st.workers = cmp.Or(sp.Parent.Concurrency, hc.Concurrency, 1)
 		}
 		s.streams = append(s.streams, st.info)
 	}
@@ -345,28 +354,81 @@ func (s *Source) read(ctx context.Context, st *stream, req source.ReadRequest) e
 	if st.parent == nil {
 		return s.readPartition(ctx, st, &record.Partition{}, nil, req)
 	}
-	var failed []source.PartitionError
+	// Up to st.workers partitions are read at once, each by one goroutine
+	// (so its pages stay in order); reading the parent waits for a free
+	// worker, which bounds memory. A failed partition is set aside; an
+	// error that is not the partition's own (the consumer gave up, the
+	// context ended, too many partitions failed) stops them all.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type failure struct {
+		seq int64 // the partition's place in parent order
+		source.PartitionError
+	}
+	var (
+		mu     sync.Mutex
+		failed []failure
+		fatal  error
+		wg     sync.WaitGroup
+		seq    atomic.Int64
+	)
+	stop := func(err error) {
+		mu.Lock()
+		if fatal == nil {
+			fatal = err
+		}
+		mu.Unlock()
+		cancel()
+	}
+	slots := make(chan struct{}, st.workers)
 	err := s.eachParent(ctx, st, func(part *record.Partition, parent map[string]any) error {
-		err := s.readPartition(ctx, st, part, parent, req)
-		if err == nil {
-			return nil
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		var ee *emitError
-		if errors.As(err, &ee) || ctx.Err() != nil {
-			return err
-		}
-		s.log.Warn("partition failed", "stream", st.name, "partition", part.Key, "error", s.red.String(err.Error()))
-		failed = append(failed, source.PartitionError{Partition: part.Key, Err: err})
-		if len(failed) >= maxPartitionErrors {
-			return &source.PartitionErrors{Stream: st.name, Errs: failed}
-		}
+		n := seq.Add(1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			err := s.readPartition(ctx, st, part, parent, req)
+			if err == nil {
+				return
+			}
+			var ee *emitError
+			if errors.As(err, &ee) || ctx.Err() != nil {
+				stop(err)
+				return
+			}
+			s.log.Warn("partition failed", "stream", st.name, "partition", part.Key, "error", s.red.String(err.Error()))
+			mu.Lock()
+			failed = append(failed, failure{n, source.PartitionError{Partition: part.Key, Err: err}})
+			tooMany := len(failed) >= maxPartitionErrors
+			mu.Unlock()
+			if tooMany {
+				stop(errTooManyFailed)
+			}
+		}()
 		return nil
 	})
-	if err != nil {
-		return err
+	wg.Wait()
+	// Failed partitions are reported in parent order, whatever order
+	// they failed in.
+	slices.SortFunc(failed, func(a, b failure) int { return cmp.Compare(a.seq, b.seq) })
+	pe := &source.PartitionErrors{Stream: st.name}
+	for _, f := range failed {
+		pe.Errs = append(pe.Errs, f.PartitionError)
 	}
-	if len(failed) > 0 {
-		return &source.PartitionErrors{Stream: st.name, Errs: failed}
+	switch {
+	case fatal == errTooManyFailed:
+		return pe
+	case fatal != nil:
+		return fatal
+	case err != nil:
+		return err
+	case len(failed) > 0:
+		return pe
 	}
 	return nil
 }
