@@ -78,21 +78,31 @@ func LoadConnector(name string) (*Connector, error) {
 	return ParseConnector(name, data)
 }
 
-// ParseConnector checks connector YAML read from name.
-func ParseConnector(name string, data []byte) (*Connector, error) {
+// parseAs parses YAML read from name, validates it against the schema
+// that schemaOf picks, and decodes it into a T.
+func parseAs[T any](name string, data []byte, schemaOf func(*schemas) *jsonschema.Schema) (*T, *File, error) {
 	f, err := ParseFile(name, data)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	s, err := loadSchemas()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := validateSchema(f, nil, s.connector, s); err != nil {
-		return nil, err
+	if err := validateSchema(f, nil, schemaOf(s), s); err != nil {
+		return nil, nil, err
 	}
-	var c Connector
-	if err := decode(f, nil, &c); err != nil {
+	var v T
+	if err := decode(f, nil, &v); err != nil {
+		return nil, nil, err
+	}
+	return &v, f, nil
+}
+
+// ParseConnector checks connector YAML read from name.
+func ParseConnector(name string, data []byte) (*Connector, error) {
+	c, f, err := parseAs[Connector](name, data, func(s *schemas) *jsonschema.Schema { return s.connector })
+	if err != nil {
 		return nil, err
 	}
 	c.Source = f
@@ -102,7 +112,7 @@ func ParseConnector(name string, data []byte) (*Connector, error) {
 	if err := ps.err(); err != nil {
 		return nil, err
 	}
-	return &c, nil
+	return c, nil
 }
 
 // Kind tells a connector file from a pipeline file by its top-level keys.
@@ -131,19 +141,8 @@ func LoadPipeline(name string) (*Pipeline, error) {
 // ParsePipeline checks pipeline YAML read from name; a connector path in it
 // is resolved against name's directory.
 func ParsePipeline(name string, data []byte) (*Pipeline, error) {
-	f, err := ParseFile(name, data)
+	p, f, err := parseAs[Pipeline](name, data, func(s *schemas) *jsonschema.Schema { return s.pipeline })
 	if err != nil {
-		return nil, err
-	}
-	s, err := loadSchemas()
-	if err != nil {
-		return nil, err
-	}
-	if err := validateSchema(f, nil, s.pipeline, s); err != nil {
-		return nil, err
-	}
-	var p Pipeline
-	if err := decode(f, nil, &p); err != nil {
 		return nil, err
 	}
 	p.Source = f
@@ -178,7 +177,7 @@ func ParsePipeline(name string, data []byte) (*Pipeline, error) {
 	if err := ps.err(); err != nil {
 		return nil, err
 	}
-	return &p, nil
+	return p, nil
 }
 
 // decode decodes the node at base strictly into v.
