@@ -39,6 +39,8 @@ func Run(t *testing.T, open Open) {
 		{"AbortLosesUncommitted", testAbort},
 		{"Dedup", testDedup},
 		{"DedupNewestCursorWins", testNewestWins},
+		{"DedupNullCursor", testNullCursor},
+		{"DedupDecimalCursor", testDecimalCursor},
 		{"DedupCompositeKey", testCompositeKey},
 		{"DedupDelete", testDelete},
 		{"Overwrite", testOverwrite},
@@ -257,6 +259,46 @@ func testNewestWins(t *testing.T, d dest.Destination) {
 	s.write(`[{"id":1,"v":5,"s":"five again"}]`, "")
 	s.finish()
 	expect(t, rows(t, d, s.table, "id", "v", "s"), []string{"1|5|five again", "2|2|two"})
+}
+
+// testNullCursor: a version without a cursor value ranks below any
+// version with one, and among equals the later one wins, so the result
+// does not depend on how the versions were split into commits.
+func testNullCursor(t *testing.T, d dest.Destination) {
+	versions := []string{
+		`{"id":1,"v":5,"s":"a"}`, `{"id":1,"v":null,"s":"b"}`, `{"id":1,"v":3,"s":"c"}`,
+		`{"id":2,"v":null,"s":"d"}`, `{"id":2,"v":null,"s":"e"}`,
+		`{"id":3,"v":null,"s":"f"}`, `{"id":3,"v":1,"s":"g"}`,
+		`{"id":4,"v":2,"s":"h"}`, `{"id":4,"v":2,"s":"i"}`, `{"id":4,"v":null,"s":"j"}`,
+	}
+	want := []string{"1|a", "2|e", "3|g", "4|i"}
+	o := opts{pk: []string{"id"}, cursor: "v", hints: map[string]schema.Type{"v": schema.Int}}
+	// All versions in one chunk…
+	s := open(t, d, "nullc1", spec.IncrementalDedup, o)
+	s.write("["+strings.Join(versions, ",")+"]", "")
+	s.finish()
+	expect(t, rows(t, d, s.table, "id", "s"), want)
+	// …or each in a commit of its own.
+	s = open(t, d, "nullc2", spec.IncrementalDedup, o)
+	for _, v := range versions {
+		s.write("["+v+"]", "")
+		s.commit()
+	}
+	s.finish()
+	expect(t, rows(t, d, s.table, "id", "s"), want)
+}
+
+// testDecimalCursor: decimal cursors compare as numbers, not as text.
+func testDecimalCursor(t *testing.T, d dest.Destination) {
+	o := opts{pk: []string{"id"}, cursor: "v", hints: map[string]schema.Type{"v": schema.Decimal}}
+	s := open(t, d, "decc", spec.IncrementalDedup, o)
+	s.write(`[{"id":1,"v":"9.5","s":"old"}]`, "")
+	s.commit()
+	s.write(`[{"id":1,"v":"10.25","s":"new"}]`, "")
+	s.commit()
+	s.write(`[{"id":1,"v":"9.75","s":"late"}]`, "")
+	s.finish()
+	expect(t, rows(t, d, s.table, "id", "s"), []string{"1|new"})
 }
 
 func testCompositeKey(t *testing.T, d dest.Destination) {

@@ -129,7 +129,9 @@ func (d Dialect) updateList(t *schema.Table) string {
 			// Decimals are text: compare them as numbers.
 			oldV, newV = "CAST("+oldV+" AS DECIMAL(65,30))", "CAST("+newV+" AS DECIMAL(65,30))"
 		}
-		cond = fmt.Sprintf("VALUES(%s) IS NULL OR %s IS NULL OR %s >= %s", c, c, newV, oldV)
+		// A version without a cursor value ranks lowest; among equals the
+		// later one wins.
+		cond = fmt.Sprintf("%s IS NULL OR %s >= %s", c, newV, oldV)
 	}
 	var set []string
 	assign := func(name string) {

@@ -228,8 +228,10 @@ func (l *loader) buildMerge() {
 		conflict = fmt.Sprintf(" ON CONFLICT (%s) DO UPDATE SET %s", strings.Join(keys, ", "), strings.Join(set, ", "))
 		if cur := lay.Cursor; cur != "" && lay.Column(cur) != nil {
 			c := expr(cur)
-			conflict += fmt.Sprintf(" WHERE %s.%s IS NULL OR EXCLUDED.%s IS NULL OR EXCLUDED.%s >= %s.%s",
-				alias, d.Quote(cur), d.Quote(cur), c, alias, c)
+			// A version without a cursor value ranks lowest; among equals
+			// the later one wins (as DISTINCT ON picks within a batch).
+			conflict += fmt.Sprintf(" WHERE %s.%s IS NULL OR EXCLUDED.%s >= %s.%s",
+				alias, d.Quote(cur), c, alias, c)
 		}
 	}
 	order := strings.Join(sortKeys, ", ")

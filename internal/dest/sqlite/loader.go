@@ -41,10 +41,17 @@ func (d Dialect) NewLoader(tx sqldest.Tx, t sqldest.Target) (sqldest.Loader, err
 		l.cols = append(l.cols, c.Name)
 	}
 	l.perStmt = max(1, min(500, maxVariables/max(1, len(l.cols))))
-	if t.Upsert && t.Layout.Cursor != "" {
-		c := d.Quote(t.Layout.Cursor)
-		tbl := d.Table(t.Table)
-		l.where = fmt.Sprintf("excluded.%s IS NULL OR %s.%s IS NULL OR excluded.%s >= %s.%s", c, tbl, c, c, tbl, c)
+	if cur := t.Layout.Column(t.Layout.Cursor); t.Upsert && cur != nil {
+		// The newest version wins: one without a cursor value ranks
+		// lowest, and among equals the later one wins. Decimals are text
+		// here and compare as numbers.
+		c := d.Quote(cur.Name)
+		oldV, newV := d.Table(t.Table)+"."+c, "excluded."+c
+		isNull := oldV + " IS NULL"
+		if cur.Type == schema.Decimal {
+			oldV, newV = "CAST("+oldV+" AS NUMERIC)", "CAST("+newV+" AS NUMERIC)"
+		}
+		l.where = fmt.Sprintf("%s OR %s >= %s", isNull, newV, oldV)
 	}
 	return l, nil
 }
