@@ -627,6 +627,57 @@ func TestChildPartitions(t *testing.T) {
 	}
 }
 
+// TestChildPartitionsDuplicateParent: a parent record listed twice (as
+// pagination over changing data does) is read as one partition, once.
+func TestChildPartitionsDuplicateParent(t *testing.T) {
+	customers := apitest.Users(12)
+	customers = append(customers[:9:9], append([]map[string]any{customers[2], customers[5]}, customers[9:]...)...)
+	mux := http.NewServeMux()
+	mux.Handle("/customers", apitest.New(t, customers, apitest.PageNumber, 3))
+	orders := map[int]*apitest.API{}
+	var want []string
+	for _, c := range apitest.Users(12) {
+		id := c["id"].(int)
+		var recs []map[string]any
+		for j := range 1 + id%3 {
+			recs = append(recs, map[string]any{"id": fmt.Sprintf("%d-%d", id, j), "updated_at": "2024-05-01T00:00:00Z"})
+			want = append(want, fmt.Sprintf("%d|%d-%d", id, id, j))
+		}
+		orders[id] = apitest.New(t, recs, apitest.Link, 2)
+		api := orders[id]
+		mux.Handle(fmt.Sprintf("/customers/%d/orders", id), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(2 * time.Millisecond)
+			api.ServeHTTP(w, r)
+		}))
+	}
+	srv := apitest.New(t, nil, apitest.None, 0)
+	srv.Config.Handler = mux
+	e := newEnv(t, strings.Replace(connector(srv.URL, `  customers:
+    path: /customers
+    records: data
+    primary_key: id
+    paginate: {type: page_number, size: 3, size_param: per_page}
+  orders:
+    parent: {stream: customers, concurrency: 4}
+    path: /customers/{{ parent.id }}/orders
+    primary_key: id
+    cursor: updated_at
+    paginate: {type: link_header, size: 2, size_param: limit}
+`), "auth: {type: bearer, token: \"{{ config.token }}\"}\n", "", 1), pipelineSQLite+"streams: {orders: {mode: incremental_append}}\n")
+	if _, err := e.run("orders"); err != nil {
+		t.Fatal(err)
+	}
+	got := e.query("SELECT customers_id, id FROM orders")
+	if !slices.Equal(sorted(got), sorted(want)) {
+		t.Fatalf("orders:\n got %v\nwant %v", sorted(got), sorted(want))
+	}
+	for id, api := range orders {
+		if pages := int64(1+id%3+1) / 2; api.Requests() != pages { // ⌈records/2⌉
+			t.Errorf("customer %d's orders: %d requests, want %d (one read of the partition)", id, api.Requests(), pages)
+		}
+	}
+}
+
 func TestOverwriteReplaces(t *testing.T) {
 	users := apitest.Users(20)
 	api := apitest.New(t, users, apitest.Offset, 7)
