@@ -628,8 +628,16 @@ func TestChildPartitions(t *testing.T) {
 }
 
 // TestChildPartitionsDuplicateParent: a parent record listed twice (as
-// pagination over changing data does) is read as one partition, once.
+// pagination over changing data does) is read as one partition, once:
+// whether the first read is still going, finished but not committed
+// (default checkpoints), or committed (a commit after every page).
 func TestChildPartitionsDuplicateParent(t *testing.T) {
+	for _, sync := range []string{"", "sync: {checkpoint_rows: 1}\n"} {
+		t.Run(fmt.Sprintf("checkpoint_rows_%v", sync != ""), func(t *testing.T) { duplicateParent(t, sync) })
+	}
+}
+
+func duplicateParent(t *testing.T, sync string) {
 	customers := apitest.Users(12)
 	customers = append(customers[:9:9], append([]map[string]any{customers[2], customers[5]}, customers[9:]...)...)
 	mux := http.NewServeMux()
@@ -663,7 +671,7 @@ func TestChildPartitionsDuplicateParent(t *testing.T) {
     primary_key: id
     cursor: updated_at
     paginate: {type: link_header, size: 2, size_param: limit}
-`), "auth: {type: bearer, token: \"{{ config.token }}\"}\n", "", 1), pipelineSQLite+"streams: {orders: {mode: incremental_append}}\n")
+`), "auth: {type: bearer, token: \"{{ config.token }}\"}\n", "", 1), pipelineSQLite+sync+"streams: {orders: {mode: incremental_append}}\n")
 	if _, err := e.run("orders"); err != nil {
 		t.Fatal(err)
 	}

@@ -41,6 +41,13 @@ type streamRun struct {
 
 	mu    sync.Mutex
 	parts map[string]*partTrack // partitions being read
+	// done holds the partitions of a child stream that this pass finished
+	// but whose state is not committed yet, with the number of the chunk
+	// that finished them; a committed one is known from its state. A
+	// parent listed twice (pagination over changing data) is thus read
+	// once, with memory bounded by what one commit covers.
+	done      map[string]int64
+	converted int64 // chunks made so far (under mu)
 
 	changes []schema.Change
 	filled  map[string]bool // data columns that got a value this run
@@ -119,7 +126,7 @@ func (r *Run) syncStream(ctx context.Context, sp *StreamProgress, sum *StreamSum
 	if !ok {
 		return fmt.Errorf("the source has no stream %q", sp.Name)
 	}
-	s := &streamRun{r: r, sp: sp, info: info, mode: sp.Mode, child: info.Parent != "", state: r.dst.State(), parts: map[string]*partTrack{}, filled: map[string]bool{}, base: sp.Committed.Load()}
+	s := &streamRun{r: r, sp: sp, info: info, mode: sp.Mode, child: info.Parent != "", state: r.dst.State(), parts: map[string]*partTrack{}, done: map[string]int64{}, filled: map[string]bool{}, base: sp.Committed.Load()}
 	// The stream's own state row says whether a pass is to be resumed.
 	raw, err := s.state.Load(ctx, p.Name, sp.Name, "")
 	if err != nil {
@@ -191,6 +198,32 @@ func (s *streamRun) incremental() bool {
 
 // start decides where a partition begins (called by the source).
 func (s *streamRun) start(ctx context.Context, part *record.Partition) (source.Start, error) {
+	// A partition being read, or finished and not yet committed, is not
+	// read again; the key is taken before its state is loaded, so a
+	// duplicate started meanwhile skips too.
+	t := &partTrack{}
+	s.mu.Lock()
+	_, reading := s.parts[part.Key]
+	_, finished := s.done[part.Key]
+	if !reading && !finished {
+		s.parts[part.Key] = t
+	}
+	s.mu.Unlock()
+	if reading || finished {
+		s.r.log.Debug("partition listed again in this pass; it is read once", "stream", s.sp.Name, "partition", part.Key)
+		return source.Start{Skip: true}, nil
+	}
+	out, err := s.startTrack(ctx, part, t)
+	if err != nil || out.Skip {
+		s.mu.Lock()
+		delete(s.parts, part.Key)
+		s.mu.Unlock()
+	}
+	return out, err
+}
+
+// startTrack loads a partition's state into t and says where it begins.
+func (s *streamRun) startTrack(ctx context.Context, part *record.Partition, t *partTrack) (source.Start, error) {
 	// A stream without partitions has the state syncStream loaded; a
 	// partition of a child stream has its own.
 	st := s.top
@@ -206,7 +239,7 @@ func (s *streamRun) start(ctx context.Context, part *record.Partition) (source.S
 	if s.child && st.Completed == s.passID {
 		return source.Start{Skip: true}, nil
 	}
-	t := &partTrack{saved: st}
+	t.saved = st
 	out := source.Start{}
 	if st.Pass != nil && st.Pass.ID == s.passID {
 		t.since = st.Pass.Since
@@ -241,9 +274,6 @@ func (s *streamRun) start(ctx context.Context, part *record.Partition) (source.S
 			t.filter.Seen = newBoundary(st.Cursor, st.Seen).seen
 		}
 	}
-	s.mu.Lock()
-	s.parts[part.Key] = t
-	s.mu.Unlock()
 	return out, nil
 }
 
@@ -255,8 +285,12 @@ func (s *streamRun) convert(p *record.Page) (*record.Chunk, error) {
 	}
 	s.mu.Lock()
 	t := s.parts[key]
-	if p.Last {
+	s.converted++
+	if p.Last && t != nil {
 		delete(s.parts, key)
+		if s.child {
+			s.done[key] = s.converted
+		}
 	}
 	s.mu.Unlock()
 	if t == nil {
@@ -419,6 +453,18 @@ func (s *streamRun) run(parent context.Context) error {
 	return nil
 }
 
+// forgetDone drops the finished partitions whose state is now committed
+// (finished by chunk number upTo or earlier): their state says so.
+func (s *streamRun) forgetDone(upTo int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, n := range s.done {
+		if n <= upTo {
+			delete(s.done, key)
+		}
+	}
+}
+
 func firstErr(errs ...error) error {
 	for _, e := range errs {
 		if e != nil {
@@ -433,6 +479,7 @@ func (s *streamRun) write(ctx context.Context, chunks <-chan *record.Chunk, firs
 	pendingRows := 0
 	dirty := false
 	last := time.Now()
+	var written int64 // chunks written, numbered as convert numbers them
 	tick := time.NewTicker(interval / 2)
 	defer tick.Stop()
 	commit := func() error {
@@ -444,6 +491,7 @@ func (s *streamRun) write(ctx context.Context, chunks <-chan *record.Chunk, firs
 		}
 		s.sp.Commits.Add(1)
 		s.noteCommitted()
+		s.forgetDone(written)
 		pendingRows, dirty, last = 0, false, time.Now()
 		return nil
 	}
@@ -461,6 +509,7 @@ func (s *streamRun) write(ctx context.Context, chunks <-chan *record.Chunk, firs
 			if err := s.w.Write(ctx, c); err != nil {
 				return err
 			}
+			written++
 			refused := s.w.Rejected() - before // rows the database could not store
 			s.sp.Records.Add(int64(c.Len - refused))
 			s.sp.Rejected.Add(int64(refused))

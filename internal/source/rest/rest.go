@@ -381,18 +381,7 @@ func (s *Source) read(ctx context.Context, st *stream, req source.ReadRequest) e
 		cancel()
 	}
 	slots := make(chan struct{}, st.workers)
-	started := map[string]bool{} // partition keys of this pass (under mu)
 	err := s.eachParent(ctx, st, func(part *record.Partition, parent map[string]any) error {
-		// A parent listed twice (pagination over changing data does that)
-		// is one partition: reading it twice would race with itself.
-		mu.Lock()
-		dup := started[part.Key]
-		started[part.Key] = true
-		mu.Unlock()
-		if dup {
-			s.log.Debug("parent record seen again; its partition is read once", "stream", st.name, "partition", part.Key)
-			return nil
-		}
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
