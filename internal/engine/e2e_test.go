@@ -167,6 +167,24 @@ func idsOf(recs []map[string]any) []string {
 
 func sorted(s []string) []string { slices.Sort(s); return s }
 
+// childConnector is a connector without auth for customers (page numbers,
+// perPage a page) and their orders: a child stream whose parent setting
+// is parent, read with Link headers two at a time, plus extra settings.
+func childConnector(url string, perPage int, parent, extra string) string {
+	return strings.Replace(connector(url, fmt.Sprintf(`  customers:
+    path: /customers
+    records: data
+    primary_key: id
+    paginate: {type: page_number, size: %d, size_param: per_page}
+  orders:
+    parent: %s
+    path: /customers/{{ parent.id }}/orders
+    primary_key: id
+    cursor: updated_at
+%s    paginate: {type: link_header, size: 2, size_param: limit}
+`, perPage, parent, extra)), "auth: {type: bearer, token: \"{{ config.token }}\"}\n", "", 1)
+}
+
 func TestPaginationStyles(t *testing.T) {
 	users := apitest.Users(237)
 	styles := map[string]string{
@@ -472,19 +490,7 @@ func TestChildStreams(t *testing.T) {
 	}
 	srv := apitest.New(t, nil, apitest.None, 0)
 	srv.Config.Handler = mux
-	e := newEnv(t, strings.Replace(connector(srv.URL, `  customers:
-    path: /customers
-    records: data
-    primary_key: id
-    paginate: {type: page_number, size: 3, size_param: per_page}
-  orders:
-    parent: customers
-    path: /customers/{{ parent.id }}/orders
-    primary_key: id
-    cursor: updated_at
-    columns: {total: decimal}
-    paginate: {type: link_header, size: 2, size_param: limit}
-`), "auth: {type: bearer, token: \"{{ config.token }}\"}\n", "", 1), pipelineSQLite)
+	e := newEnv(t, childConnector(srv.URL, 3, "customers", "    columns: {total: decimal}\n"), pipelineSQLite)
 	if _, err := e.run(); err != nil {
 		t.Fatal(err)
 	}
@@ -557,18 +563,7 @@ func TestChildPartitions(t *testing.T) {
 			}
 			srv := apitest.New(t, nil, apitest.None, 0)
 			srv.Config.Handler = mux
-			e := newEnv(t, strings.Replace(connector(srv.URL, fmt.Sprintf(`  customers:
-    path: /customers
-    records: data
-    primary_key: id
-    paginate: {type: page_number, size: 7, size_param: per_page}
-  orders:
-    parent: {stream: customers, concurrency: %d}
-    path: /customers/{{ parent.id }}/orders
-    primary_key: id
-    cursor: updated_at
-    paginate: {type: link_header, size: 2, size_param: limit}
-`, workers)), "auth: {type: bearer, token: \"{{ config.token }}\"}\n", "", 1), pipelineSQLite)
+			e := newEnv(t, childConnector(srv.URL, 7, fmt.Sprintf("{stream: customers, concurrency: %d}", workers), ""), pipelineSQLite)
 			sum, err := e.run("orders")
 			if err == nil || sum.Streams[0].Status != "failed" {
 				t.Fatalf("a run with two broken partitions: %v, %+v", err, sum)
@@ -660,18 +655,7 @@ func duplicateParent(t *testing.T, sync string) {
 	}
 	srv := apitest.New(t, nil, apitest.None, 0)
 	srv.Config.Handler = mux
-	e := newEnv(t, strings.Replace(connector(srv.URL, `  customers:
-    path: /customers
-    records: data
-    primary_key: id
-    paginate: {type: page_number, size: 3, size_param: per_page}
-  orders:
-    parent: {stream: customers, concurrency: 4}
-    path: /customers/{{ parent.id }}/orders
-    primary_key: id
-    cursor: updated_at
-    paginate: {type: link_header, size: 2, size_param: limit}
-`), "auth: {type: bearer, token: \"{{ config.token }}\"}\n", "", 1), pipelineSQLite+sync+"streams: {orders: {mode: incremental_append}}\n")
+	e := newEnv(t, childConnector(srv.URL, 3, "{stream: customers, concurrency: 4}", ""), pipelineSQLite+sync+"streams: {orders: {mode: incremental_append}}\n")
 	if _, err := e.run("orders"); err != nil {
 		t.Fatal(err)
 	}
