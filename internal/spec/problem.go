@@ -116,8 +116,20 @@ func (ps Problems) sort() Problems {
 }
 
 // Pos returns the 1-based line and column of the YAML node at path
-// (keys and sequence indices), or of its nearest existing ancestor.
-func (f *File) Pos(path []string) (line, col int) {
+// (keys and sequence indices), or of its nearest existing ancestor. A
+// mapping entry is placed at its key.
+func (f *File) Pos(path []string) (line, col int) { return f.pos(path, true) }
+
+// KeyPos returns the position of the key at path itself (for problems
+// with a key, such as an unknown field).
+func (f *File) KeyPos(path []string) (line, col int) { return f.Pos(path) }
+
+// ValuePos returns the position of the value at path.
+func (f *File) ValuePos(path []string) (line, col int) { return f.pos(path, false) }
+
+// pos walks path from the document's body; atKey places a mapping entry
+// at its key rather than its value.
+func (f *File) pos(path []string, atKey bool) (line, col int) {
 	node := f.body()
 	if node == nil {
 		return 1, 1
@@ -129,33 +141,11 @@ func (f *File) Pos(path []string) (line, col int) {
 			return line, col
 		}
 		node = next
-		if keyNode != nil {
+		if atKey && keyNode != nil {
 			line, col = position(keyNode)
 		} else {
 			line, col = position(next)
 		}
-	}
-	return line, col
-}
-
-// KeyPos returns the position of the key at path itself (for problems
-// with a key, such as an unknown field).
-func (f *File) KeyPos(path []string) (line, col int) { return f.Pos(path) }
-
-// ValuePos returns the position of the value at path.
-func (f *File) ValuePos(path []string) (line, col int) {
-	node := f.body()
-	if node == nil {
-		return 1, 1
-	}
-	line, col = position(node)
-	for _, seg := range path {
-		next, _ := child(node, seg)
-		if next == nil {
-			return line, col
-		}
-		node = next
-		line, col = position(next)
 	}
 	return line, col
 }
