@@ -957,3 +957,49 @@ func testMigrateMidTransaction(t *testing.T, d dest.Destination) {
 	s.finish()
 	expect(t, rows(t, d, s.table, "id", "a", "b"), []string{"1|w|NULL", "2|y|z"})
 }
+
+// Chunk builds a chunk of tb from rows of Go values in column order: nil,
+// bool, int, int64, float64, string (decimal, text or JSON) or time.Time.
+// A row whose first value is a record.Op has that operation (default
+// Upsert). Each row's raw record is {"row":N}, N counting from 0, so a
+// rejected row can be told apart.
+func Chunk(tb *schema.Table, rows ...[]any) *record.Chunk {
+	c := record.NewChunk(tb, len(rows))
+	for _, row := range rows {
+		op := record.Upsert
+		if len(row) > 0 {
+			if o, ok := row[0].(record.Op); ok {
+				op, row = o, row[1:]
+			}
+		}
+		for j, v := range row {
+			vec, t := &c.Cols[j], tb.Columns[j].Type
+			switch x := v.(type) {
+			case nil:
+				vec.AppendNull(t)
+			case bool:
+				b := int64(0)
+				if x {
+					b = 1
+				}
+				vec.AppendInt(b, nil)
+			case int:
+				vec.AppendInt(int64(x), nil)
+			case int64:
+				vec.AppendInt(x, nil)
+			case float64:
+				vec.AppendFloat(x, nil)
+			case string:
+				vec.AppendBytes([]byte(x))
+			case time.Time:
+				vec.AppendInt(x.UnixMicro(), nil)
+			default:
+				panic(fmt.Sprintf("desttest.Chunk: unsupported value %T", v))
+			}
+		}
+		c.Ops = append(c.Ops, op)
+		c.Raw = append(c.Raw, []byte(fmt.Sprintf(`{"row":%d}`, c.Len)))
+		c.Len++
+	}
+	return c
+}

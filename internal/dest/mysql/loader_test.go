@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferry-dev/ferry/internal/dest"
+	"github.com/ferry-dev/ferry/internal/dest/desttest"
 	"github.com/ferry-dev/ferry/internal/record"
 	"github.com/ferry-dev/ferry/internal/schema"
 	"github.com/ferry-dev/ferry/internal/spec"
@@ -42,7 +43,7 @@ func benchChunks(tb *schema.Table, n, version int) []*record.Chunk {
 				strings.Repeat("note ", i%8), base, "run-bench",
 			})
 		}
-		out = append(out, chunk(tb, rows...))
+		out = append(out, desttest.Chunk(tb, rows...))
 	}
 	return out
 }
@@ -116,7 +117,7 @@ func TestLoaderSplitsLargeBatches(t *testing.T) {
 	for i := range 10 {
 		rows = append(rows, []any{fmt.Sprint(i), big})
 	}
-	f.write(chunk(f.tb, rows...))
+	f.write(desttest.Chunk(f.tb, rows...))
 	f.finish()
 	same(t, query(t, d, "SELECT COUNT(*), SUM(LENGTH(v)) FROM big"), []string{fmt.Sprintf("10|%d", 10<<20)})
 }
@@ -127,7 +128,7 @@ func TestRowLargerThanPacketRefused(t *testing.T) {
 	t.Parallel()
 	d := openFresh(t, func(x *Dialect) { x.MaxPacket = 1 << 20 })
 	f := newFixture(t, d, spec.IncrementalAppend, textTable("huge"))
-	f.write(chunk(f.tb, []any{"a", "small"}, []any{"b", strings.Repeat("y", 2<<20)}, []any{"c", "small"}))
+	f.write(desttest.Chunk(f.tb, []any{"a", "small"}, []any{"b", strings.Repeat("y", 2<<20)}, []any{"c", "small"}))
 	f.finish()
 	same(t, query(t, d, "SELECT k FROM huge"), []string{"a", "c"})
 	rej := rejections(t, d, "huge")

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -158,42 +157,6 @@ func newFixture(t *testing.T, d *sqldest.Destination, mode string, tb *schema.Ta
 	return &fixture{t: t, d: d, w: w, tb: tb}
 }
 
-// chunk builds a chunk from rows of Go values (nil, bool, int64, float64,
-// string, time.Time) in column order.
-func chunk(tb *schema.Table, rows ...[]any) *record.Chunk {
-	c := record.NewChunk(tb, len(rows))
-	for _, r := range rows {
-		raw, _ := json.Marshal(r)
-		c.Raw = append(c.Raw, raw)
-		c.Ops = append(c.Ops, record.Upsert)
-		for j, v := range r {
-			vec := &c.Cols[j]
-			switch x := v.(type) {
-			case nil:
-				vec.AppendNull(tb.Columns[j].Type)
-			case bool:
-				n := int64(0)
-				if x {
-					n = 1
-				}
-				vec.AppendInt(n, nil)
-			case int:
-				vec.AppendInt(int64(x), nil)
-			case int64:
-				vec.AppendInt(x, nil)
-			case float64:
-				vec.AppendFloat(x, nil)
-			case string:
-				vec.AppendBytes([]byte(x))
-			case time.Time:
-				vec.AppendInt(x.UnixMicro(), nil)
-			}
-		}
-		c.Len++
-	}
-	return c
-}
-
 func (f *fixture) write(c *record.Chunk) {
 	f.t.Helper()
 	if err := f.w.Write(context.Background(), c); err != nil {
@@ -251,7 +214,7 @@ func TestUTF8RoundTrip(t *testing.T) {
 	for _, v := range values {
 		rows = append(rows, []any{v, v})
 	}
-	f.write(chunk(f.tb, rows...))
+	f.write(desttest.Chunk(f.tb, rows...))
 	f.finish()
 	got := query(t, d, "SELECT k, v FROM utf")
 	var want []string
@@ -268,8 +231,8 @@ func TestKeysDifferingByCaseStayDistinct(t *testing.T) {
 	t.Parallel()
 	d := openFresh(t, nil)
 	f := newFixture(t, d, spec.IncrementalDedup, textTable("ci", "k"))
-	f.write(chunk(f.tb, []any{"abc", "lower"}, []any{"ABC", "upper"}, []any{"Abc", "title"}, []any{"abc ", "trailing space"}, []any{"ábc", "accent"}))
-	f.write(chunk(f.tb, []any{"abc", "lower again"}))
+	f.write(desttest.Chunk(f.tb, []any{"abc", "lower"}, []any{"ABC", "upper"}, []any{"Abc", "title"}, []any{"abc ", "trailing space"}, []any{"ábc", "accent"}))
+	f.write(desttest.Chunk(f.tb, []any{"abc", "lower again"}))
 	f.finish()
 	same(t, query(t, d, "SELECT k, v FROM ci"), []string{"ABC|upper", "Abc|title", "abc |trailing space", "abc|lower again", "ábc|accent"})
 }
@@ -280,7 +243,7 @@ func TestLongKeyRefused(t *testing.T) {
 	f := newFixture(t, d, spec.IncrementalDedup, textTable("longkey", "k"))
 	fits := strings.Repeat("😀", KeyChars) // 255 characters, 1020 bytes
 	long := strings.Repeat("x", KeyChars+1)
-	f.write(chunk(f.tb, []any{fits, "fits"}, []any{long, "too long"}, []any{"short", "ok"}))
+	f.write(desttest.Chunk(f.tb, []any{fits, "fits"}, []any{long, "too long"}, []any{"short", "ok"}))
 	f.finish()
 	same(t, query(t, d, "SELECT v FROM longkey"), []string{"fits", "ok"})
 	rej := rejections(t, d, "longkey")
@@ -299,7 +262,7 @@ func TestDatetimeOutOfRangeRefused(t *testing.T) {
 		{Name: "id", Type: schema.Int}, {Name: "ts", Type: schema.Timestamp},
 	}}
 	f := newFixture(t, d, spec.IncrementalDedup, tb)
-	f.write(chunk(tb,
+	f.write(desttest.Chunk(tb,
 		[]any{1, time.Date(999, 12, 31, 23, 59, 59, 999999000, time.UTC)},
 		[]any{2, time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC)},
 		[]any{3, time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)},
@@ -324,7 +287,7 @@ func TestDecimals(t *testing.T) {
 	}}
 	f := newFixture(t, d, spec.IncrementalDedup, tb)
 	huge := "1" + strings.Repeat("0", 70) + ".000000000000000000000000000000000000001"
-	f.write(chunk(tb,
+	f.write(desttest.Chunk(tb,
 		[]any{"1", "0.1000000000000000055511151231257827"},
 		[]any{"2", huge},
 		[]any{"3", "1e400"},
@@ -344,7 +307,7 @@ func TestInvalidUTF8Refused(t *testing.T) {
 	t.Parallel()
 	d := openFresh(t, nil)
 	f := newFixture(t, d, spec.IncrementalDedup, textTable("bad", "k"))
-	f.write(chunk(f.tb, []any{"a", "ok"}, []any{"b", "bad \xff byte"}))
+	f.write(desttest.Chunk(f.tb, []any{"a", "ok"}, []any{"b", "bad \xff byte"}))
 	f.finish()
 	same(t, query(t, d, "SELECT k FROM bad"), []string{"a"})
 	same(t, rejections(t, d, "bad"), []string{"v|column v: value is not valid UTF-8"})
@@ -360,8 +323,8 @@ func TestDedupCursorInBatch(t *testing.T) {
 		{Name: "id", Type: schema.Int}, {Name: "a", Type: schema.Text}, {Name: "v", Type: schema.Int}, {Name: "z", Type: schema.Text},
 	}}
 	f := newFixture(t, d, spec.IncrementalDedup, tb)
-	f.write(chunk(tb, []any{1, "a3", 3, "z3"}, []any{1, "a5", 5, "z5"}, []any{1, "a4", 4, "z4"}, []any{2, "b1", 1, "y1"}))
-	f.write(chunk(tb, []any{2, "b0", 0, "y0"}, []any{2, "b1'", 1, "y1'"}))
+	f.write(desttest.Chunk(tb, []any{1, "a3", 3, "z3"}, []any{1, "a5", 5, "z5"}, []any{1, "a4", 4, "z4"}, []any{2, "b1", 1, "y1"}))
+	f.write(desttest.Chunk(tb, []any{2, "b0", 0, "y0"}, []any{2, "b1'", 1, "y1'"}))
 	f.finish()
 	same(t, query(t, d, "SELECT id, a, v, z FROM cur"), []string{"1|a5|5|z5", "2|b1'|1|y1'"})
 
@@ -370,7 +333,7 @@ func TestDedupCursorInBatch(t *testing.T) {
 		{Name: "id", Type: schema.Int}, {Name: "v", Type: schema.Decimal},
 	}}
 	f = newFixture(t, d, spec.IncrementalDedup, tb2)
-	f.write(chunk(tb2, []any{1, "10"}, []any{1, "9"}))
+	f.write(desttest.Chunk(tb2, []any{1, "10"}, []any{1, "9"}))
 	f.finish()
 	same(t, query(t, d, "SELECT v FROM dcur"), []string{"10"})
 }
@@ -380,7 +343,7 @@ func TestDeleteOrder(t *testing.T) {
 	t.Parallel()
 	d := openFresh(t, nil)
 	f := newFixture(t, d, spec.IncrementalDedup, textTable("ops", "k"))
-	c := chunk(f.tb, []any{"a", "1"}, []any{"a", nil}, []any{"a", "2"}, []any{"b", "1"}, []any{"b", nil}, []any{"c", "x"})
+	c := desttest.Chunk(f.tb, []any{"a", "1"}, []any{"a", nil}, []any{"a", "2"}, []any{"b", "1"}, []any{"b", nil}, []any{"c", "x"})
 	c.Ops[1], c.Ops[4] = record.Delete, record.Delete
 	f.write(c)
 	f.finish()
@@ -399,7 +362,7 @@ func TestWidenConversions(t *testing.T) {
 			}}
 			f := newFixture(t, d, spec.IncrementalDedup, tb)
 			at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-			f.write(chunk(tb,
+			f.write(desttest.Chunk(tb,
 				[]any{1, at, true, 2.5, at, `{"a":1}`},
 				[]any{2, at.Add(1500 * time.Millisecond), false, 1e21, time.Date(2024, 2, 29, 23, 59, 59, 123456000, time.UTC), nil},
 				[]any{3, at, nil, nil, nil, nil},
@@ -412,7 +375,7 @@ func TestWidenConversions(t *testing.T) {
 					next.Columns[i].Type = schema.Text
 				}
 			}
-			f.write(chunk(next, []any{4, "k", "maybe", "x", "y", "z"}))
+			f.write(desttest.Chunk(next, []any{4, "k", "maybe", "x", "y", "z"}))
 			f.finish()
 			same(t, query(t, d, "SELECT id, at, b, f, ts, j FROM w"), []string{
 				"1|2024-01-01T00:00:00Z|true|2.5|2024-01-01T00:00:00Z|{\"a\":1}",
@@ -422,7 +385,7 @@ func TestWidenConversions(t *testing.T) {
 			})
 			// The key (now text) is still enforced, on both columns.
 			f = newFixture(t, d, spec.IncrementalDedup, next)
-			f.write(chunk(next, []any{1, "2024-01-01T00:00:00Z", "t2", "f2", "ts2", "j2"}))
+			f.write(desttest.Chunk(next, []any{1, "2024-01-01T00:00:00Z", "t2", "f2", "ts2", "j2"}))
 			f.finish()
 			same(t, query(t, d, "SELECT COUNT(*), MAX(b) FROM w WHERE id = 1"), []string{"1|t2"})
 			cols, _, err := d.Dialect().Columns(context.Background(), d.DB(), "w")
@@ -445,7 +408,7 @@ func TestSwapRecovers(t *testing.T) {
 	ctx := context.Background()
 	tb := textTable("snap", "k")
 	f := newFixture(t, d, spec.FullRefreshOverwrite, tb)
-	f.write(chunk(tb, []any{"a", "v1"}))
+	f.write(desttest.Chunk(tb, []any{"a", "v1"}))
 	f.finish()
 	dl := d.Dialect()
 	staging := schema.MetaPrefix + "stage_snap"
@@ -453,7 +416,7 @@ func TestSwapRecovers(t *testing.T) {
 	for crashAfter := range len(stmts) {
 		// A refresh staged its rows and committed them…
 		f = newFixture(t, d, spec.FullRefreshOverwrite, tb)
-		f.write(chunk(tb, []any{"b", fmt.Sprint("crash", crashAfter)}))
+		f.write(desttest.Chunk(tb, []any{"b", fmt.Sprint("crash", crashAfter)}))
 		if err := f.w.Commit(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -470,7 +433,7 @@ func TestSwapRecovers(t *testing.T) {
 		}
 		// The next refresh completes.
 		f = newFixture(t, d, spec.FullRefreshOverwrite, tb)
-		f.write(chunk(tb, []any{"c", fmt.Sprint("after", crashAfter)}))
+		f.write(desttest.Chunk(tb, []any{"c", fmt.Sprint("after", crashAfter)}))
 		f.finish()
 		same(t, query(t, d, "SELECT k, v FROM snap"), []string{fmt.Sprintf("c|after%d", crashAfter)})
 		left := query(t, d, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME NOT LIKE '\\_ferry\\_%' OR TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ('_ferry_old_snap', '"+staging+"')")
@@ -687,7 +650,7 @@ func TestIdentifierEdge(t *testing.T) {
 		}}
 		for range 2 { // the second refresh swaps over an existing table
 			f := newFixture(t, d, spec.FullRefreshOverwrite, tb)
-			f.write(chunk(tb, []any{"k", 1}))
+			f.write(desttest.Chunk(tb, []any{"k", 1}))
 			f.finish()
 		}
 		same(t, query(t, d, fmt.Sprintf("SELECT %s, v FROM %s", d.Dialect().Quote(col64), d.Dialect().Table(table))), []string{"k|1"})

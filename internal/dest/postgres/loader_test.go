@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ferry-dev/ferry/internal/dest"
+	"github.com/ferry-dev/ferry/internal/dest/desttest"
 	"github.com/ferry-dev/ferry/internal/dest/sqldest"
 	"github.com/ferry-dev/ferry/internal/record"
 	"github.com/ferry-dev/ferry/internal/schema"
@@ -30,48 +31,6 @@ func layout(name string, pk []string, cursor string, cols ...string) *schema.Tab
 		tb.Columns = append(tb.Columns, schema.Column{Name: n, Type: ty, Path: []string{n}})
 	}
 	return tb
-}
-
-// mkChunk builds a chunk from rows of Go values: nil, bool, int, float64,
-// string (decimal, text, JSON) or time.Time. A row whose first value is
-// record.Delete is a delete.
-func mkChunk(tb *schema.Table, rows ...[]any) *record.Chunk {
-	c := record.NewChunk(tb, len(rows))
-	for _, row := range rows {
-		op := record.Upsert
-		if len(row) > 0 {
-			if o, ok := row[0].(record.Op); ok {
-				op, row = o, row[1:]
-			}
-		}
-		for j, v := range row {
-			vec, t := &c.Cols[j], tb.Columns[j].Type
-			switch x := v.(type) {
-			case nil:
-				vec.AppendNull(t)
-			case bool:
-				b := int64(0)
-				if x {
-					b = 1
-				}
-				vec.AppendInt(b, nil)
-			case int:
-				vec.AppendInt(int64(x), nil)
-			case float64:
-				vec.AppendFloat(x, nil)
-			case string:
-				vec.AppendBytes([]byte(x))
-			case time.Time:
-				vec.AppendInt(x.UnixMicro(), nil)
-			default:
-				panic(fmt.Sprintf("value %T", v))
-			}
-		}
-		c.Ops = append(c.Ops, op)
-		c.Raw = append(c.Raw, []byte(fmt.Sprintf(`{"row":%d}`, c.Len)))
-		c.Len++
-	}
-	return c
 }
 
 // write writes chunks through a stream writer and finishes it.
@@ -119,7 +78,7 @@ func TestRefusedValues(t *testing.T) {
 	d := openTest(t, nil)
 	tb := layout("refused", []string{"id"}, "", "id:int", "txt:text", "j:json", "n:decimal")
 	big := "1" + strings.Repeat("0", 131072)
-	w := write(t, d, "refused", spec.IncrementalDedup, mkChunk(tb,
+	w := write(t, d, "refused", spec.IncrementalDedup, desttest.Chunk(tb,
 		[]any{1, "ok", `{"a":"b"}`, "1.5"},
 		[]any{2, "nul \x00 here", nil, nil},
 		[]any{3, "bad utf8 \xff", nil, nil},
@@ -174,7 +133,7 @@ func TestTimestamps(t *testing.T) {
 		}
 		rows = append(rows, []any{i, ts})
 	}
-	write(t, d, "ts", spec.IncrementalAppend, mkChunk(tb, rows...))
+	write(t, d, "ts", spec.IncrementalAppend, desttest.Chunk(tb, rows...))
 	got := query(t, d, `SELECT ts::text, (extract(epoch FROM ts) * 1000000)::bigint FROM ts ORDER BY id`)
 	var want []string
 	for i, v := range values {
@@ -192,7 +151,7 @@ func TestServerErrorMidCopy(t *testing.T) {
 	ctx := context.Background()
 	d := openTest(t, nil)
 	tb := layout("checked", nil, "", "id:int", "v:int")
-	write(t, d, "checked", spec.IncrementalAppend, mkChunk(tb, []any{0, 1}))
+	write(t, d, "checked", spec.IncrementalAppend, desttest.Chunk(tb, []any{0, 1}))
 	if err := d.DB().Exec(ctx, `ALTER TABLE checked ADD CONSTRAINT small CHECK (v < 100)`); err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +168,7 @@ func TestServerErrorMidCopy(t *testing.T) {
 			}
 			rows = append(rows, []any{i*1000 + j, v})
 		}
-		if err = w.Write(ctx, mkChunk(tb, rows...)); err != nil {
+		if err = w.Write(ctx, desttest.Chunk(tb, rows...)); err != nil {
 			break
 		}
 	}
@@ -228,7 +187,7 @@ func TestServerErrorMidCopy(t *testing.T) {
 	if err := w.Abort(ctx); err != nil {
 		t.Fatal(err)
 	}
-	write(t, d, "checked", spec.IncrementalAppend, mkChunk(tb, []any{9, 9}))
+	write(t, d, "checked", spec.IncrementalAppend, desttest.Chunk(tb, []any{9, 9}))
 	expectRows(t, query(t, d, `SELECT id, v FROM checked ORDER BY id`), "0|1", "9|9")
 }
 
@@ -238,13 +197,13 @@ func TestWidenConversions(t *testing.T) {
 	v1 := layout("wide", []string{"id"}, "", "id:int", "b:bool", "ts:timestamp", "f:float", "i:int", "j:json", "fd:float", "id2:int")
 	ts1 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	ts2 := time.Date(2024, 1, 1, 12, 30, 0, 500000000, time.UTC)
-	c1 := mkChunk(v1,
+	c1 := desttest.Chunk(v1,
 		[]any{1, true, ts1, 0.1, 7, `{"a":[1,2]}`, 0.1, 1},
 		[]any{2, false, ts2, 1e300, -7, `[]`, 2.5, 2},
 		[]any{3, nil, nil, nil, nil, nil, nil, nil})
 	v2 := layout("wide", []string{"id"}, "", "id:int", "b:text", "ts:text", "f:text", "i:float", "j:text", "fd:decimal", "id2:decimal")
 	v2.Version = 2
-	c2 := mkChunk(v2, []any{4, "x", "y", "z", 1.5, "w", "1.25", "3"})
+	c2 := desttest.Chunk(v2, []any{4, "x", "y", "z", 1.5, "w", "1.25", "3"})
 	write(t, d, "wide", spec.IncrementalDedup, c1, c2)
 	expectRows(t, query(t, d, `SELECT id, b, ts, f, i, j, fd, id2 FROM wide ORDER BY id`),
 		`1|true|2024-01-01T00:00:00Z|0.1|7|{"a": [1, 2]}|0.1|1`,
@@ -268,10 +227,10 @@ func TestDedupMerge(t *testing.T) {
 		t.Fatal(err)
 	}
 	steps := []*record.Chunk{
-		mkChunk(tb, []any{"a", "1.0", at, 1, "a1"}, []any{"b", "2", at, 1, "b1"}, []any{"a", "1.0", at, 3, "a3"}, []any{"a", "1.0", at, 2, "a2"}),
-		mkChunk(tb, []any{"a", "1", at, 2, "a2 again"}, []any{"c", "3", at, 1, "c1"}),
-		mkChunk(tb, []any{record.Delete, "c", "3", at, nil, nil}, []any{"c", "3.00", at, 0, "c0"}, []any{"d", "4", at, nil, "d-null"}),
-		mkChunk(tb, []any{"b", "2", at, 0, "b0 older"}, []any{"b", "2", at.Add(time.Second), 9, "other key"}),
+		desttest.Chunk(tb, []any{"a", "1.0", at, 1, "a1"}, []any{"b", "2", at, 1, "b1"}, []any{"a", "1.0", at, 3, "a3"}, []any{"a", "1.0", at, 2, "a2"}),
+		desttest.Chunk(tb, []any{"a", "1", at, 2, "a2 again"}, []any{"c", "3", at, 1, "c1"}),
+		desttest.Chunk(tb, []any{record.Delete, "c", "3", at, nil, nil}, []any{"c", "3.00", at, 0, "c0"}, []any{"d", "4", at, nil, "d-null"}),
+		desttest.Chunk(tb, []any{"b", "2", at, 0, "b0 older"}, []any{"b", "2", at.Add(time.Second), 9, "other key"}),
 	}
 	for i, c := range steps {
 		if err := w.Write(ctx, c); err != nil {
@@ -299,7 +258,7 @@ func TestOverwriteKeepsIndexName(t *testing.T) {
 	d := openTest(t, nil)
 	tb := layout("snap", []string{"id"}, "", "id:int", "x:text")
 	for _, x := range []string{"one", "two"} {
-		write(t, d, "snap", spec.FullRefreshOverwrite, mkChunk(tb, []any{1, x}, []any{1, x + "!"}))
+		write(t, d, "snap", spec.FullRefreshOverwrite, desttest.Chunk(tb, []any{1, x}, []any{1, x + "!"}))
 	}
 	expectRows(t, query(t, d, `SELECT id, x FROM snap`), "1|two!")
 	expectRows(t, query(t, d, `SELECT tablename, indexname FROM pg_indexes WHERE schemaname = current_schema AND tablename NOT LIKE '\_ferry\_%' ORDER BY 1`),
@@ -338,7 +297,7 @@ func TestUpsertRoutes(t *testing.T) {
 	for i := 1; i <= 10; i++ {
 		first = append(first, []any{i, 1, "old"})
 	}
-	write(t, d, "routes", spec.IncrementalDedup, mkChunk(tb, first...))
+	write(t, d, "routes", spec.IncrementalDedup, desttest.Chunk(tb, first...))
 
 	w, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "routes", Table: "routes", Mode: spec.IncrementalDedup, RunID: "r"})
 	if err != nil {
@@ -347,14 +306,14 @@ func TestUpsertRoutes(t *testing.T) {
 	steps := []*record.Chunk{
 		// Mostly new: 11, 12, 13 go straight in; 5 and the repeat of 11
 		// are held for the merge.
-		mkChunk(tb, []any{11, 5, "new"}, []any{5, 2, "updated"}, []any{12, 1, "new"}, []any{11, 3, "older"}, []any{13, 1, "new"}, []any{14, 1, "bad \x00"}),
+		desttest.Chunk(tb, []any{11, 5, "new"}, []any{5, 2, "updated"}, []any{12, 1, "new"}, []any{11, 3, "older"}, []any{13, 1, "new"}, []any{14, 1, "bad \x00"}),
 		// A delete finishes what came before.
-		mkChunk(tb, []any{30, 1, "new"}, []any{record.Delete, 30, nil, nil}, []any{30, 2, "again"}, []any{record.Delete, 6, nil, nil}),
+		desttest.Chunk(tb, []any{30, 1, "new"}, []any{record.Delete, 30, nil, nil}, []any{30, 2, "again"}, []any{record.Delete, 6, nil, nil}),
 		// 2 is held for the merge.
-		mkChunk(tb, []any{40, 5, "new"}, []any{41, 1, "held"}, []any{2, 2, "updated"}),
+		desttest.Chunk(tb, []any{40, 5, "new"}, []any{41, 1, "held"}, []any{2, 2, "updated"}),
 		// Mostly updates: from here every row goes through the staging
 		// table, the held row first.
-		mkChunk(tb, []any{3, 2, "updated"}, []any{41, 2, "newer"}, []any{40, 3, "older"}, []any{4, 0, "older"}, []any{50, 1, "new"}, []any{7, 1, "bad \x00"}),
+		desttest.Chunk(tb, []any{3, 2, "updated"}, []any{41, 2, "newer"}, []any{40, 3, "older"}, []any{4, 0, "older"}, []any{50, 1, "new"}, []any{7, 1, "bad \x00"}),
 	}
 	for _, c := range steps {
 		if err := w.Write(ctx, c); err != nil {
@@ -374,12 +333,12 @@ func TestUpsertRoutes(t *testing.T) {
 	// A timestamp key, and a text key (always merged).
 	at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	ts := layout("tskey", []string{"at"}, "", "at:timestamp", "s:text")
-	write(t, d, "tskey", spec.IncrementalDedup, mkChunk(ts, []any{at, "a"}, []any{at.Add(time.Microsecond), "b"}))
-	write(t, d, "tskey", spec.IncrementalDedup, mkChunk(ts, []any{at.Add(time.Microsecond), "b2"}, []any{at.Add(2 * time.Microsecond), "c"}, []any{at, "a2"}))
+	write(t, d, "tskey", spec.IncrementalDedup, desttest.Chunk(ts, []any{at, "a"}, []any{at.Add(time.Microsecond), "b"}))
+	write(t, d, "tskey", spec.IncrementalDedup, desttest.Chunk(ts, []any{at.Add(time.Microsecond), "b2"}, []any{at.Add(2 * time.Microsecond), "c"}, []any{at, "a2"}))
 	expectRows(t, query(t, d, `SELECT s FROM tskey ORDER BY at`), "a2", "b2", "c")
 	tx := layout("txtkey", []string{"k"}, "", "k:text", "s:text")
-	write(t, d, "txtkey", spec.IncrementalDedup, mkChunk(tx, []any{"a", "1"}, []any{"b", "1"}, []any{"a", "2"}))
-	write(t, d, "txtkey", spec.IncrementalDedup, mkChunk(tx, []any{"b", "2"}, []any{"c", "1"}))
+	write(t, d, "txtkey", spec.IncrementalDedup, desttest.Chunk(tx, []any{"a", "1"}, []any{"b", "1"}, []any{"a", "2"}))
+	write(t, d, "txtkey", spec.IncrementalDedup, desttest.Chunk(tx, []any{"b", "2"}, []any{"c", "1"}))
 	expectRows(t, query(t, d, `SELECT k, s FROM txtkey ORDER BY k`), "a|2", "b|2", "c|1")
 }
 
@@ -389,7 +348,7 @@ func TestLoaderRoutes(t *testing.T) {
 	ctx := context.Background()
 	d := openTest(t, nil)
 	tb := layout("inside", []string{"id"}, "", "id:int", "s:text")
-	write(t, d, "inside", spec.IncrementalDedup, mkChunk(tb, []any{1, "a"}, []any{2, "a"}))
+	write(t, d, "inside", spec.IncrementalDedup, desttest.Chunk(tb, []any{1, "a"}, []any{2, "a"}))
 	tx, err := d.DB().Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -402,7 +361,7 @@ func TestLoaderRoutes(t *testing.T) {
 	l := sl.(*loader)
 	load := func(rows ...[]any) {
 		t.Helper()
-		if bad, err := l.Load(ctx, mkChunk(tb, rows...)); err != nil || len(bad) > 0 {
+		if bad, err := l.Load(ctx, desttest.Chunk(tb, rows...)); err != nil || len(bad) > 0 {
 			t.Fatalf("Load: %v %v", bad, err)
 		}
 	}
@@ -440,7 +399,7 @@ func TestCloseRollsBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Write(ctx, mkChunk(tb, []any{1}, []any{2})); err != nil {
+	if err := w.Write(ctx, desttest.Chunk(tb, []any{1}, []any{2})); err != nil {
 		t.Fatal(err)
 	}
 	d.Close()
@@ -453,7 +412,7 @@ func TestCloseRollsBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Write(ctx, mkChunk(tb, []any{3})); err != nil {
+	if err := w.Write(ctx, desttest.Chunk(tb, []any{3})); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Finish(ctx, nil); err != nil {
@@ -469,7 +428,7 @@ func TestJSONDepth(t *testing.T) {
 	d := openTest(t, nil)
 	tb := layout("deep", nil, "", "id:int", "j:json")
 	nest := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
-	w := write(t, d, "deep", spec.IncrementalAppend, mkChunk(tb, []any{1, nest(maxJSONDepth)}, []any{2, nest(maxJSONDepth + 1)}))
+	w := write(t, d, "deep", spec.IncrementalAppend, desttest.Chunk(tb, []any{1, nest(maxJSONDepth)}, []any{2, nest(maxJSONDepth + 1)}))
 	if w.Rejected() != 1 {
 		t.Errorf("Rejected() = %d, want 1", w.Rejected())
 	}
@@ -528,7 +487,7 @@ func TestChangedColumnType(t *testing.T) {
 	ctx := context.Background()
 	d := openTest(t, nil)
 	tb := layout("changed", nil, "", "id:int", "s:text")
-	write(t, d, "changed", spec.IncrementalAppend, mkChunk(tb, []any{1, "a"}))
+	write(t, d, "changed", spec.IncrementalAppend, desttest.Chunk(tb, []any{1, "a"}))
 	if err := d.DB().Exec(ctx, `ALTER TABLE changed ALTER COLUMN id TYPE integer, ALTER COLUMN s TYPE varchar(10)`); err != nil {
 		t.Fatal(err)
 	}
@@ -548,7 +507,7 @@ func TestMigrateMidTransaction(t *testing.T) {
 	for _, mode := range []string{spec.IncrementalAppend, spec.IncrementalDedup, spec.FullRefreshOverwrite} {
 		name := "mid_" + mode
 		v1 := layout(name, []string{"id"}, "", "id:int", "a:int")
-		write(t, d, name, mode, mkChunk(v1, []any{1, 1}))
+		write(t, d, name, mode, desttest.Chunk(v1, []any{1, 1}))
 		v2 := layout(name, []string{"id"}, "", "id:int", "a:float", "b:text")
 		v2.Version = 2
 		w, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: name, Table: name, Mode: mode, RunID: "r"})
@@ -556,8 +515,8 @@ func TestMigrateMidTransaction(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, c := range []*record.Chunk{
-			mkChunk(v1, []any{2, 2}, []any{1, 10}),
-			mkChunk(v2, []any{3, 3.5, "x"}, []any{2, 20.5, "y"}),
+			desttest.Chunk(v1, []any{2, 2}, []any{1, 10}),
+			desttest.Chunk(v2, []any{3, 3.5, "x"}, []any{2, 20.5, "y"}),
 		} {
 			if err := w.Write(ctx, c); err != nil {
 				t.Fatalf("%s: %v", mode, err)

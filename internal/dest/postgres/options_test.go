@@ -26,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ferry-dev/ferry/internal/dest"
+	"github.com/ferry-dev/ferry/internal/dest/desttest"
 	"github.com/ferry-dev/ferry/internal/spec"
 )
 
@@ -132,7 +133,7 @@ func TestSchemaOption(t *testing.T) {
 	})
 	d := openTest(t, &spec.Destination{Schema: name, TablePrefix: "pre_"})
 	tb := layout(d.TableName("items"), nil, "", "id:int")
-	write(t, d, tb.Name, spec.IncrementalAppend, mkChunk(tb, []any{1}))
+	write(t, d, tb.Name, spec.IncrementalAppend, desttest.Chunk(tb, []any{1}))
 	c := adminConn(t)
 	defer c.Close(ctx)
 	rows, err := c.Query(ctx, "SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1", name)
