@@ -462,8 +462,6 @@ func maxrssKB(ru *syscall.Rusage) int64 {
 	return int64(ru.Maxrss)
 }
 
-var calibSink uint64
-
 // calibrate times a fixed CPU-bound loop (best of three), to show which
 // speed phase the machine was in when a run started: compare runs only
 // when their calibration times are close.
@@ -475,7 +473,7 @@ func calibrate() time.Duration {
 		for i := range uint64(1 << 22) {
 			x += mix(i)
 		}
-		calibSink += x
+		runtime.KeepAlive(x)
 		best = min(best, time.Since(start))
 	}
 	return best

@@ -233,7 +233,6 @@ func crashLoop(t *testing.T, target *crashTarget, iterations int) {
 type crashTarget struct {
 	kind string
 	url  string // base URL (postgres, mysql)
-	dest func(t *testing.T, dir string) dest.Destination
 	n    int
 }
 

@@ -1017,13 +1017,6 @@ func invalid(err error) error {
 	return fmt.Errorf("record is not valid JSON: %s", strings.TrimPrefix(err.Error(), "jsontext: "))
 }
 
-func orUnexpectedEOF(err error) error {
-	if err == nil {
-		return errors.New("unexpected end of input")
-	}
-	return err
-}
-
 // excerpt renders a value for messages: at most 60 bytes.
 func excerpt(raw []byte) string {
 	const limit = 60

@@ -116,17 +116,6 @@ func (s *copyStream) buffer(ctx context.Context) ([]byte, error) {
 // send queues an encoded buffer; it never blocks.
 func (s *copyStream) send(b []byte) { s.full <- b }
 
-// failed reports, without waiting, whether the COPY has already ended
-// with an error.
-func (s *copyStream) failed() error {
-	select {
-	case <-s.done:
-		return s.failure()
-	default:
-		return nil
-	}
-}
-
 func (s *copyStream) failure() error {
 	if s.err != nil {
 		return s.err

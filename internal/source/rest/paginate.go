@@ -27,23 +27,20 @@ const (
 // paginator computes each page's request parameters and the next page
 // from a response.
 type paginator struct {
-	kind                string
-	param, sizeParam    string
-	size                int
-	start               int64
-	cursorPath          *jsonpath.Path
-	nextPath            *jsonpath.Path
-	hasMorePath         *jsonpath.Path
-	totalPath           *jsonpath.Path
-	totalPagesPath      *jsonpath.Path
-	field               string // last_record: record key of the next cursor
-	fieldPath           *jsonpath.Path
-	stopOnEmpty         bool
-	stopOnShort         bool
-	maxPages            int
-	injectsCursorParam  bool
-	injectsPageParam    bool
-	injectsOffsetParams bool
+	kind             string
+	param, sizeParam string
+	size             int
+	start            int64
+	cursorPath       *jsonpath.Path
+	nextPath         *jsonpath.Path
+	hasMorePath      *jsonpath.Path
+	totalPath        *jsonpath.Path
+	totalPagesPath   *jsonpath.Path
+	field            string // last_record: record key of the next cursor
+	fieldPath        *jsonpath.Path
+	stopOnEmpty      bool
+	stopOnShort      bool
+	maxPages         int
 }
 
 // position is where the next request of a partition starts. It is stored
