@@ -17,7 +17,7 @@ FUZZ_TARGETS = \
 	./internal/normalize:FuzzNormalize:600000x \
 	./internal/schema:FuzzClassify:500000x \
 	./internal/source/rest:FuzzLinkNext:180000x \
-	./internal/httpx:FuzzRedactorURL:250000x \
+	./internal/redact:FuzzRedactorURL:250000x \
 	./internal/httpx:FuzzParseRetryAfter:200000x \
 	./internal/dest/postgres:FuzzNumeric:140000x
 

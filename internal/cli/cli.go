@@ -15,10 +15,11 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/ferry-dev/ferry/internal/redact"
+
 	"github.com/spf13/cobra"
 
 	"github.com/ferry-dev/ferry/internal/engine"
-	"github.com/ferry-dev/ferry/internal/httpx"
 	"github.com/ferry-dev/ferry/internal/spec"
 )
 
@@ -36,7 +37,7 @@ type app struct {
 	out, err  io.Writer
 	logLevel  string
 	logFormat string
-	red       *httpx.Redactor
+	red       *redact.Redactor
 	lookup    func(string) (string, bool)
 }
 
@@ -59,7 +60,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	a := &app{out: stdout, err: stderr, red: httpx.NewRedactor(), lookup: os.LookupEnv}
+	a := &app{out: stdout, err: stderr, red: redact.New(), lookup: os.LookupEnv}
 	root := a.root()
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -114,7 +115,7 @@ func (a *app) logger() (*slog.Logger, error) {
 	default:
 		return nil, usageError{fmt.Errorf("--log-format %q: want text or json", a.logFormat)}
 	}
-	return slog.New(&redactHandler{h: h, red: a.red}), nil
+	return slog.New(redact.Handler(h, a.red)), nil
 }
 
 // printError writes an error for people: problems one per line, secrets
@@ -152,52 +153,4 @@ func (a *app) loadPipeline(path string) (*spec.Pipeline, *spec.Resolved, error) 
 	}
 	a.red.Add(r.Secrets...)
 	return p, r, nil
-}
-
-// redactHandler removes secrets from log records.
-type redactHandler struct {
-	h   slog.Handler
-	red *httpx.Redactor
-}
-
-func (r *redactHandler) Enabled(ctx context.Context, l slog.Level) bool { return r.h.Enabled(ctx, l) }
-
-func (r *redactHandler) Handle(ctx context.Context, rec slog.Record) error {
-	out := slog.NewRecord(rec.Time, rec.Level, r.red.String(rec.Message), rec.PC)
-	rec.Attrs(func(at slog.Attr) bool {
-		out.AddAttrs(r.attr(at))
-		return true
-	})
-	return r.h.Handle(ctx, out)
-}
-
-func (r *redactHandler) attr(at slog.Attr) slog.Attr {
-	switch at.Value.Kind() {
-	case slog.KindString:
-		return slog.String(at.Key, r.red.URL(r.red.String(at.Value.String())))
-	case slog.KindGroup:
-		var as []any
-		for _, g := range at.Value.Group() {
-			as = append(as, r.attr(g))
-		}
-		return slog.Group(at.Key, as...)
-	case slog.KindAny:
-		if err, ok := at.Value.Any().(error); ok {
-			return slog.String(at.Key, r.red.String(err.Error()))
-		}
-		return slog.String(at.Key, r.red.String(at.Value.String()))
-	}
-	return at
-}
-
-func (r *redactHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	clean := make([]slog.Attr, len(as))
-	for i, at := range as {
-		clean[i] = r.attr(at)
-	}
-	return &redactHandler{h: r.h.WithAttrs(clean), red: r.red}
-}
-
-func (r *redactHandler) WithGroup(name string) slog.Handler {
-	return &redactHandler{h: r.h.WithGroup(name), red: r.red}
 }

@@ -8,11 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dev/ferry/internal/redact"
+
 	_ "github.com/ferry-dev/ferry/internal/components/all"
 	"github.com/ferry-dev/ferry/internal/demo"
 	"github.com/ferry-dev/ferry/internal/demo/shopapi"
 	"github.com/ferry-dev/ferry/internal/engine"
-	"github.com/ferry-dev/ferry/internal/httpx"
 )
 
 // TestDemoWhileDataChanges syncs the demo while the shop's clock runs fast,
@@ -40,7 +41,7 @@ func TestDemoWhileDataChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	for run := 1; run <= 2; run++ {
-		e, err := engine.New(context.Background(), engine.Options{Pipeline: p, Resolved: r, Redactor: httpx.NewRedactor()})
+		e, err := engine.New(context.Background(), engine.Options{Pipeline: p, Resolved: r, Redactor: redact.New()})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,11 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dev/ferry/internal/redact"
+
 	"github.com/ferry-dev/ferry/internal/apitest"
 	_ "github.com/ferry-dev/ferry/internal/components/all"
 	"github.com/ferry-dev/ferry/internal/dest/sqlite"
 	"github.com/ferry-dev/ferry/internal/engine"
-	"github.com/ferry-dev/ferry/internal/httpx"
 	"github.com/ferry-dev/ferry/internal/source"
 	"github.com/ferry-dev/ferry/internal/spec"
 )
@@ -87,7 +88,7 @@ func (e *env) runWith(opts engine.Options) (*engine.Summary, error) {
 		return nil, err
 	}
 	log := slog.New(slog.NewTextHandler(&e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts.Pipeline, opts.Resolved, opts.Logger, opts.Redactor = p, r, log, httpx.NewRedactor()
+	opts.Pipeline, opts.Resolved, opts.Logger, opts.Redactor = p, r, log, redact.New()
 	run, err := engine.New(context.Background(), opts)
 	if err != nil {
 		return nil, err

@@ -26,8 +26,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferry-dev/ferry/internal/redact"
+
 	"github.com/ferry-dev/ferry/internal/dest"
-	"github.com/ferry-dev/ferry/internal/httpx"
 	"github.com/ferry-dev/ferry/internal/schema"
 	"github.com/ferry-dev/ferry/internal/source"
 	"github.com/ferry-dev/ferry/internal/spec"
@@ -43,7 +44,7 @@ type Options struct {
 	// Logger receives the run's logs (default: discard).
 	Logger *slog.Logger
 	// Redactor hides secrets; the run adds the pipeline's secrets to it.
-	Redactor *httpx.Redactor
+	Redactor *redact.Redactor
 	// FailOnDrift makes a run fail when a table's columns changed.
 	FailOnDrift bool
 	// RetryFor bounds how long a stream keeps retrying while the database
@@ -56,7 +57,7 @@ type Run struct {
 	ID      string
 	opts    Options
 	log     *slog.Logger
-	red     *httpx.Redactor
+	red     *redact.Redactor
 	src     source.Source
 	dst     dest.Destination
 	streams []*StreamProgress
@@ -156,7 +157,7 @@ func New(ctx context.Context, opts Options) (*Run, error) {
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	if r.red == nil {
-		r.red = httpx.NewRedactor()
+		r.red = redact.New()
 	}
 	r.red.Add(opts.Resolved.Secrets...)
 	if u := opts.Resolved.DestinationURL; u != "" {

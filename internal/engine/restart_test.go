@@ -15,11 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dev/ferry/internal/redact"
+
 	"github.com/ferry-dev/ferry/internal/apitest"
 	"github.com/ferry-dev/ferry/internal/dest"
 	"github.com/ferry-dev/ferry/internal/dest/sqldest"
 	"github.com/ferry-dev/ferry/internal/engine"
-	"github.com/ferry-dev/ferry/internal/httpx"
 	"github.com/ferry-dev/ferry/internal/spec"
 )
 
@@ -81,7 +82,7 @@ streams:
 	if err != nil {
 		t.Fatal(err)
 	}
-	run, err := engine.New(context.Background(), engine.Options{Pipeline: p, Resolved: r, Redactor: httpx.NewRedactor(), RetryFor: time.Minute})
+	run, err := engine.New(context.Background(), engine.Options{Pipeline: p, Resolved: r, Redactor: redact.New(), RetryFor: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferry-dev/ferry/internal/redact"
+
 	"golang.org/x/time/rate"
 )
 
@@ -83,7 +85,7 @@ type Config struct {
 	RetryStatuses []int
 	// Redactor hides secrets in errors, logs and AttemptInfo. nil still
 	// hides URL passwords and sensitive query parameters.
-	Redactor *Redactor
+	Redactor *redact.Redactor
 	// Transport sends requests. nil means a clone of http.DefaultTransport
 	// keeping at least max(16, Concurrency) idle connections per host.
 	Transport http.RoundTripper

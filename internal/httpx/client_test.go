@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ferry-dev/ferry/internal/redact"
 )
 
 // fastConfig is a Config whose backoff sleeps are a few milliseconds.
@@ -961,7 +963,7 @@ func TestRedactionInErrorsAndLogs(t *testing.T) {
 	obs := &recorder{}
 	cfg := fastConfig()
 	cfg.MaxAttempts = 2
-	cfg.Redactor = NewRedactor(pathSecret, bodySecret)
+	cfg.Redactor = redact.New(pathSecret, bodySecret)
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.Auth = apiKey(authValue)
 	cfg.Observer = obs
@@ -1010,7 +1012,7 @@ func TestDoCheckErrorRedacted(t *testing.T) {
 	const token = "refresh-tok-777"
 	srv, _ := scripted(t, `{}`, http.StatusOK)
 	cfg := fastConfig()
-	cfg.Redactor = NewRedactor(token)
+	cfg.Redactor = redact.New(token)
 	_, err := New(cfg).Do(t.Context(), &Request{URL: srv.URL}, func(*Response) error {
 		return fmt.Errorf("token %s rejected", token)
 	})

@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/ferry-dev/ferry/internal/redact"
 )
 
 var (
@@ -91,7 +93,7 @@ type RequestError struct {
 	Attempts int    // attempts made, 0 if none was
 	Err      error
 
-	red *Redactor
+	red *redact.Redactor
 }
 
 // Error reads like
@@ -116,7 +118,7 @@ func (e *RequestError) Unwrap() error { return e.Err }
 // matchable with errors.Is and errors.As.
 type redactedError struct {
 	err error
-	red *Redactor
+	red *redact.Redactor
 }
 
 func (e *redactedError) Error() string { return e.red.String(e.err.Error()) }
@@ -129,16 +131,16 @@ const excerptLimit = 200
 // whitespace collapsed to one space, invalid UTF-8 and non-printable
 // characters replaced by '?', and "…" appended when it was shortened. cut
 // says body is itself only the start of a longer body.
-func excerpt(red *Redactor, body []byte, cut bool) string {
+func excerpt(red *redact.Redactor, body []byte, cut bool) string {
 	if cut {
 		// A secret may straddle the cut; drop what could be its start.
-		body = body[:max(0, len(body)-max(0, red.maxLen()-1))]
+		body = body[:max(0, len(body)-max(0, red.MaxLen()-1))]
 	}
 	s := red.String(string(body))
 	var b strings.Builder
 	// Keep enough past the limit that the second redaction below sees
 	// every secret starting inside the limit.
-	room := excerptLimit + red.maxLen()
+	room := excerptLimit + red.MaxLen()
 	space := false
 	for i := 0; i < len(s) && b.Len() < room; {
 		r, size := utf8.DecodeRuneInString(s[i:])
@@ -206,7 +208,7 @@ func formatBytes(n int64) string {
 // Describe summarises a response body for an error message: whether it is
 // an HTML page and its start on one line, secrets redacted, e.g.
 // `(HTML page) "<html><body>Bad gateway…"`.
-func Describe(red *Redactor, h http.Header, body []byte) string {
+func Describe(red *redact.Redactor, h http.Header, body []byte) string {
 	s := strconv.Quote(excerpt(red, body, false))
 	if looksHTML(h, body) {
 		return "(HTML page) " + s

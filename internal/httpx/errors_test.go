@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferry-dev/ferry/internal/redact"
 )
 
 func TestExcerpt(t *testing.T) {
@@ -32,7 +34,7 @@ func TestExcerpt(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := excerpt(NewRedactor(tt.secrets...), []byte(tt.body), tt.cut)
+			got := excerpt(redact.New(tt.secrets...), []byte(tt.body), tt.cut)
 			if got != tt.want {
 				t.Errorf("excerpt(%q) =\n%q, want\n%q", tt.body, got, tt.want)
 			}
@@ -92,7 +94,7 @@ func TestErrorMessages(t *testing.T) {
 		},
 		{
 			"request redacts its cause",
-			&RequestError{Method: "POST", URL: "https://x/y", Attempts: 1, Err: errors.New("token tok-1234 expired"), red: NewRedactor("tok-1234")},
+			&RequestError{Method: "POST", URL: "https://x/y", Attempts: 1, Err: errors.New("token tok-1234 expired"), red: redact.New("tok-1234")},
 			"POST https://x/y: token REDACTED expired",
 		},
 		{

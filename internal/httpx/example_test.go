@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ferry-dev/ferry/internal/httpx"
+	"github.com/ferry-dev/ferry/internal/redact"
 )
 
 func ExampleClient_Do() {
@@ -26,7 +27,7 @@ func ExampleClient_Do() {
 
 	c := httpx.New(httpx.Config{
 		InitialBackoff: time.Millisecond,
-		Redactor:       httpx.NewRedactor("sk_live_123"),
+		Redactor:       redact.New("sk_live_123"),
 	})
 	var page struct{ Orders []struct{ ID int } }
 	resp, err := c.Do(context.Background(), &httpx.Request{URL: srv.URL + "/v1/orders?api_key=sk_live_123"},

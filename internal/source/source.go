@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ferry-dev/ferry/internal/redact"
+
 	"github.com/ferry-dev/ferry/internal/httpx"
 	"github.com/ferry-dev/ferry/internal/record"
 	"github.com/ferry-dev/ferry/internal/registry"
@@ -138,7 +140,7 @@ type Options struct {
 	Config map[string]any
 	// Redactor hides secrets in messages; the source adds secrets it
 	// derives (tokens) to it.
-	Redactor *httpx.Redactor
+	Redactor *redact.Redactor
 	// Logger receives the source's logs.
 	Logger *slog.Logger
 	// Observer is told about every HTTP attempt (progress, metrics).

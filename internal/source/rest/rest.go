@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferry-dev/ferry/internal/redact"
+
 	"github.com/ferry-dev/ferry/internal/auth"
 	"github.com/ferry-dev/ferry/internal/httpx"
 	"github.com/ferry-dev/ferry/internal/jsonpath"
@@ -45,7 +47,7 @@ var errTooManyFailed = errors.New("too many partitions failed")
 type Source struct {
 	name     string
 	client   *httpx.Client
-	red      *httpx.Redactor
+	red      *redact.Redactor
 	log      *slog.Logger
 	config   map[string]any
 	baseURL  string
@@ -99,7 +101,7 @@ func New(c *spec.Connector, opts source.Options) (source.Source, error) {
 		compiled: map[string]*stream{},
 	}
 	if s.red == nil {
-		s.red = httpx.NewRedactor()
+		s.red = redact.New()
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -1,4 +1,8 @@
-package httpx
+// Package redact is Ferry's secret service: a Redactor knows the secrets
+// of a process (tokens, passwords, keys) and hides them, in every form they
+// take in URLs and JSON, from messages, logs and stored text. Handler wraps
+// a log/slog handler so that no log line shows one.
+package redact
 
 import (
 	"cmp"
@@ -23,7 +27,7 @@ var sensitiveParamWords = []string{
 }
 
 // Redactor replaces known secrets in text, and credentials in URLs, with
-// "REDACTED". Every error message, log line and AttemptInfo the Client
+// "REDACTED". Every error message, log line and stored message Ferry
 // produces goes through one.
 //
 // Every non-empty secret is kept, however short. A one- or two-byte secret
@@ -46,9 +50,9 @@ type redactState struct {
 	maxLen   int // longest pattern, in bytes
 }
 
-// NewRedactor returns a Redactor that hides the given secrets. Empty strings
+// New returns a Redactor that hides the given secrets. Empty strings
 // are ignored.
-func NewRedactor(secrets ...string) *Redactor {
+func New(secrets ...string) *Redactor {
 	r := &Redactor{}
 	r.Add(secrets...)
 	return r
@@ -237,8 +241,9 @@ func (r *Redactor) load() *redactState {
 	return r.state.Load()
 }
 
-// maxLen returns the length of the longest pattern String hides, 0 if none.
-func (r *Redactor) maxLen() int {
+// MaxLen returns the length of the longest pattern String hides, 0 if
+// none: a secret cut at the end of an excerpt is at most that long.
+func (r *Redactor) MaxLen() int {
 	if st := r.load(); st != nil {
 		return st.maxLen
 	}

@@ -1,4 +1,4 @@
-package httpx
+package redact
 
 import (
 	"net/url"
@@ -24,7 +24,7 @@ func TestRedactorString(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := NewRedactor(tt.secrets...).String(tt.in); got != tt.want {
+			if got := New(tt.secrets...).String(tt.in); got != tt.want {
 				t.Errorf("String(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
@@ -46,7 +46,7 @@ func TestRedactorNilAndZero(t *testing.T) {
 }
 
 func TestRedactorURL(t *testing.T) {
-	r := NewRedactor("acct-secret-99", "a/b c")
+	r := New("acct-secret-99", "a/b c")
 	tests := []struct{ in, want string }{
 		{"https://api.example.com/v1/orders?page=3&api_key=tok123", "https://api.example.com/v1/orders?page=3&api_key=REDACTED"},
 		{
@@ -76,7 +76,7 @@ func TestRedactorURL(t *testing.T) {
 }
 
 func TestRedactorConcurrentAdd(t *testing.T) {
-	r := NewRedactor()
+	r := New()
 	var wg sync.WaitGroup
 	secrets := []string{"first-secret", "second-secret", "third-secret", "fourth-secret"}
 	for _, s := range secrets {
@@ -110,7 +110,7 @@ func FuzzRedactorURL(f *testing.F) {
 		if len(secret) < 4 {
 			t.Skip()
 		}
-		out := NewRedactor(secret).URL(raw)
+		out := New(secret).URL(raw)
 		forms := []string{secret, url.QueryEscape(secret), url.PathEscape(secret)}
 		for _, piece := range strings.Split(out, Redacted) {
 			for _, form := range forms {
