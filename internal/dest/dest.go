@@ -83,6 +83,14 @@ type StreamWriter interface {
 	// version of the table migrates the table first. A destination that
 	// cannot change tables inside a transaction commits what came before
 	// (with its checkpoints) ahead of the change.
+	//
+	// Cancellation: a ctx that ends while Write runs may leave the open
+	// transaction unusable (drivers abort the statement in flight), and
+	// the next Commit then fails, losing every chunk written since the
+	// last commit. A caller that wants to keep those chunks must not cancel
+	// a Write that has started: it passes a context that is not cancelled
+	// with the run (bounded by a timeout instead) and checks for
+	// cancellation between chunks, then commits.
 	Write(ctx context.Context, c *record.Chunk) error
 	// Commit makes every row written since the last commit durable together
 	// with the checkpoints that came with it, atomically.

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dev/ferry/internal/dest"
+	"github.com/ferry-dev/ferry/internal/record"
 	"github.com/ferry-dev/ferry/internal/redact"
 
 	"github.com/ferry-dev/ferry/internal/apitest"
@@ -946,29 +948,25 @@ func TestInterruptCommitsAndResumes(t *testing.T) {
 	users := apitest.Users(600)
 	api := apitest.New(t, users, apitest.PageNumber, 20)
 	api.Token = "s3cret-token"
-	var slow atomic.Bool
-	slow.Store(true)
-	inner := api.Config.Handler
-	api.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if slow.Load() {
-			time.Sleep(10 * time.Millisecond)
-		}
-		inner.ServeHTTP(w, r)
-	})
 	e := newEnv(t, connector(api.URL, "  users: {path: /users, records: data, primary_key: id, cursor: updated_at, incremental: {param: updated_since}, paginate: {type: page_number, size: 20, size_param: per_page}}\n"),
 		pipelineSQLite+"sync: {checkpoint_rows: 1000000, checkpoint_interval: 1h}\n")
 	p, r := e.load()
-	run, err := engine.New(context.Background(), engine.Options{Pipeline: p, Resolved: r})
+	inner, err := dest.Open(context.Background(), dest.Config{Spec: p.Destination, Path: r.DestinationPath})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		for run.Progress()[0].Records.Load() < 100 {
-			time.Sleep(5 * time.Millisecond)
+	defer cancel()
+	// Ctrl-C while the fifth page (rows 81–100) is being written.
+	d := &cancellingDest{Destination: inner, onWrite: func(n int) {
+		if n == 5 {
+			cancel()
 		}
-		cancel()
-	}()
+	}}
+	run, err := engine.New(context.Background(), engine.Options{Pipeline: p, Resolved: r, Destination: d})
+	if err != nil {
+		t.Fatal(err)
+	}
 	sum, err := run.Execute(ctx)
 	run.Close()
 	if err == nil || sum.Streams[0].Status != "cancelled" || !strings.Contains(sum.Streams[0].Error, "interrupted") {
@@ -980,7 +978,76 @@ func TestInterruptCommitsAndResumes(t *testing.T) {
 	if n < 100 || int64(n) != sum.Streams[0].Records {
 		t.Fatalf("rows after the interruption = %d, summary says %d", n, sum.Streams[0].Records)
 	}
-	slow.Store(false)
+	if _, err := e.run(); err != nil {
+		t.Fatal(err)
+	}
+	if got := sorted(e.query("SELECT id FROM users")); !slices.Equal(got, idsOf(users)) {
+		t.Fatalf("after resuming: %d rows", len(got))
+	}
+}
+
+// cancellingDest wraps a destination: its writers call onWrite(n) at the
+// start of the n-th Write, then write.
+type cancellingDest struct {
+	dest.Destination
+	onWrite func(n int)
+}
+
+func (d *cancellingDest) OpenStream(ctx context.Context, cfg dest.StreamConfig) (dest.StreamWriter, error) {
+	w, err := d.Destination.OpenStream(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &cancellingWriter{StreamWriter: w, onWrite: d.onWrite}, nil
+}
+
+type cancellingWriter struct {
+	dest.StreamWriter
+	onWrite func(n int)
+	n       int
+}
+
+func (w *cancellingWriter) Write(ctx context.Context, c *record.Chunk) error {
+	w.n++
+	w.onWrite(w.n)
+	return w.StreamWriter.Write(ctx, c)
+}
+
+// TestCancelDuringWriteKeepsTheTransaction: a run cancelled while a chunk
+// is being written finishes that chunk and commits it with every chunk
+// before it (and the CREATE TABLE), instead of rolling them back.
+func TestCancelDuringWriteKeepsTheTransaction(t *testing.T) {
+	users := apitest.Users(200)
+	api := apitest.New(t, users, apitest.PageNumber, 20)
+	api.Token = "s3cret-token"
+	e := newEnv(t, connector(api.URL, "  users: {path: /users, records: data, primary_key: id, cursor: updated_at, incremental: {param: updated_since}, paginate: {type: page_number, size: 20, size_param: per_page}}\n"),
+		pipelineSQLite+"sync: {checkpoint_rows: 1000000, checkpoint_interval: 1h}\n")
+	p, r := e.load()
+	inner, err := dest.Open(context.Background(), dest.Config{Spec: p.Destination, Path: r.DestinationPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d := &cancellingDest{Destination: inner, onWrite: func(n int) {
+		if n == 6 {
+			cancel() // the run is cancelled while chunk 6 is being written
+		}
+	}}
+	run, err := engine.New(context.Background(), engine.Options{Pipeline: p, Resolved: r, Destination: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := run.Execute(ctx)
+	run.Close()
+	if err == nil || sum.Streams[0].Status != "cancelled" {
+		t.Fatalf("cancelled run: %v %+v", err, sum.Streams[0])
+	}
+	// Six pages of 20 were written when the cancellation landed; all of
+	// them are committed.
+	if n := e.count("users"); n != 120 || sum.Streams[0].Records != 120 {
+		t.Fatalf("rows committed = %d (summary %d), want the 120 of the six chunks written", n, sum.Streams[0].Records)
+	}
 	if _, err := e.run(); err != nil {
 		t.Fatal(err)
 	}

@@ -50,6 +50,9 @@ type Options struct {
 	// RetryFor bounds how long a stream keeps retrying while the database
 	// is unavailable (default 2 minutes).
 	RetryFor time.Duration
+	// Destination, when set, is used instead of opening the pipeline's;
+	// the run takes it over and closes it.
+	Destination dest.Destination
 }
 
 // Run is one execution of a pipeline.
@@ -178,9 +181,12 @@ func New(ctx context.Context, opts Options) (*Run, error) {
 		return nil, fmt.Errorf("connector %s: %w", p.Connector.Inline.Name, err)
 	}
 	r.src = src
-	dst, err := dest.Open(ctx, dest.Config{Spec: p.Destination, URL: opts.Resolved.DestinationURL, Path: opts.Resolved.DestinationPath})
-	if err != nil {
-		return nil, fmt.Errorf("destination %s: %s", p.Destination.Type, r.red.URL(err.Error()))
+	dst := opts.Destination
+	if dst == nil {
+		dst, err = dest.Open(ctx, dest.Config{Spec: p.Destination, URL: opts.Resolved.DestinationURL, Path: opts.Resolved.DestinationPath})
+		if err != nil {
+			return nil, fmt.Errorf("destination %s: %s", p.Destination.Type, r.red.URL(err.Error()))
+		}
 	}
 	r.dst = dst
 	for _, n := range names {

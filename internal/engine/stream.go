@@ -26,6 +26,10 @@ const (
 	chunkBuffer = 4
 )
 
+// writeTimeout bounds the write of one chunk once it has started (a chunk
+// is one page: this is far more than any healthy database needs).
+const writeTimeout = 2 * time.Minute
+
 // streamRun is the state of one stream's sync.
 type streamRun struct {
 	r      *Run
@@ -505,8 +509,19 @@ func (s *streamRun) write(ctx context.Context, chunks <-chan *record.Chunk, firs
 				c.Checkpoints = append(first, c.Checkpoints...)
 				first = nil
 			}
+			// A chunk that has started is written to the end, whatever
+			// happens to ctx meanwhile: cancelling a driver call mid-way
+			// leaves the transaction unusable and would throw away every
+			// chunk already in it. Cancellation is noticed between chunks,
+			// and the run then commits what was written.
+			if ctx.Err() != nil {
+				return nil
+			}
 			before := s.w.Rejected()
-			if err := s.w.Write(ctx, c); err != nil {
+			wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+			err := s.w.Write(wctx, c)
+			wcancel()
+			if err != nil {
 				return err
 			}
 			written++
