@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -1053,5 +1054,56 @@ func TestCancelDuringWriteKeepsTheTransaction(t *testing.T) {
 	}
 	if got := sorted(e.query("SELECT id FROM users")); !slices.Equal(got, idsOf(users)) {
 		t.Fatalf("after resuming: %d rows", len(got))
+	}
+}
+
+// TestCancelAfterTheSourceFinished: a run cancelled after the source read
+// its last page but before every chunk was written must not finish the
+// pass (which would save the last page's cursor over rows never written);
+// it commits what was written, reports the interruption, and the next run
+// resumes there.
+func TestCancelAfterTheSourceFinished(t *testing.T) {
+	users := apitest.Users(60)
+	api := apitest.New(t, users, apitest.PageNumber, 20)
+	api.Token = "s3cret-token"
+	e := newEnv(t, connector(api.URL, "  users: {path: /users, records: data, primary_key: id, cursor: updated_at, incremental: {param: updated_since}, paginate: {type: page_number, size: 20, size_param: per_page}}\n"),
+		pipelineSQLite+"sync: {checkpoint_rows: 1000000, checkpoint_interval: 1h}\n")
+	p, r := e.load()
+	inner, err := dest.Open(context.Background(), dest.Config{Spec: p.Destination, Path: r.DestinationPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var run *engine.Run
+	d := &cancellingDest{Destination: inner, onWrite: func(n int) {
+		if n != 1 {
+			return
+		}
+		// Wait until all three pages are converted (so the source is done),
+		// then cancel while the first chunk is being written.
+		deadline := time.Now().Add(10 * time.Second)
+		for run.Progress()[0].Pages.Load() < 3 && time.Now().Before(deadline) {
+			runtime.Gosched()
+		}
+		cancel()
+	}}
+	run, err = engine.New(context.Background(), engine.Options{Pipeline: p, Resolved: r, Destination: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := run.Execute(ctx)
+	run.Close()
+	if err == nil || sum.Streams[0].Status != "cancelled" {
+		t.Fatalf("cancelled run: %v %+v", err, sum.Streams[0])
+	}
+	if n := e.count("users"); n != 20 {
+		t.Fatalf("rows committed = %d, want the 20 of the chunk written", n)
+	}
+	if _, err := e.run(); err != nil {
+		t.Fatal(err)
+	}
+	if got := sorted(e.query("SELECT id FROM users")); !slices.Equal(got, idsOf(users)) {
+		t.Fatalf("after resuming: %d rows, want %d", len(got), len(users))
 	}
 }

@@ -406,8 +406,8 @@ func (s *streamRun) run(parent context.Context) error {
 	if s.child && !s.resume {
 		first = append(first, record.Checkpoint{Stream: s.sp.Name, Partition: "", State: encodeState(PartitionState{Pass: &Pass{ID: s.passID}})})
 	}
-	writeErr := s.write(ctx, chunks, first, every, interval)
-	if writeErr != nil {
+	complete, writeErr := s.write(ctx, chunks, first, every, interval)
+	if writeErr != nil || !complete {
 		cancel()
 		for range chunks {
 		}
@@ -419,6 +419,16 @@ func (s *streamRun) run(parent context.Context) error {
 	srcErr := readErr
 	if errors.Is(srcErr, context.Canceled) && parent.Err() == nil {
 		srcErr = nil // we cancelled it because a later stage failed
+	}
+	if !complete && writeErr == nil && convErr == nil && srcErr == nil {
+		// The writer stopped before the last chunk although the source
+		// finished: the run was cancelled meanwhile. A pass whose chunks
+		// were not all written never finishes; what was written is
+		// committed below and the next run resumes there.
+		srcErr = parent.Err()
+		if srcErr == nil {
+			srcErr = errors.New("the writer stopped before the last chunk")
+		}
 	}
 	switch {
 	case writeErr != nil:
@@ -479,7 +489,9 @@ func firstErr(errs ...error) error {
 }
 
 // write consumes chunks, committing every `every` rows or `interval`.
-func (s *streamRun) write(ctx context.Context, chunks <-chan *record.Chunk, first []record.Checkpoint, every int, interval time.Duration) error {
+// complete is true when it wrote every chunk up to the closing of chunks;
+// it is false when ctx ended first.
+func (s *streamRun) write(ctx context.Context, chunks <-chan *record.Chunk, first []record.Checkpoint, every int, interval time.Duration) (complete bool, err error) {
 	pendingRows := 0
 	dirty := false
 	last := time.Now()
@@ -503,7 +515,7 @@ func (s *streamRun) write(ctx context.Context, chunks <-chan *record.Chunk, firs
 		select {
 		case c, ok := <-chunks:
 			if !ok {
-				return nil
+				return true, nil
 			}
 			if len(first) > 0 {
 				c.Checkpoints = append(first, c.Checkpoints...)
@@ -515,14 +527,14 @@ func (s *streamRun) write(ctx context.Context, chunks <-chan *record.Chunk, firs
 			// chunk already in it. Cancellation is noticed between chunks,
 			// and the run then commits what was written.
 			if ctx.Err() != nil {
-				return nil
+				return false, nil
 			}
 			before := s.w.Rejected()
 			wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 			err := s.w.Write(wctx, c)
 			wcancel()
 			if err != nil {
-				return err
+				return false, err
 			}
 			written++
 			refused := s.w.Rejected() - before // rows the database could not store
@@ -533,17 +545,17 @@ func (s *streamRun) write(ctx context.Context, chunks <-chan *record.Chunk, firs
 			dirty = true
 			if pendingRows >= every || time.Since(last) >= interval {
 				if err := commit(); err != nil {
-					return err
+					return false, err
 				}
 			}
 		case <-tick.C:
 			if time.Since(last) >= interval {
 				if err := commit(); err != nil {
-					return err
+					return false, err
 				}
 			}
 		case <-ctx.Done():
-			return nil // the stages upstream report why
+			return false, nil // the stages upstream, or the caller, report why
 		}
 	}
 }
