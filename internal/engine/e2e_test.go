@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ferry-dev/ferry/internal/dest"
+	"github.com/ferry-dev/ferry/internal/normalize"
 	"github.com/ferry-dev/ferry/internal/record"
 	"github.com/ferry-dev/ferry/internal/redact"
 
@@ -813,24 +814,37 @@ func TestSchemaEvolvesAcrossRuns(t *testing.T) {
 	if got := e.query("SELECT id, v, new FROM things ORDER BY id"); !slices.Equal(got, []string{"1|1|NULL", "2|2.5|1", "3|three|NULL"}) {
 		t.Fatalf("rows = %v", got)
 	}
-	// A run whose data no longer fills a column reports it missing, and
-	// --fail-on-drift turns drift into an error (the rows still land).
+	// A run whose data no longer fills a column did not change the table:
+	// that is not drift, so --fail-on-drift lets it pass, and the summary
+	// notes the unfilled column.
 	api.Records = []map[string]any{{"id": 4, "v": "four"}}
 	sum, err = e.runWith(engine.Options{FailOnDrift: true})
-	if err == nil || !strings.Contains(err.Error(), "schema drift in [things]") {
-		t.Fatalf("fail-on-drift: %v", err)
+	if err != nil {
+		t.Fatalf("fail-on-drift on an unchanged table: %v", err)
 	}
-	if got := strings.Join(sum.Streams[0].Changes, ", "); got != "- new bool" {
-		t.Fatalf("changes = %q", got)
+	if len(sum.Streams[0].Changes) != 0 || strings.Join(sum.Streams[0].Unfilled, ",") != "new" {
+		t.Fatalf("changes = %q, unfilled = %q", sum.Streams[0].Changes, sum.Streams[0].Unfilled)
 	}
 	if n := e.count("things"); n != 4 {
 		t.Fatalf("rows = %d", n)
 	}
+	// --fail-on-drift refuses a change before applying it: the stream
+	// fails naming it, and the table keeps its layout.
+	api.Records = []map[string]any{{"id": 5, "v": "five", "extra": 1}}
+	_, err = e.runWith(engine.Options{FailOnDrift: true})
+	var se *normalize.SchemaError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "extra") {
+		t.Fatalf("fail-on-drift with a new column: %v", err)
+	}
+	if got := e.query("SELECT COUNT(*) FROM pragma_table_info('things') WHERE name = 'extra'"); got[0] != "0" {
+		t.Fatalf("the refused column was added")
+	}
 	// The runs log keeps each run's changes.
-	if got := e.query("SELECT COUNT(*) FROM _ferry_runs WHERE summary LIKE '%- new bool%'"); got[0] != "1" {
+	if got := e.query("SELECT COUNT(*) FROM _ferry_runs WHERE summary LIKE '%+ new bool%'"); got[0] != "1" {
 		t.Fatalf("runs log: %v", got)
 	}
 	// No change, no drift.
+	api.Records = []map[string]any{{"id": 6, "v": "six"}}
 	if _, err := e.runWith(engine.Options{FailOnDrift: true}); err != nil {
 		t.Fatalf("unchanged data: %v", err)
 	}
@@ -841,11 +855,11 @@ func TestDiscover(t *testing.T) {
 	api.Token = "s3cret-token"
 	e := newEnv(t, connector(api.URL, "  users: {path: /users, records: data, primary_key: id, cursor: updated_at, paginate: {type: page_number, size: 10, size_param: per_page}}\n"), pipelineSQLite)
 	p, r := e.load()
-	src, err := source.New(p.Connector.Inline, source.Options{Config: r.Config})
+	src, err := source.New(p.Connector.Inline.Type, p.Connector.Inline.Body, source.Options{Config: r.Config, Redactor: redact.New()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := engine.Discover(context.Background(), src, []string{"users"}, 15, 0)
+	got := engine.Discover(context.Background(), engine.DiscoverOptions{Source: src, Pipeline: p, Streams: []string{"users"}, Sample: 15})
 	if len(got) != 1 || got[0].Err != nil || got[0].Records != 20 {
 		t.Fatalf("discover = %+v", got)
 	}
@@ -952,14 +966,14 @@ func TestInterruptCommitsAndResumes(t *testing.T) {
 	e := newEnv(t, connector(api.URL, "  users: {path: /users, records: data, primary_key: id, cursor: updated_at, incremental: {param: updated_since}, paginate: {type: page_number, size: 20, size_param: per_page}}\n"),
 		pipelineSQLite+"sync: {checkpoint_rows: 1000000, checkpoint_interval: 1h}\n")
 	p, r := e.load()
-	inner, err := dest.Open(context.Background(), dest.Config{Spec: p.Destination, Path: r.DestinationPath})
+	inner, err := dest.Open(context.Background(), p.Destination.Type, r.Destination, dest.Options{Dir: p.Dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// Ctrl-C while the fifth page (rows 81–100) is being written.
-	d := &cancellingDest{Destination: inner, onWrite: func(n int) {
+	d := &cancellingDest{sqlDest: inner.(sqlDest), onWrite: func(n int) {
 		if n == 5 {
 			cancel()
 		}
@@ -987,15 +1001,23 @@ func TestInterruptCommitsAndResumes(t *testing.T) {
 	}
 }
 
+// sqlDest is a destination with the capabilities of Ferry's SQL ones.
+type sqlDest interface {
+	dest.Destination
+	dest.StateKeeper
+	dest.Namer
+	dest.RunLog
+}
+
 // cancellingDest wraps a destination: its writers call onWrite(n) at the
 // start of the n-th Write, then write.
 type cancellingDest struct {
-	dest.Destination
+	sqlDest
 	onWrite func(n int)
 }
 
 func (d *cancellingDest) OpenStream(ctx context.Context, cfg dest.StreamConfig) (dest.StreamWriter, error) {
-	w, err := d.Destination.OpenStream(ctx, cfg)
+	w, err := d.sqlDest.OpenStream(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -1024,13 +1046,13 @@ func TestCancelDuringWriteKeepsTheTransaction(t *testing.T) {
 	e := newEnv(t, connector(api.URL, "  users: {path: /users, records: data, primary_key: id, cursor: updated_at, incremental: {param: updated_since}, paginate: {type: page_number, size: 20, size_param: per_page}}\n"),
 		pipelineSQLite+"sync: {checkpoint_rows: 1000000, checkpoint_interval: 1h}\n")
 	p, r := e.load()
-	inner, err := dest.Open(context.Background(), dest.Config{Spec: p.Destination, Path: r.DestinationPath})
+	inner, err := dest.Open(context.Background(), p.Destination.Type, r.Destination, dest.Options{Dir: p.Dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	d := &cancellingDest{Destination: inner, onWrite: func(n int) {
+	d := &cancellingDest{sqlDest: inner.(sqlDest), onWrite: func(n int) {
 		if n == 6 {
 			cancel() // the run is cancelled while chunk 6 is being written
 		}
@@ -1069,14 +1091,14 @@ func TestCancelAfterTheSourceFinished(t *testing.T) {
 	e := newEnv(t, connector(api.URL, "  users: {path: /users, records: data, primary_key: id, cursor: updated_at, incremental: {param: updated_since}, paginate: {type: page_number, size: 20, size_param: per_page}}\n"),
 		pipelineSQLite+"sync: {checkpoint_rows: 1000000, checkpoint_interval: 1h}\n")
 	p, r := e.load()
-	inner, err := dest.Open(context.Background(), dest.Config{Spec: p.Destination, Path: r.DestinationPath})
+	inner, err := dest.Open(context.Background(), p.Destination.Type, r.Destination, dest.Options{Dir: p.Dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var run *engine.Run
-	d := &cancellingDest{Destination: inner, onWrite: func(n int) {
+	d := &cancellingDest{sqlDest: inner.(sqlDest), onWrite: func(n int) {
 		if n != 1 {
 			return
 		}

@@ -85,7 +85,7 @@ type Config struct {
 	RetryStatuses []int
 	// Redactor hides secrets in errors, logs and AttemptInfo. nil still
 	// hides URL passwords and sensitive query parameters.
-	Redactor *redact.Redactor
+	Redactor Redactor
 	// Transport sends requests. nil means a clone of http.DefaultTransport
 	// keeping at least max(16, Concurrency) idle connections per host.
 	Transport http.RoundTripper
@@ -96,6 +96,14 @@ type Config struct {
 	Auth Authenticator
 	// Observer is told about every attempt. nil tells no one.
 	Observer Observer
+}
+
+// Redactor hides secrets in text; *redact.Redactor implements it.
+type Redactor interface {
+	String(s string) string
+	URL(raw string) string
+	// MaxLen is the length of the longest form of a secret String hides.
+	MaxLen() int
 }
 
 // Authenticator adds credentials to an outgoing request. Apply is called on
@@ -132,6 +140,8 @@ type AttemptInfo struct {
 	// RetryIn is how long the client waits before the next attempt, 0 if
 	// none follows.
 	RetryIn time.Duration
+	// Label is the Request's.
+	Label string
 }
 
 // Request is a request Do can send any number of times.
@@ -142,6 +152,9 @@ type Request struct {
 	// Body is sent as is on every attempt; nil sends none. If the Header has
 	// no Content-Type, a non-nil Body is sent as application/json.
 	Body []byte
+	// Label is copied into each AttemptInfo, for observers (the stream the
+	// request is for).
+	Label string
 }
 
 // Response is a response read whole.
@@ -177,6 +190,9 @@ type Client struct {
 	retry    map[int]bool  // statuses retried besides 5xx
 	retry5xx bool          // retry every 5xx
 	log      *slog.Logger  // never nil
+	// ownTransport is true when the client made its transport (Close
+	// closes its idle connections).
+	ownTransport bool
 
 	mu        sync.Mutex
 	notBefore time.Time // no attempt starts before this (a 429's pause)
@@ -212,17 +228,22 @@ func New(cfg Config) *Client {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	cfg.UserAgent = cmp.Or(cfg.UserAgent, DefaultUserAgent)
+	if cfg.Redactor == nil {
+		cfg.Redactor = redact.New()
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Transport == nil {
+	own := cfg.Transport == nil
+	if own {
 		cfg.Transport = newTransport(cfg.Concurrency)
 	}
 	c := &Client{
-		cfg:   cfg,
-		hc:    &http.Client{Transport: cfg.Transport, CheckRedirect: checkRedirect},
-		log:   cfg.Logger,
-		retry: make(map[int]bool),
+		cfg:          cfg,
+		hc:           &http.Client{Transport: cfg.Transport, CheckRedirect: checkRedirect},
+		log:          cfg.Logger,
+		retry:        make(map[int]bool),
+		ownTransport: own,
 	}
 	statuses := cfg.RetryStatuses
 	if statuses == nil {
@@ -350,7 +371,7 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 		resp, retry, err := c.attempt(ctx, method, req)
 		c.release()
 
-		info := AttemptInfo{Method: method, URL: redURL, Attempt: n, Duration: time.Since(began)}
+		info := AttemptInfo{Method: method, URL: redURL, Attempt: n, Duration: time.Since(began), Label: req.Label}
 		var (
 			se     *StatusError
 			ra     time.Duration // Retry-After
@@ -668,6 +689,16 @@ func (c *Client) pausedFor() time.Duration {
 }
 
 // observe tells the Observer about an attempt.
+// Close releases the client's idle connections. A client built on a
+// Config.Transport of the caller's leaves it alone.
+func (c *Client) Close() {
+	if c.ownTransport {
+		if t, ok := c.hc.Transport.(interface{ CloseIdleConnections() }); ok {
+			t.CloseIdleConnections()
+		}
+	}
+}
+
 func (c *Client) observe(info AttemptInfo) {
 	if c.cfg.Observer != nil {
 		c.cfg.Observer.Attempt(info)
