@@ -415,7 +415,11 @@ func (n *Normalizer) Page(p *record.Page, f *cursor.Filter) (*record.Chunk, Resu
 			parentCells = append(parentCells, pc)
 		}
 	}
-	for _, rec := range p.Records {
+	for ri, rec := range p.Records {
+		op := record.Upsert
+		if ri < len(p.Ops) {
+			op = p.Ops[ri]
+		}
 		n.gen++
 		if n.gen == 0 {
 			n.gen = 1
@@ -475,8 +479,11 @@ func (n *Normalizer) Page(p *record.Page, f *cursor.Filter) (*record.Chunk, Resu
 		if n.rowIDIdx >= 0 {
 			n.set(n.rowIDIdx, n.nextRowID(c))
 		}
-		n.appendRow(c)
+		n.appendRow(c, op)
 		c.Raw = append(c.Raw, rec)
+		if op == record.Delete {
+			continue // a deleted row's children go with it
+		}
 		if err := n.flushArrays(p, n.rootValues()); err != nil {
 			return nil, res, err
 		}
@@ -493,8 +500,8 @@ func (n *Normalizer) set(i int, v cell) {
 	n.cells[i] = v
 }
 
-// appendRow appends the current cells as one row.
-func (n *Normalizer) appendRow(c *record.Chunk) {
+// appendRow appends the current cells as one row with operation op.
+func (n *Normalizer) appendRow(c *record.Chunk, op record.Op) {
 	cols := n.table.Columns
 	for i := range cols {
 		v := &c.Cols[i]
@@ -523,7 +530,7 @@ func (n *Normalizer) appendRow(c *record.Chunk) {
 			v.AppendNull(t)
 		}
 	}
-	c.Ops = append(c.Ops, record.Upsert)
+	c.Ops = append(c.Ops, op)
 	c.Len++
 }
 

@@ -583,3 +583,21 @@ func TestUnnest(t *testing.T) {
 		t.Fatalf("depth 1: %+v", c.Children)
 	}
 }
+
+// TestOps: a page's operations reach the rows; a deleted record needs
+// only its key, and its unnested arrays make no child rows.
+func TestOps(t *testing.T) {
+	n := mustNew(t, Options{PrimaryKey: []string{"id"}, Nested: schema.Unnest})
+	p := page(t, `[{"id":1,"items":[{"sku":"a"}]},{"id":2},{"id":3,"items":[{"sku":"b"}]}]`)
+	p.Ops = []record.Op{record.Upsert, record.Delete, record.Delete}
+	c, res, err := n.Page(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Rows != 3 || c.Ops[0] != record.Upsert || c.Ops[1] != record.Delete || c.Ops[2] != record.Delete {
+		t.Fatalf("ops = %v (%d rows)", c.Ops, res.Rows)
+	}
+	if len(c.Children) != 1 || c.Children[0].Len != 1 {
+		t.Fatalf("child rows: %d tables", len(c.Children))
+	}
+}

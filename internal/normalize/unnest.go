@@ -212,7 +212,7 @@ func (n *Normalizer) addArray(p *record.Page, raw []byte, parent []cell) error {
 		n.set(n.metaAt, cell{t: schema.Timestamp, i: p.FetchedAt})
 		n.set(n.metaRun, cell{t: schema.Text, b: n.runID})
 		n.set(n.rowIDIdx, n.nextRowID(c))
-		n.appendRow(c)
+		n.appendRow(c, record.Upsert)
 		c.Raw = append(c.Raw, elem)
 		if err := n.flushArrays(p, n.rootValues()); err != nil {
 			return err

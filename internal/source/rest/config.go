@@ -137,6 +137,15 @@ type Incremental struct {
 	// Format renders a timestamp cursor for the API: rfc3339 (default),
 	// unix, unix_ms, date (2006-01-02), or any Go time layout.
 	Format string `yaml:"format,omitempty" min:"1" doc:"How a timestamp cursor is rendered: rfc3339 (default), unix, unix_ms, date, or a Go time layout."`
+	// Exclusive says the API's filter returns records strictly after the
+	// value it is given (updated_after=T means > T). Ferry then asks from
+	// one granule before the saved cursor, so that records sharing the
+	// cursor's granule are not lost, and drops the ones it already has.
+	Exclusive bool `yaml:"exclusive,omitempty" doc:"The API's filter is exclusive (updated_after=T returns records after T): Ferry asks from one granularity before the saved cursor and drops what it already has."`
+	// Granularity is the resolution of the API's cursor values and filter
+	// (default 1s for an exclusive filter): a filter that truncates to
+	// seconds needs 1s.
+	Granularity string `yaml:"granularity,omitempty" def:"duration" doc:"Resolution of the API's cursor values and filter (default 1s with exclusive)."`
 }
 
 // Paginate describes how a stream's pages follow one another.

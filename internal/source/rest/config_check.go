@@ -150,6 +150,10 @@ func mergeDefaults(s *Stream, d *StreamDefaults, dp, sp []string) {
 			if inc.Format == "" {
 				inc.Format = d.Incremental.Format
 			}
+			inc.Exclusive = inc.Exclusive || d.Incremental.Exclusive
+			if inc.Granularity == "" {
+				inc.Granularity = d.Incremental.Granularity
+			}
 			s.Incremental = &inc
 		}
 	}
@@ -238,6 +242,14 @@ func checkStream(chk *spec.Checker, s *Stream) {
 		}
 		if err := checkFormat(inc.Format); err != nil {
 			ic.AtValue([]string{"format"}, "%v", err)
+		}
+		if inc.Granularity != "" {
+			if _, err := spec.ParseDuration(inc.Granularity); err != nil {
+				ic.AtValue([]string{"granularity"}, "%v", err)
+			}
+			if !inc.Exclusive {
+				ic.At([]string{"granularity"}, "granularity applies to an exclusive filter: set exclusive: true, or remove it")
+			}
 		}
 	}
 	checkPaginate(chk, s)

@@ -298,6 +298,14 @@ func compileStream(name string, sp *Stream) (*stream, error) {
 			}
 		}
 		st.info.Start = string(inc.Start)
+		if inc.Exclusive {
+			st.info.Exclusive, st.info.Granularity = true, time.Second
+		}
+		if inc.Granularity != "" {
+			if st.info.Granularity, err = spec.ParseDuration(inc.Granularity); err != nil {
+				return nil, fmt.Errorf("incremental.granularity: %w", err)
+			}
+		}
 	}
 	return st, nil
 }
