@@ -14,18 +14,31 @@ import "encoding/json"
 
 // Op is what a row does to the destination table. Pull sources emit
 // Upsert; push and change-data-capture sources also emit Delete.
+//
+// Change-data-capture sources may say more precisely what happened at the
+// source with Insert and Update. Both are upserts to every destination
+// that does not tell them apart (tables are written by key either way);
+// destinations that call APIs use them to choose the request (create or
+// update).
 type Op uint8
 
 // Row operations.
 const (
 	Upsert Op = iota // insert the row, or in dedup mode replace the row with the same key
 	Delete           // remove the row with this key (dedup mode); appended as a tombstone otherwise
+	Insert           // an upsert that was an insert at the source
+	Update           // an upsert that was an update at the source
 )
 
 // String names the operation.
 func (o Op) String() string {
-	if o == Delete {
+	switch o {
+	case Delete:
 		return "delete"
+	case Insert:
+		return "insert"
+	case Update:
+		return "update"
 	}
 	return "upsert"
 }

@@ -56,7 +56,16 @@ type Error struct {
 func (e *Error) Error() string { return e.Msg }
 
 // Parse compiles src. Text outside {{ }} is literal.
-func Parse(src string) (*Template, error) {
+func Parse(src string) (*Template, error) { return parse(src, compileEnv) }
+
+// ParseEnv compiles src for a setting that reads other variables than
+// connectors do (a destination's request templates read the change being
+// delivered): the keys of env are the only variables the expressions may
+// use, and their values' types are the variables' types (a map for
+// fields, "" for a string).
+func ParseEnv(src string, env map[string]any) (*Template, error) { return parse(src, env) }
+
+func parse(src string, env map[string]any) (*Template, error) {
 	t := &Template{src: src}
 	rest, off := src, 0
 	for {
@@ -78,7 +87,7 @@ func Parse(src string) (*Template, error) {
 		if strings.TrimSpace(code) == "" {
 			return nil, &Error{Offset: off + i, Msg: "empty {{ }} expression"}
 		}
-		prog, err := expr.Compile(code, expr.Env(compileEnv))
+		prog, err := expr.Compile(code, expr.Env(env))
 		if err != nil {
 			return nil, compileError(err, off+i+2, code)
 		}

@@ -94,3 +94,19 @@ func TestRefs(t *testing.T) {
 		t.Fatalf("Refs = %q, want %q", strings.Join(got, " "), want)
 	}
 }
+
+// TestParseEnv: a template compiled for other variables (a destination's
+// request templates) reads those, typed, and no others.
+func TestParseEnv(t *testing.T) {
+	env := map[string]any{"op": "", "row": map[string]any{}}
+	tp, err := ParseEnv(`{{ op == "delete" ? "DELETE" : "POST" }} /items/{{ row.id }}`, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _, err := tp.Render(Env{"op": "delete", "row": map[string]any{"id": int64(3)}}); err != nil || s != "DELETE /items/3" {
+		t.Fatalf("render = %q, %v", s, err)
+	}
+	if _, err := ParseEnv(`{{ config.x }}`, env); err == nil {
+		t.Fatal("a variable outside the environment compiled")
+	}
+}
