@@ -120,6 +120,41 @@ type StreamProgress struct {
 	status            atomic.Int32
 	started           atomic.Int64 // unix micro
 	finished          atomic.Int64
+
+	qmu     sync.Mutex
+	queries []QueryCount // distinct statements a database source ran
+}
+
+// QueryCount is a statement a database source ran for a stream, and how
+// many times.
+type QueryCount struct {
+	Query string `json:"query"`
+	Count int64  `json:"count"`
+}
+
+// maxQueries bounds the distinct statements a summary keeps per stream.
+const maxQueries = 100
+
+func (p *StreamProgress) addQuery(q string) {
+	p.qmu.Lock()
+	defer p.qmu.Unlock()
+	for i := range p.queries {
+		if p.queries[i].Query == q {
+			p.queries[i].Count++
+			return
+		}
+	}
+	if len(p.queries) < maxQueries {
+		p.queries = append(p.queries, QueryCount{Query: q, Count: 1})
+	}
+}
+
+// Queries returns the distinct statements a database source ran for the
+// stream so far, in first-run order, with their counts.
+func (p *StreamProgress) Queries() []QueryCount {
+	p.qmu.Lock()
+	defer p.qmu.Unlock()
+	return slices.Clone(p.queries)
 }
 
 // Stream states, for progress displays.
@@ -181,6 +216,9 @@ type StreamSummary struct {
 	// Unfilled lists the columns the previous run gave values to and this
 	// one did not (informational, not drift: the table did not change).
 	Unfilled []string `json:"unfilled,omitempty"`
+	// Queries lists every distinct statement a database source ran for
+	// the stream (source.Request.Query), with how often.
+	Queries []QueryCount `json:"queries,omitempty"`
 	// Err is the stream's failure with its type intact (errors.As finds
 	// *dest.TransientError, *source.PartitionErrors, *normalize.SchemaError,
 	// *dest.LockedError, context.Canceled); its message is redacted.
@@ -331,6 +369,9 @@ func (r *Run) Requested(req source.Request) {
 		r.retries.Add(1)
 	}
 	if sp := r.byName[req.Stream]; sp != nil {
+		if req.Query != "" {
+			sp.addQuery(req.Query)
+		}
 		sp.Requests.Add(1)
 		if req.Retry {
 			sp.HTTPRetries.Add(1)
@@ -378,7 +419,13 @@ func (r *Run) Execute(ctx context.Context) (*Summary, error) {
 	sum.Requests, sum.Retries = r.requests.Load(), r.retries.Load()
 	sum.Status = runStatus(results)
 	raw, _ := json.Marshal(sum)
-	if rl, ok := r.dst.(dest.RunLog); ok {
+	// A destination without a runs log (an API) has the run recorded
+	// where its state is kept, when that store keeps one.
+	rl, ok := r.dst.(dest.RunLog)
+	if !ok && r.stateDest != nil {
+		rl, ok = r.stateDest.(dest.RunLog)
+	}
+	if ok {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		if err := rl.RecordRun(rctx, dest.Run{ID: r.ID, Pipeline: p.Name, StartedAt: r.started, FinishedAt: time.Now(), Status: sum.Status, Summary: raw}); err != nil {

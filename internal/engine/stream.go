@@ -117,6 +117,7 @@ func (r *Run) stream(ctx context.Context, sp *StreamProgress) StreamSummary {
 	sum.Rejected, sum.Filtered = sp.Rejected.Load(), sp.Filtered.Load()
 	sum.Requests, sum.Retries = sp.Requests.Load(), sp.HTTPRetries.Load()
 	sum.Duration = sp.Elapsed()
+	sum.Queries = sp.Queries()
 	if err != nil {
 		sp.status.Store(Failed)
 		sum.Status = dest.Failed

@@ -203,6 +203,10 @@ type Request struct {
 	Bytes int64
 	// Err is the attempt's failure, redacted, "" on success.
 	Err string
+	// Query is the statement a database source ran, with its parameters
+	// as placeholders: the run keeps every distinct one in its summary
+	// (the run record), so what was asked of a database is on file.
+	Query string
 }
 
 // Observer is told about a source's requests. Its methods must be safe for

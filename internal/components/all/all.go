@@ -11,5 +11,6 @@ import (
 	_ "github.com/ferry-dev/ferry/internal/dest/postgres" // destination "postgres": PostgreSQL, binary COPY
 	_ "github.com/ferry-dev/ferry/internal/dest/sqlite"   // destination "sqlite": the embedded default
 
-	_ "github.com/ferry-dev/ferry/internal/source/rest" // source "rest": declarative REST connectors
+	_ "github.com/ferry-dev/ferry/internal/source/rest"     // source "rest": declarative REST connectors
+	_ "github.com/ferry-dev/ferry/internal/source/sqlquery" // source "sql": tables and queries of a database, read-only
 )
