@@ -312,6 +312,17 @@ type Options struct {
 	Dir string
 	// Logger receives the destination's logs (nil: discard).
 	Logger *slog.Logger
+	// Redactor, when set, is the run's: a destination that derives secrets
+	// (an API's auth tokens) adds them so that no message shows them.
+	Redactor Redactor
+}
+
+// Redactor hides secrets; *redact.Redactor implements it.
+type Redactor interface {
+	Add(secrets ...string)
+	String(s string) string
+	URL(raw string) string
+	MaxLen() int
 }
 
 // Factory opens a destination from its configuration, a pointer to the

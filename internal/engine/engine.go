@@ -272,7 +272,7 @@ func New(ctx context.Context, opts Options) (*Run, error) {
 		}
 	}
 	if r.dst = opts.Destination; r.dst == nil {
-		r.dst, err = dest.Open(ctx, p.Destination.Type, opts.Resolved.Destination, dest.Options{Dir: p.Dir, Logger: r.log})
+		r.dst, err = dest.Open(ctx, p.Destination.Type, opts.Resolved.Destination, dest.Options{Dir: p.Dir, Logger: r.log, Redactor: r.red})
 		if err != nil {
 			return nil, r.redacted(fmt.Errorf("destination %s: %w", p.Destination.Type, err))
 		}

@@ -68,6 +68,19 @@ type streamRun struct {
 	// pendingAcks holds the acknowledgements of the pages written since
 	// the last commit.
 	pendingAcks []func(error)
+	// refused is how many rows the writer refused, as counted so far
+	// (a destination that delivers asynchronously refuses some only by
+	// the commit).
+	refused int
+}
+
+// countRefused adds the rows the writer refused since last counted to the
+// rejected count, and returns how many.
+func (s *streamRun) countRefused() int {
+	n := s.w.Rejected() - s.refused
+	s.refused += n
+	s.sp.Rejected.Add(int64(n))
+	return n
 }
 
 // partTrack follows one partition through a pass.
@@ -304,7 +317,10 @@ func (s *streamRun) startTrack(ctx context.Context, part *record.Partition, t *p
 	t.saved = st
 	out := source.Start{}
 	hasKey := len(s.info.PrimaryKey) > 0
-	if s.incremental() || hasKey {
+	// An unbounded stream (change data capture, a push source) is a log of
+	// changes: two changes of one key are never repeats, and none is
+	// filtered.
+	if !s.info.Unbounded && (s.incremental() || hasKey) {
 		t.filter = &cursor.Filter{Dedupe: hasKey}
 	}
 	if st.Pass != nil && st.Pass.ID == s.passID {
@@ -676,6 +692,7 @@ func (s *streamRun) commit(ctx context.Context) error {
 // outside the destination, is saved; the pages' acknowledgements go out.
 func (s *streamRun) afterCommit(ctx context.Context) error {
 	s.sp.Commits.Add(1)
+	s.sp.Records.Add(-int64(s.countRefused()))
 	before := s.sp.Committed.Load()
 	s.noteCommitted()
 	parts := len(s.pendingState)
@@ -760,14 +777,12 @@ func (s *streamRun) write(ctx, wctx context.Context, chunks <-chan *record.Chunk
 				c.Checkpoints = nil
 			}
 			s.pendingAcks = append(s.pendingAcks, c.Acks...)
-			before := s.w.Rejected()
 			if err := s.w.Write(wctx, c); err != nil {
 				return false, err
 			}
 			written++
-			refused := s.w.Rejected() - before // rows the database could not store
+			refused := s.countRefused() // rows the database could not store
 			s.sp.Records.Add(int64(c.Len - refused))
-			s.sp.Rejected.Add(int64(refused))
 			s.noteCommitted()
 			pendingRows += c.Len
 			dirty = true

@@ -1,0 +1,150 @@
+package httpdest
+
+import (
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/ferry-dev/ferry/internal/spec"
+	"github.com/ferry-dev/ferry/internal/template"
+)
+
+// Config is the http destination's section of a pipeline file.
+type Config struct {
+	// URL is prefixed to every request's path.
+	URL string `yaml:"url" required:"true" min:"1" doc:"Base URL of the API (https://api.example.com/v1); every request's path is appended to it."`
+	// Auth says how requests authenticate; secrets come from the
+	// environment (${VAR}).
+	Auth *spec.AuthSection `yaml:"auth,omitempty" doc:"How requests authenticate (the sources' schemes); take secrets from the environment with ${VAR}."`
+	// Headers are sent with every request. Templates over the change.
+	Headers spec.Templates `yaml:"headers,omitempty" doc:"Sent with every request. Templates over the change (row, key, op, stream, change)."`
+	// Batch, when set, sends changes in batches (a JSON array per request)
+	// instead of one request per change.
+	Batch *Batch `yaml:"batch,omitempty" doc:"Send changes in batches: one request with a JSON array of items."`
+	// Create, Update and Delete are the requests per change by operation.
+	Create *Request `yaml:"create,omitempty" doc:"Request for an inserted row (and an upsert): default POST {stream} with the row as body."`
+	Update *Request `yaml:"update,omitempty" doc:"Request for an updated row: default PATCH {stream}/{key} with the row."`
+	Delete *Request `yaml:"delete,omitempty" doc:"Request for a deleted row: default DELETE {stream}/{key}, no body."`
+	// IdempotencyHeader carries the change's idempotency key.
+	IdempotencyHeader string `yaml:"idempotency_header,omitempty" default:"Idempotency-Key" doc:"Header carrying each request's idempotency key (from the source position and the key); \"none\" sends none."`
+	// OKStatuses are error statuses that mean the change is applied (409 on
+	// a create that exists, 404 on a delete of a missing row).
+	OKStatuses []int `yaml:"ok_statuses,omitempty" doc:"Error statuses that count as delivered, such as 404 for a delete or 409 for a create that exists."`
+	// Concurrency is how many keys are delivered at once; one key's changes
+	// are always delivered in order, one at a time.
+	Concurrency int `yaml:"concurrency,omitempty" min:"1" max:"256" default:"8" doc:"Lanes delivering at once; the changes of one key always go through one lane, in order."`
+	// RequestsPerSecond limits the request rate.
+	RequestsPerSecond float64 `yaml:"requests_per_second,omitempty" exclusiveMin:"0" doc:"Rate limit of this destination (default unlimited)."`
+	// Timeout bounds each attempt.
+	Timeout string `yaml:"timeout,omitempty" def:"duration" default:"30s" doc:"Bounds each attempt."`
+	// MaxAttempts bounds attempts per request.
+	MaxAttempts int `yaml:"max_attempts,omitempty" min:"1" max:"100" default:"6" doc:"Attempts per request (5xx, 429, timeouts are retried with backoff)."`
+	// MaxBackoff caps the wait between attempts.
+	MaxBackoff string `yaml:"max_backoff,omitempty" def:"duration" default:"30s" doc:"Longest wait between attempts."`
+	// DeadLetter is where changes the API refuses for good go.
+	DeadLetter string `yaml:"dead_letter,omitempty" doc:"Where changes the API refuses for good (4xx) are kept with the request and response: sqlite:PATH (relative to the pipeline) or postgres://… (default sqlite:ferry-dlq.db)." secret:"url"`
+}
+
+// Request is the request for one operation.
+type Request struct {
+	Method string `yaml:"method,omitempty" enum:"POST,PUT,PATCH,DELETE" doc:"HTTP method."`
+	// Path is appended to url. Template; values are path-escaped.
+	Path string `yaml:"path,omitempty" def:"template" doc:"Appended to url. Template over the change; values are path-escaped."`
+	// Body is the JSON body: strings in it are templates, one that is a
+	// single {{ expression }} keeps its type. Default: the row.
+	Body any `yaml:"body,omitempty" doc:"JSON body; strings in it are templates over the change (default: the row; none for DELETE)."`
+}
+
+// Batch says how batches are sent.
+type Batch struct {
+	Size int `yaml:"size,omitempty" min:"1" max:"10000" default:"100" doc:"Changes per request at most."`
+	// Method and Path of the batch request.
+	Method string `yaml:"method,omitempty" enum:"POST,PUT,PATCH" default:"POST" doc:"HTTP method of the batch request."`
+	Path   string `yaml:"path,omitempty" def:"template" doc:"Appended to url (template over stream)."`
+	// Item is each change's element in the array. Default: {op, key,
+	// idempotency_key, data: row}.
+	Item any `yaml:"item,omitempty" doc:"Each change's element of the array; strings are templates over the change (default {op, key, idempotency_key, data: row, before})."`
+	// Wait bounds how long a partial batch waits for more changes.
+	Wait string `yaml:"wait,omitempty" def:"duration" default:"10ms" doc:"How long a partial batch waits for more changes before it goes."`
+}
+
+// env is the template environment of a change, for compiling.
+var env = map[string]any{
+	"row": map[string]any{}, "key": map[string]any{}, "before": map[string]any{}, "change": map[string]any{},
+	"op": "", "stream": "", "idempotency_key": "",
+}
+
+var _ spec.Validator = (*Config)(nil)
+
+// Validate checks the URL and compiles every template.
+func (c *Config) Validate(chk *spec.Checker) {
+	if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if !strings.Contains(c.URL, "${") {
+			chk.AtValue([]string{"url"}, "url must be an http:// or https:// URL, such as https://api.example.com/v1")
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.Headers)) {
+		checkTemplate(chk, []string{"headers", k}, c.Headers[k])
+	}
+	for name, r := range map[string]*Request{"create": c.Create, "update": c.Update, "delete": c.Delete} {
+		if r == nil {
+			continue
+		}
+		checkTemplate(chk, []string{name, "path"}, r.Path)
+		checkBody(chk, []string{name, "body"}, r.Body)
+	}
+	if b := c.Batch; b != nil {
+		checkTemplate(chk, []string{"batch", "path"}, b.Path)
+		checkBody(chk, []string{"batch", "item"}, b.Item)
+		if c.Create != nil || c.Update != nil || c.Delete != nil {
+			chk.At([]string{"batch"}, "batch sends every change in one kind of request: give batch: or create:/update:/delete:, not both")
+		}
+		if b.Wait != "" {
+			if _, err := spec.ParseDuration(b.Wait); err != nil {
+				chk.AtValue([]string{"batch", "wait"}, "%v", err)
+			}
+		}
+	}
+	for _, f := range []struct{ name, v string }{{"timeout", c.Timeout}, {"max_backoff", c.MaxBackoff}} {
+		if f.v != "" {
+			if _, err := spec.ParseDuration(f.v); err != nil {
+				chk.AtValue([]string{f.name}, "%v", err)
+			}
+		}
+	}
+	for i, s := range c.OKStatuses {
+		if s < 300 || s > 599 {
+			chk.AtValue([]string{"ok_statuses", fmt.Sprint(i)}, "%d is not an error status (300–599)", s)
+		}
+	}
+}
+
+func checkTemplate(chk *spec.Checker, at []string, src string) {
+	if src == "" {
+		return
+	}
+	if _, err := template.ParseEnv(src, env); err != nil {
+		off := 0
+		if te, ok := err.(*template.Error); ok {
+			off = te.Offset
+		}
+		chk.AtOffset(at, off, "%v (a request template reads row, key, before, op, stream, change and idempotency_key)", err)
+	}
+}
+
+func checkBody(chk *spec.Checker, at []string, v any) {
+	switch x := v.(type) {
+	case string:
+		checkTemplate(chk, at, x)
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			checkBody(chk, append(slices.Clone(at), k), x[k])
+		}
+	case []any:
+		for i, e := range x {
+			checkBody(chk, append(slices.Clone(at), fmt.Sprint(i)), e)
+		}
+	}
+}
