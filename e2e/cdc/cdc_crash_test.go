@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ferry-dev/ferry/internal/change/changetest"
 	"github.com/ferry-dev/ferry/internal/cli"
@@ -146,10 +148,105 @@ func TestCrashAnywhereCDC(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test skipped in -short mode")
 	}
-	kills := 20
-	if v, err := strconv.Atoi(os.Getenv("FERRY_CDC_KILLS")); err == nil && v > 0 {
-		kills = v
+	for _, tc := range []struct {
+		dest  string
+		kills int
+	}{{"http", 20}, {"nats", 10}} {
+		t.Run(tc.dest, func(t *testing.T) {
+			kills := tc.kills
+			if v, err := strconv.Atoi(os.Getenv("FERRY_CDC_KILLS")); err == nil && v > 0 {
+				kills = v
+			}
+			crashLoop(t, tc.dest, kills)
+		})
 	}
+}
+
+// target is where the changes go: an HTTP endpoint or a JetStream stream.
+type target struct {
+	sink   *changetest.Sink
+	js     jetstream.JetStream
+	stream string
+	dest   string // the pipeline's destination section
+}
+
+func newTarget(t *testing.T, kind string) *target {
+	sink := changetest.New()
+	t.Cleanup(sink.Close)
+	tg := &target{sink: sink, dest: fmt.Sprintf("{type: http, url: %s, concurrency: 4, batch: {size: 10, wait: 2ms}}", sink.URL)}
+	if kind == "nats" {
+		u := os.Getenv("FERRY_TEST_NATS_URL")
+		if u == "" {
+			u = nats.DefaultURL
+		}
+		nc, err := nats.Connect(u, nats.Timeout(2*time.Second))
+		if err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("NATS is unreachable at %s: %v", u, err)
+			}
+			t.Skipf("NATS is unreachable at %s: %v", u, err)
+		}
+		t.Cleanup(nc.Close)
+		tg.js, _ = jetstream.New(nc)
+		tg.stream = strings.ToUpper(dbtest.Name())
+		subj := strings.ToLower(tg.stream)
+		t.Cleanup(func() { tg.js.DeleteStream(context.Background(), tg.stream) })
+		tg.dest = fmt.Sprintf("{type: nats, url: %s, subject: \"%s.{{ stream }}\", stream: {name: %s, subjects: [\"%s.>\"], create: true, duplicates: 10m}}", u, subj, tg.stream, subj)
+	}
+	return tg
+}
+
+// bodies returns every change received, in arrival order.
+func (tg *target) bodies(t *testing.T) []json.RawMessage {
+	if tg.js == nil {
+		var out []json.RawMessage
+		for _, rc := range tg.sink.Changes() {
+			out = append(out, rc.Body)
+		}
+		return out
+	}
+	ctx := context.Background()
+	s, err := tg.js.Stream(ctx, tg.stream)
+	if err != nil {
+		return nil
+	}
+	info, err := s.Info(ctx)
+	if err != nil || info.State.Msgs == 0 {
+		return nil
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(int(info.State.Msgs), jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []json.RawMessage
+	for m := range batch.Messages() {
+		out = append(out, m.Data())
+	}
+	return out
+}
+
+// waitFor polls the target until cond holds or timeout passes.
+func (tg *target) waitFor(timeout time.Duration, cond func() bool) bool {
+	if tg.js == nil {
+		return tg.sink.WaitFor(timeout, cond)
+	}
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(100 * time.Millisecond) // polling a server another process writes to
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		<-tick.C
+	}
+	return true
+}
+
+func crashLoop(t *testing.T, kind string, kills int) {
 	seed := time.Now().UnixNano()
 	if v, err := strconv.ParseInt(os.Getenv("FERRY_CRASH_SEED"), 10, 64); err == nil {
 		seed = v
@@ -170,8 +267,7 @@ func TestCrashAnywhereCDC(t *testing.T) {
 		mustExec(t, conn, "INSERT INTO items VALUES ($1, $2, 'initial')", k, k)
 		h.add(k, event{"insert", k})
 	}
-	sink := changetest.New()
-	defer sink.Close()
+	tg := newTarget(t, kind)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "connector.yaml"), []byte(`name: crashcdc
 type: postgres_cdc
@@ -184,10 +280,10 @@ streams:
 `), 0o644)
 	os.WriteFile(filepath.Join(dir, "pipeline.yaml"), []byte(fmt.Sprintf(`connector: connector.yaml
 config: {url: "${SRC_URL}"}
-destination: {type: http, url: %s, concurrency: 4, batch: {size: 10, wait: 2ms}}
+destination: %s
 state: {type: sqlite, path: state.db}
 sync: {checkpoint_rows: 30, checkpoint_interval: 20ms}
-`, sink.URL)), 0o644)
+`, tg.dest)), 0o644)
 	self, _ := os.Executable()
 	env := append(os.Environ(), "FERRY_TEST_AS_CLI=1", "SRC_URL="+url)
 	ferry := func(args ...string) *exec.Cmd {
@@ -244,17 +340,21 @@ sync: {checkpoint_rows: 30, checkpoint_interval: 20ms}
 	h.mu.Lock()
 	total := h.n
 	h.mu.Unlock()
-	ok := sink.WaitFor(90*time.Second, func() bool { return complete(h, sink) })
+	ok := tg.waitFor(90*time.Second, func() bool { return complete(h, tg.bodies(t)) })
 	cmd.Process.Signal(syscall.SIGTERM)
 	err = cmd.Wait()
 	if !ok {
-		t.Fatalf("not every committed change arrived (%d committed, %d received):\n%s", total, sink.Accepted(), out.String())
+		t.Fatalf("not every committed change arrived (%d committed, %d received):\n%s", total, len(tg.bodies(t)), out.String())
 	}
 	if ee, isExit := err.(*exec.ExitError); !isExit || ee.ExitCode() != 130 {
 		t.Fatalf("the interrupted run exited with %v, want 130:\n%s", err, out.String())
 	}
-	dups := check(t, h, sink)
-	t.Logf("%d kills, %d committed changes, %d received (%d re-deliveries), %d requests", landed, total, sink.Accepted(), dups, sink.Requests())
+	bodies := tg.bodies(t)
+	dups := check(t, h, bodies)
+	t.Logf("%s: %d kills, %d committed changes, %d received (%d re-deliveries)", kind, landed, total, len(bodies), dups)
+	if kind == "nats" && dups > 0 {
+		t.Errorf("JetStream stored %d changes twice: Nats-Msg-Id de-duplication did not hold", dups)
+	}
 
 	// The slot is visible, then dropped on request.
 	var so bytes.Buffer
@@ -288,13 +388,13 @@ type item struct {
 
 // received returns each key's changes, first deliveries only, and the
 // number of re-deliveries.
-func received(sink *changetest.Sink) (map[int][]item, int) {
+func received(bodies []json.RawMessage) (map[int][]item, int) {
 	out := map[int][]item{}
 	seen := map[string]bool{}
 	dups := 0
-	for _, rc := range sink.Changes() {
+	for _, b := range bodies {
 		var it item
-		if json.Unmarshal(rc.Body, &it) != nil {
+		if json.Unmarshal(b, &it) != nil {
 			continue
 		}
 		if seen[it.IK] {
@@ -308,8 +408,8 @@ func received(sink *changetest.Sink) (map[int][]item, int) {
 }
 
 // complete reports whether every key's last committed change arrived.
-func complete(h *history, sink *changetest.Sink) bool {
-	got, _ := received(sink)
+func complete(h *history, bodies []json.RawMessage) bool {
+	got, _ := received(bodies)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for k, es := range h.keys {
@@ -328,9 +428,9 @@ func complete(h *history, sink *changetest.Sink) bool {
 // check verifies each key: snapshot values (each a state the key had),
 // then exactly the committed changes after the last snapshot value, in
 // order. It returns the number of re-deliveries.
-func check(t *testing.T, h *history, sink *changetest.Sink) int {
+func check(t *testing.T, h *history, bodies []json.RawMessage) int {
 	t.Helper()
-	got, dups := received(sink)
+	got, dups := received(bodies)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for k, es := range h.keys {
