@@ -377,10 +377,10 @@ sync: {checkpoint_rows: 30, checkpoint_interval: 20ms}
 }
 
 type item struct {
-	Op   string `json:"op"`
+	Op   string           `json:"op"`
 	Key  struct{ ID int } `json:"key"`
-	IK   string `json:"idempotency_key"`
-	Pos  string `json:"position"`
+	IK   string           `json:"idempotency_key"`
+	Pos  string           `json:"position"`
 	Data *struct {
 		V int `json:"v"`
 	} `json:"data"`

@@ -13,7 +13,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/ferry-dev/ferry/internal/record"
 	"github.com/ferry-dev/ferry/internal/schema"
@@ -37,18 +40,46 @@ const (
 // Change is one row of a chunk as a change.
 type Change struct {
 	Op record.Op
-	// Key holds the primary key columns' values; Row every data column's
-	// (nil for a delete without values). Values are nil, bool, int64,
-	// float64, string, json.Number (decimals) or any (decoded JSON);
-	// timestamps are RFC 3339 strings.
-	Key, Row map[string]any
-	// RowJSON is Row as a JSON object, in the table's column order.
+	// KeyJSON is the primary key columns as a JSON object, keys sorted by
+	// name (canonical: the same change always has the same text).
+	KeyJSON []byte
+	// RowJSON is every data column as a JSON object, in the table's order.
 	RowJSON []byte
 	// Before is the row before the change (JSON), nil when unknown.
 	Before json.RawMessage
 	// Position is the source position ("" for sources without one).
 	Position    string
 	CommittedAt string
+
+	r *Reader
+	c *record.Chunk
+	i int
+}
+
+// Fields returns the key columns' and every data column's values, for
+// templates: nil, bool, int64, float64, string, json.Number (decimals) or
+// decoded JSON; timestamps as RFC 3339 strings.
+func (ch *Change) Fields() (key, row map[string]any) {
+	r := ch.r
+	key, row = make(map[string]any, len(r.key)), make(map[string]any, len(r.data))
+	for _, j := range r.data {
+		row[r.t.Columns[j].Name] = Value(ch.c, ch.i, j)
+	}
+	for _, j := range r.key {
+		key[r.t.Columns[j].Name] = Value(ch.c, ch.i, j)
+	}
+	return key, row
+}
+
+// KeyValues returns the key's values as text in primary key order, for
+// paths.
+func (ch *Change) KeyValues() []string {
+	out := make([]string, len(ch.r.keyOrder))
+	for n, j := range ch.r.keyOrder {
+		b, _ := ch.c.AppendText(nil, ch.i, j)
+		out[n] = string(b)
+	}
+	return out
 }
 
 // OpName names an operation for requests and events: insert, update,
@@ -59,14 +90,17 @@ func OpName(op record.Op) string { return op.String() }
 type Reader struct {
 	t                    *schema.Table
 	data                 []int // data columns
-	key                  []int
+	key                  []int // key columns, sorted by name
+	keyOrder             []int // key columns in primary key order
+	names                [][]byte
 	pos, committed, befo int
 }
 
 // NewReader prepares to read chunks built for table t.
 func NewReader(t *schema.Table) *Reader {
-	r := &Reader{t: t, pos: -1, committed: -1, befo: -1}
+	r := &Reader{t: t, pos: -1, committed: -1, befo: -1, names: make([][]byte, len(t.Columns))}
 	for j, c := range t.Columns {
+		r.names[j] = strconv.AppendQuote(nil, c.Name)
 		switch {
 		case c.Origin == schema.FromMeta:
 		case c.Name == ColPosition:
@@ -81,9 +115,11 @@ func NewReader(t *schema.Table) *Reader {
 	}
 	for _, k := range t.PrimaryKey {
 		if j := t.Index(k); j >= 0 {
-			r.key = append(r.key, j)
+			r.keyOrder = append(r.keyOrder, j)
 		}
 	}
+	r.key = append([]int(nil), r.keyOrder...)
+	slices.SortFunc(r.key, func(a, b int) int { return strings.Compare(t.Columns[a].Name, t.Columns[b].Name) })
 	return r
 }
 
@@ -92,33 +128,37 @@ func (r *Reader) Table() *schema.Table { return r.t }
 
 // Read returns row i of c (built for the reader's table) as a change.
 func (r *Reader) Read(c *record.Chunk, i int) Change {
-	ch := Change{Op: record.Upsert, Key: make(map[string]any, len(r.key)), Row: make(map[string]any, len(r.data))}
+	ch := Change{Op: record.Upsert, r: r, c: c, i: i}
 	if i < len(c.Ops) {
 		ch.Op = c.Ops[i]
 	}
-	buf := []byte{'{'}
+	buf := make([]byte, 0, 64+32*len(r.data))
+	buf = append(buf, '{')
 	for n, j := range r.data {
-		name := r.t.Columns[j].Name
-		v := Value(c, i, j)
-		ch.Row[name] = v
 		if n > 0 {
 			buf = append(buf, ',')
 		}
-		buf = strconv.AppendQuote(buf, name)
+		buf = append(buf, r.names[j]...)
 		buf = append(buf, ':')
 		buf = appendJSON(buf, c, i, j)
 	}
 	ch.RowJSON = append(buf, '}')
-	for _, j := range r.key {
-		ch.Key[r.t.Columns[j].Name] = ch.Row[r.t.Columns[j].Name]
+	kb := make([]byte, 0, 16+16*len(r.key))
+	kb = append(kb, '{')
+	for n, j := range r.key {
+		if n > 0 {
+			kb = append(kb, ',')
+		}
+		kb = append(kb, r.names[j]...)
+		kb = append(kb, ':')
+		kb = appendJSON(kb, c, i, j)
 	}
+	ch.KeyJSON = append(kb, '}')
 	if r.pos >= 0 && !c.Cols[r.pos].Nulls[i] {
 		ch.Position = string(c.Cols[r.pos].Bytes[i])
 	}
-	if r.committed >= 0 {
-		if s, ok := Value(c, i, r.committed).(string); ok {
-			ch.CommittedAt = s
-		}
+	if r.committed >= 0 && !c.Cols[r.committed].Nulls[i] {
+		ch.CommittedAt = string(schema.FormatTimestamp(nil, c.Cols[r.committed].Ints[i]))
 	}
 	if r.befo >= 0 && !c.Cols[r.befo].Nulls[i] {
 		ch.Before = json.RawMessage(c.Cols[r.befo].Bytes[i])
@@ -168,8 +208,51 @@ func appendJSON(dst []byte, c *record.Chunk, i, j int) []byte {
 		dst = schema.FormatTimestamp(dst, v.Ints[i])
 		return append(dst, '"')
 	}
-	b, _ := json.Marshal(string(v.Bytes[i]))
-	return append(dst, b...)
+	return AppendString(dst, v.Bytes[i])
+}
+
+// AppendString appends b as a JSON string (invalid UTF-8 becomes U+FFFD,
+// as encoding/json does).
+func AppendString(dst, b []byte) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			dst = append(dst, b[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, b[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, b[start:]...)
+	return append(dst, '"')
 }
 
 // ID returns a stable identifier of a change for idempotency keys and
@@ -181,8 +264,7 @@ func ID(stream string, ch Change) string {
 	h := sha256.New()
 	h.Write([]byte(stream))
 	h.Write([]byte{0})
-	keyJSON, _ := json.Marshal(ch.Key) // map keys sorted: canonical
-	h.Write(keyJSON)
+	h.Write(ch.KeyJSON)
 	h.Write([]byte{0})
 	if ch.Position != "" {
 		h.Write([]byte(ch.Position))
@@ -191,5 +273,42 @@ func ID(stream string, ch Change) string {
 		h.Write([]byte{0})
 		h.Write(ch.RowJSON)
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0])[:16])
+}
+
+// AppendItem appends the default JSON form of a change, as batches and
+// messages carry it: {"op","key","idempotency_key","data","before",
+// "position","committed_at"} (and "stream" when given).
+func AppendItem(dst []byte, stream string, ch Change, id string) []byte {
+	dst = append(dst, `{"op":"`...)
+	dst = append(dst, ch.Op.String()...)
+	dst = append(dst, `","key":`...)
+	dst = append(dst, ch.KeyJSON...)
+	dst = append(dst, `,"idempotency_key":"`...)
+	dst = append(dst, id...)
+	dst = append(dst, `","data":`...)
+	if ch.Op == record.Delete {
+		dst = append(dst, "null"...)
+	} else {
+		dst = append(dst, ch.RowJSON...)
+	}
+	if ch.Before != nil {
+		dst = append(dst, `,"before":`...)
+		dst = append(dst, ch.Before...)
+	}
+	if ch.Position != "" {
+		dst = append(dst, `,"position":`...)
+		dst = AppendString(dst, []byte(ch.Position))
+	}
+	if ch.CommittedAt != "" {
+		dst = append(dst, `,"committed_at":"`...)
+		dst = append(dst, ch.CommittedAt...)
+		dst = append(dst, '"')
+	}
+	if stream != "" {
+		dst = append(dst, `,"stream":`...)
+		dst = AppendString(dst, []byte(stream))
+	}
+	return append(dst, '}')
 }

@@ -16,7 +16,6 @@ package testserver
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -211,9 +210,12 @@ func startPostgres(s *server) error {
 	if err != nil {
 		return err
 	}
+	// fsync is off (nothing here must survive a crash of the machine);
+	// synchronous_commit stays on, so that committed changes reach the WAL
+	// sender at once, as in production (off, they wait for the WAL writer).
 	cmd := command(cred, logFile, filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(port), "-k", sock,
 		"-c", "listen_addresses=127.0.0.1", "-c", "wal_level=logical", "-c", "max_replication_slots=64", "-c", "max_wal_senders=64",
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "wal_sender_timeout=0")
+		"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "wal_sender_timeout=0")
 	if err := cmd.Start(); err != nil {
 		os.RemoveAll(base)
 		return fmt.Errorf("start postgres: %w", err)
@@ -334,5 +336,12 @@ func startMariaDB(s *server) error {
 	}
 }
 
-// ErrNotStarted is returned by URL before a server was asked for.
-var ErrNotStarted = errors.New("not started")
+// StartPostgres starts a throwaway PostgreSQL with logical replication
+// outside a test (benchmarks) and returns its URL and how to stop it.
+func StartPostgres() (string, func(), error) {
+	s := &server{}
+	if err := startPostgres(s); err != nil {
+		return "", nil, err
+	}
+	return s.url, s.stop, nil
+}

@@ -72,9 +72,10 @@ type kv struct {
 }
 
 type compiled struct {
-	method string
-	path   *template.Template
-	body   any // nil: the row (none for DELETE); else templates
+	method      string
+	path        *template.Template
+	defaultPath bool // the default path: built without a template
+	body        any  // nil: the row (none for DELETE); else templates
 }
 
 type compiledBatch struct {
@@ -134,7 +135,7 @@ func Open(ctx context.Context, cfg *Config, opts dest.Options) (dest.Destination
 			}
 			r.Body = g.Body
 		}
-		c := &compiled{method: r.Method}
+		c := &compiled{method: r.Method, defaultPath: r.Path == def.Path}
 		if c.path, err = template.ParseEnv(r.Path, env); err != nil {
 			return nil, fmt.Errorf("%s.path: %w", op, err)
 		}
@@ -301,6 +302,11 @@ func (d *Destination) OpenStream(ctx context.Context, sc dest.StreamConfig) (des
 		return nil, dest.ErrReadOnly
 	}
 	w := &writer{d: d, sc: sc, lanes: make([]*lane, d.lanes)}
+	if d.batch != nil {
+		if p, ok := fixed(d.batch.path, sc.Stream, url.PathEscape); ok {
+			w.batchPath = d.base + p
+		}
+	}
 	w.ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	for i := range w.lanes {
 		l := &lane{w: w, in: make(chan item, 256)}
@@ -333,6 +339,9 @@ type writer struct {
 	lanes []*lane
 	wg    sync.WaitGroup
 	rd    *change.Reader
+	// batchPath is the batch request's URL when it depends only on the
+	// stream.
+	batchPath string
 	// ctx ends the requests in flight when the writer is aborted.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -377,31 +386,55 @@ func (w *writer) Write(ctx context.Context, c *record.Chunk) error {
 	return nil
 }
 
-// keyPath joins a change's key values for paths (a,b for two columns).
-func keyPath(tb *schema.Table, key map[string]any) string {
-	parts := make([]string, 0, len(tb.PrimaryKey))
-	for _, k := range tb.PrimaryKey {
-		parts = append(parts, template.Format(key[k]))
+// streamOnly reports whether a template reads nothing but the stream's
+// name (or nothing): it is rendered once per stream.
+func streamOnly(t *template.Template) bool {
+	for _, r := range t.Refs() {
+		if r.Var != "stream" {
+			return false
+		}
 	}
-	return strings.Join(parts, ",")
+	return true
 }
 
-// build renders a change's request.
-func (w *writer) build(ch change.Change) (*outgoing, error) {
-	d := w.d
-	id := change.ID(w.sc.Stream, ch)
-	keyJSON, _ := json.Marshal(ch.Key)
+// fixed renders a stream-only template once.
+func fixed(t *template.Template, stream string, escape func(string) string) (string, bool) {
+	if t == nil || !streamOnly(t) {
+		return "", false
+	}
+	out, err := t.RenderEach(template.Env{"stream": stream}, escape)
+	return out, err == nil
+}
+
+// env returns the template environment of a change.
+func (w *writer) env(ch *change.Change, id string) template.Env {
+	key, row := ch.Fields()
 	var before any
 	if ch.Before != nil {
 		_ = json.Unmarshal(ch.Before, &before)
 	}
-	e := template.Env{
-		"row": ch.Row, "key": ch.Key, "before": before, "op": change.OpName(ch.Op), "stream": w.sc.Stream, "idempotency_key": id,
-		"change": map[string]any{"position": ch.Position, "committed_at": ch.CommittedAt, "key": keyPath(w.rd.Table(), ch.Key), "id": id},
+	return template.Env{
+		"row": row, "key": key, "before": before, "op": change.OpName(ch.Op), "stream": w.sc.Stream, "idempotency_key": id,
+		"change": map[string]any{"position": ch.Position, "committed_at": ch.CommittedAt, "key": strings.Join(ch.KeyValues(), ","), "id": id},
 	}
-	out := &outgoing{id: id, key: string(keyJSON), position: ch.Position, header: http.Header{}}
+}
+
+// build renders a change's request. Templates that read only the stream
+// are rendered once; the environment of the change is made only when a
+// template reads it.
+func (w *writer) build(ch change.Change) (*outgoing, error) {
+	d := w.d
+	id := change.ID(w.sc.Stream, ch)
+	out := &outgoing{id: id, key: string(ch.KeyJSON), position: ch.Position, header: http.Header{}}
+	var e template.Env
+	lazy := func() template.Env {
+		if e == nil {
+			e = w.env(&ch, id)
+		}
+		return e
+	}
 	for _, h := range d.headers {
-		v, null, err := h.tpl.Render(e)
+		v, null, err := h.tpl.Render(lazy())
 		if err != nil {
 			return nil, fmt.Errorf("headers.%s: %w", h.key, err)
 		}
@@ -411,23 +444,9 @@ func (w *writer) build(ch change.Change) (*outgoing, error) {
 	}
 	if d.batch != nil {
 		if d.batch.item == nil {
-			item := map[string]any{"op": e["op"], "key": ch.Key, "idempotency_key": id, "data": json.RawMessage(ch.RowJSON)}
-			if ch.Op == record.Delete {
-				item["data"] = nil
-			}
-			if ch.Before != nil {
-				item["before"] = ch.Before
-			}
-			if ch.Position != "" {
-				item["position"] = ch.Position
-			}
-			b, err := json.Marshal(item)
-			if err != nil {
-				return nil, err
-			}
-			out.body = b
+			out.body = change.AppendItem(make([]byte, 0, 96+len(ch.RowJSON)+len(ch.KeyJSON)+len(ch.Before)), "", ch, id)
 		} else {
-			v, err := renderBody(d.batch.item, e)
+			v, err := renderBody(d.batch.item, lazy())
 			if err != nil {
 				return nil, fmt.Errorf("batch.item: %w", err)
 			}
@@ -435,25 +454,42 @@ func (w *writer) build(ch change.Change) (*outgoing, error) {
 				return nil, err
 			}
 		}
-		p, err := d.batch.path.RenderEach(e, url.PathEscape)
-		if err != nil {
-			return nil, fmt.Errorf("batch.path: %w", err)
+		if w.batchPath == "" {
+			p, err := d.batch.path.RenderEach(lazy(), url.PathEscape)
+			if err != nil {
+				return nil, fmt.Errorf("batch.path: %w", err)
+			}
+			out.url = d.base + p
+		} else {
+			out.url = w.batchPath
 		}
-		out.method, out.url = d.batch.method, d.base+p
+		out.method = d.batch.method
 		return out, nil
 	}
 	r := d.reqs[ch.Op]
 	if r == nil {
 		r = d.reqs[record.Insert]
 	}
-	p, err := r.path.RenderEach(e, url.PathEscape)
-	if err != nil {
-		return nil, fmt.Errorf("%s path: %w", change.OpName(ch.Op), err)
+	switch {
+	case r.defaultPath && ch.Op == record.Insert || r.defaultPath && ch.Op == record.Upsert:
+		out.url = d.base + "/" + url.PathEscape(w.sc.Stream)
+	case r.defaultPath:
+		keys := ch.KeyValues()
+		for i := range keys {
+			keys[i] = url.PathEscape(keys[i])
+		}
+		out.url = d.base + "/" + url.PathEscape(w.sc.Stream) + "/" + strings.Join(keys, ",")
+	default:
+		p, err := r.path.RenderEach(lazy(), url.PathEscape)
+		if err != nil {
+			return nil, fmt.Errorf("%s path: %w", change.OpName(ch.Op), err)
+		}
+		out.url = d.base + p
 	}
-	out.method, out.url = r.method, d.base+p
+	out.method = r.method
 	switch {
 	case r.body != nil:
-		v, err := renderBody(r.body, e)
+		v, err := renderBody(r.body, lazy())
 		if err != nil {
 			return nil, fmt.Errorf("%s body: %w", change.OpName(ch.Op), err)
 		}

@@ -84,7 +84,10 @@ func (c *Config) Validate(chk *spec.Checker) {
 	if _, err := compileBody(c.Body); err != nil {
 		chk.AtValue([]string{"body"}, "%v", err)
 	}
-	for _, f := range []struct{ at []string; v string }{{[]string{"ack_timeout"}, c.AckTimeout}} {
+	for _, f := range []struct {
+		at []string
+		v  string
+	}{{[]string{"ack_timeout"}, c.AckTimeout}} {
 		if f.v != "" {
 			if _, err := spec.ParseDuration(f.v); err != nil {
 				chk.AtValue(f.at, "%v", err)
@@ -285,7 +288,11 @@ func (d *Destination) OpenStream(ctx context.Context, sc dest.StreamConfig) (des
 	if d.readOnly {
 		return nil, dest.ErrReadOnly
 	}
-	return &writer{d: d, sc: sc}, nil
+	w := &writer{d: d, sc: sc}
+	if streamOnly(d.subject) {
+		w.subject, _, _ = d.subject.Render(template.Env{"stream": sc.Stream})
+	}
+	return w, nil
 }
 
 type pending struct {
@@ -297,6 +304,7 @@ type pending struct {
 type writer struct {
 	d         *Destination
 	sc        dest.StreamConfig
+	subject   string // the subject, when it depends only on the stream
 	rd        *change.Reader
 	pending   []pending
 	delivered int64
@@ -328,36 +336,31 @@ func (w *writer) Write(ctx context.Context, c *record.Chunk) error {
 	for i := 0; i < c.Len; i++ {
 		ch := w.rd.Read(c, i)
 		id := change.ID(w.sc.Stream, ch)
-		keyJSON, _ := json.Marshal(ch.Key)
-		e := template.Env{"row": ch.Row, "key": ch.Key, "op": change.OpName(ch.Op), "stream": w.sc.Stream, "idempotency_key": id,
-			"change": map[string]any{"position": ch.Position, "committed_at": ch.CommittedAt, "id": id}}
-		var before any
-		if ch.Before != nil {
-			_ = json.Unmarshal(ch.Before, &before)
+		var e template.Env
+		lazy := func() template.Env {
+			if e == nil {
+				key, row := ch.Fields()
+				var before any
+				if ch.Before != nil {
+					_ = json.Unmarshal(ch.Before, &before)
+				}
+				e = template.Env{"row": row, "key": key, "before": before, "op": change.OpName(ch.Op), "stream": w.sc.Stream, "idempotency_key": id,
+					"change": map[string]any{"position": ch.Position, "committed_at": ch.CommittedAt, "id": id}}
+			}
+			return e
 		}
-		e["before"] = before
-		subj, _, err := w.d.subject.Render(e)
-		if err != nil {
-			return fmt.Errorf("subject: %w", err)
+		subj := w.subject
+		if subj == "" {
+			var err error
+			if subj, _, err = w.d.subject.Render(lazy()); err != nil {
+				return fmt.Errorf("subject: %w", err)
+			}
 		}
 		var body []byte
 		if w.d.body == nil {
-			item := map[string]any{"op": e["op"], "key": ch.Key, "idempotency_key": id, "stream": w.sc.Stream, "data": json.RawMessage(ch.RowJSON)}
-			if ch.Op == record.Delete {
-				item["data"] = nil
-			}
-			if ch.Before != nil {
-				item["before"] = ch.Before
-			}
-			if ch.Position != "" {
-				item["position"] = ch.Position
-			}
-			if ch.CommittedAt != "" {
-				item["committed_at"] = ch.CommittedAt
-			}
-			body, _ = json.Marshal(item)
+			body = change.AppendItem(make([]byte, 0, 128+len(ch.RowJSON)+len(ch.KeyJSON)+len(ch.Before)), w.sc.Stream, ch, id)
 		} else {
-			v, err := renderBody(w.d.body, e)
+			v, err := renderBody(w.d.body, lazy())
 			if err != nil {
 				return fmt.Errorf("body: %w", err)
 			}
@@ -375,7 +378,7 @@ func (w *writer) Write(ctx context.Context, c *record.Chunk) error {
 		if err != nil {
 			return &dest.TransientError{Err: fmt.Errorf("publish to %s: %w", subj, err)}
 		}
-		w.pending = append(w.pending, pending{fut: fut, key: string(keyJSON), id: id})
+		w.pending = append(w.pending, pending{fut: fut, key: string(ch.KeyJSON), id: id})
 	}
 	return nil
 }
@@ -429,4 +432,14 @@ func cmpErr(a, b error) error {
 		return a
 	}
 	return b
+}
+
+// streamOnly reports whether a template reads nothing but the stream.
+func streamOnly(t *template.Template) bool {
+	for _, r := range t.Refs() {
+		if r.Var != "stream" {
+			return false
+		}
+	}
+	return true
 }
