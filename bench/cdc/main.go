@@ -462,9 +462,9 @@ func (b *bench) throughput(kind string, count int) error {
 	gen := time.Since(genStart)
 	start := time.Now()
 	if *profile != "" {
-		pf, err := os.Create(*profile + "." + kind)
-		if err != nil {
-			return err
+		pf, perr := os.Create(*profile + "." + kind)
+		if perr != nil {
+			return perr
 		}
 		pprof.StartCPUProfile(pf)
 		defer func() { pprof.StopCPUProfile(); pf.Close() }()

@@ -7,6 +7,7 @@ package cdc_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -20,7 +21,9 @@ import (
 	"testing"
 	"time"
 
+	gomysql "github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -28,6 +31,7 @@ import (
 	"github.com/ferry-dev/ferry/internal/cli"
 	_ "github.com/ferry-dev/ferry/internal/components/all"
 	"github.com/ferry-dev/ferry/internal/dest/dbtest"
+	mysqldest "github.com/ferry-dev/ferry/internal/dest/mysql"
 	"github.com/ferry-dev/ferry/internal/testserver"
 )
 
@@ -63,13 +67,8 @@ func (h *history) add(k int, e event) {
 // writer changes the table until stop is closed: single-statement and
 // multi-statement transactions of inserts, updates and deletes over keys,
 // each value unique. It records a change once its transaction committed.
-func writer(t *testing.T, ctx context.Context, url string, h *history, rng *rand.Rand, stop <-chan struct{}) {
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	defer conn.Close(context.Background())
+func writer(t *testing.T, ctx context.Context, src *srcDB, h *history, rng *rand.Rand, stop <-chan struct{}) {
+	conn := src.db
 	exists := map[int]bool{}
 	h.mu.Lock()
 	for k := range h.keys {
@@ -89,7 +88,7 @@ func writer(t *testing.T, ctx context.Context, url string, h *history, rng *rand
 		if rng.IntN(4) == 0 {
 			n = 2 + rng.IntN(6) // a transaction of several changes
 		}
-		tx, err := conn.Begin(ctx)
+		tx, err := conn.BeginTx(ctx, nil)
 		if err != nil {
 			t.Error(err)
 			return
@@ -111,22 +110,22 @@ func writer(t *testing.T, ctx context.Context, url string, h *history, rng *rand
 			switch {
 			case !exists[k]:
 				e = event{"insert", v}
-				_, err = tx.Exec(ctx, "INSERT INTO items (id, v, pad) VALUES ($1, $2, repeat('p', 50))", k, v)
+				_, err = tx.ExecContext(ctx, src.q("INSERT INTO items (id, v, pad) VALUES ($1, $2, repeat('p', 50))"), k, v)
 			case rng.IntN(6) == 0:
 				e = event{"delete", 0}
-				_, err = tx.Exec(ctx, "DELETE FROM items WHERE id = $1", k)
+				_, err = tx.ExecContext(ctx, src.q("DELETE FROM items WHERE id = $1"), k)
 			default:
 				e = event{"update", v}
-				_, err = tx.Exec(ctx, "UPDATE items SET v = $2 WHERE id = $1", k, v)
+				_, err = tx.ExecContext(ctx, src.q("UPDATE items SET v = $1 WHERE id = $2"), v, k)
 			}
 			if err != nil {
 				t.Error(err)
-				tx.Rollback(ctx)
+				tx.Rollback()
 				return
 			}
 			ps = append(ps, pending{k, e})
 		}
-		if err := tx.Commit(ctx); err != nil {
+		if err := tx.Commit(); err != nil {
 			t.Error(err)
 			return
 		}
@@ -137,8 +136,9 @@ func writer(t *testing.T, ctx context.Context, url string, h *history, rng *rand
 	}
 }
 
-// TestCrashAnywhereCDC: ferry run captures a PostgreSQL table's changes
-// into an HTTP endpoint while the table changes without pause; ferry is
+// TestCrashAnywhereCDC: ferry run captures a PostgreSQL (and a MariaDB)
+// table's changes into an HTTP endpoint (and JetStream) while the table
+// changes without pause; ferry is
 // killed with SIGKILL at random moments (during the snapshot and during
 // streaming, mid-transaction), at least 20 times, and restarted. At the
 // end every committed change has arrived, in commit order per key, after
@@ -149,17 +149,80 @@ func TestCrashAnywhereCDC(t *testing.T) {
 		t.Skip("crash test skipped in -short mode")
 	}
 	for _, tc := range []struct {
-		dest  string
-		kills int
-	}{{"http", 20}, {"nats", 10}} {
-		t.Run(tc.dest, func(t *testing.T) {
+		src, dest string
+		kills     int
+	}{{"postgres", "http", 20}, {"postgres", "nats", 10}, {"mariadb", "http", 10}} {
+		t.Run(tc.src+"_to_"+tc.dest, func(t *testing.T) {
 			kills := tc.kills
 			if v, err := strconv.Atoi(os.Getenv("FERRY_CDC_KILLS")); err == nil && v > 0 {
 				kills = v
 			}
-			crashLoop(t, tc.dest, kills)
+			crashLoop(t, tc.src, tc.dest, kills)
 		})
 	}
+}
+
+// srcDB is the database whose changes are captured.
+type srcDB struct {
+	kind string // postgres or mariadb
+	url  string
+	db   *sql.DB
+}
+
+// q spells a statement written with $n placeholders for the database.
+func (s *srcDB) q(stmt string) string {
+	if s.kind == "postgres" {
+		return stmt
+	}
+	for i := 9; i >= 1; i-- {
+		stmt = strings.ReplaceAll(stmt, fmt.Sprintf("$%d", i), "?")
+	}
+	return stmt
+}
+
+func (s *srcDB) exec(t *testing.T, stmt string, args ...any) {
+	t.Helper()
+	if _, err := s.db.Exec(s.q(stmt), args...); err != nil {
+		t.Fatalf("%s: %v", stmt, err)
+	}
+}
+
+// newSrc makes a fresh database on a throwaway server with the table.
+func newSrc(t *testing.T, kind string) *srcDB {
+	s := &srcDB{kind: kind}
+	name := dbtest.Name()
+	if kind == "postgres" {
+		s.url = freshDB(t)
+		cc, err := pgx.ParseConfig(s.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.db = stdlib.OpenDB(*cc)
+		t.Cleanup(func() { s.db.Close() })
+		s.exec(t, "CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL, pad text)")
+		s.exec(t, "ALTER TABLE items REPLICA IDENTITY FULL")
+		return s
+	}
+	base := testserver.MariaDB(t)
+	mc, err := mysqldest.ParseURL(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc.MultiStatements = false
+	conn, _ := gomysql.NewConnector(mc)
+	admin := sql.OpenDB(conn)
+	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Exec("DROP DATABASE " + name); admin.Close() })
+	s.url = strings.Replace(base, "/test", "/"+name, 1)
+	mc2, _ := mysqldest.ParseURL(s.url)
+	mc2.MultiStatements = false
+	conn2, _ := gomysql.NewConnector(mc2)
+	s.db = sql.OpenDB(conn2)
+	t.Cleanup(func() { s.db.Close() })
+	s.exec(t, "CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL, pad text)")
+	return s
 }
 
 // target is where the changes go: an HTTP endpoint or a JetStream stream.
@@ -246,31 +309,26 @@ func (tg *target) waitFor(timeout time.Duration, cond func() bool) bool {
 	return true
 }
 
-func crashLoop(t *testing.T, kind string, kills int) {
+func crashLoop(t *testing.T, srcKind, kind string, kills int) {
 	seed := time.Now().UnixNano()
 	if v, err := strconv.ParseInt(os.Getenv("FERRY_CRASH_SEED"), 10, 64); err == nil {
 		seed = v
 	}
 	t.Logf("seed %d (set FERRY_CRASH_SEED to replay)", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 1))
-	url := freshDB(t)
+	src := newSrc(t, srcKind)
+	url := src.url
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	h := &history{keys: map[int][]event{}}
-	mustExec(t, conn, "CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL, pad text)")
-	mustExec(t, conn, "ALTER TABLE items REPLICA IDENTITY FULL")
 	for k := 1; k <= 40; k++ {
-		mustExec(t, conn, "INSERT INTO items VALUES ($1, $2, 'initial')", k, k)
+		src.exec(t, "INSERT INTO items VALUES ($1, $2, 'initial')", k, k)
 		h.add(k, event{"insert", k})
 	}
 	tg := newTarget(t, kind)
 	dir := t.TempDir()
+	srcType := map[string]string{"postgres": "postgres_cdc", "mariadb": "mysql_cdc"}[srcKind]
 	os.WriteFile(filepath.Join(dir, "connector.yaml"), []byte(`name: crashcdc
-type: postgres_cdc
+type: `+srcType+`
 config: {url: {secret: true}}
 url: "{{ config.url }}"
 batch_size: 7
@@ -297,7 +355,7 @@ sync: {checkpoint_rows: 30, checkpoint_interval: 20ms}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		writer(t, ctx, url, h, rand.New(rand.NewPCG(uint64(seed), 2)), stop)
+		writer(t, ctx, src, h, rand.New(rand.NewPCG(uint64(seed), 2)), stop)
 	}()
 	landed := 0
 	for i := 0; landed < kills; i++ {
@@ -342,7 +400,7 @@ sync: {checkpoint_rows: 30, checkpoint_interval: 20ms}
 	h.mu.Unlock()
 	ok := tg.waitFor(90*time.Second, func() bool { return complete(h, tg.bodies(t)) })
 	cmd.Process.Signal(syscall.SIGTERM)
-	err = cmd.Wait()
+	err := cmd.Wait()
 	if !ok {
 		t.Fatalf("not every committed change arrived (%d committed, %d received):\n%s", total, len(tg.bodies(t)), out.String())
 	}
@@ -351,11 +409,14 @@ sync: {checkpoint_rows: 30, checkpoint_interval: 20ms}
 	}
 	bodies := tg.bodies(t)
 	dups := check(t, h, bodies)
-	t.Logf("%s: %d kills, %d committed changes, %d received (%d re-deliveries)", kind, landed, total, len(bodies), dups)
+	t.Logf("%s → %s: %d kills, %d committed changes, %d received (%d re-deliveries)", srcKind, kind, landed, total, len(bodies), dups)
 	if kind == "nats" && dups > 0 {
 		t.Errorf("JetStream stored %d changes twice: Nats-Msg-Id de-duplication did not hold", dups)
 	}
 
+	if srcKind != "postgres" {
+		return // replication slots are PostgreSQL's
+	}
 	// The slot is visible, then dropped on request.
 	var so bytes.Buffer
 	st := ferry("cdc", "status", filepath.Join(dir, "pipeline.yaml"))
@@ -370,7 +431,7 @@ sync: {checkpoint_rows: 30, checkpoint_interval: 20ms}
 		t.Fatalf("cdc drop-slot: %v\n%s", err, so.String())
 	}
 	var n int
-	conn.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ferry_crashcdc_items'").Scan(&n)
+	src.db.QueryRow("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ferry_crashcdc_items'").Scan(&n)
 	if n != 0 {
 		t.Fatal("the slot is still there")
 	}
@@ -476,6 +537,7 @@ func check(t *testing.T, h *history, bodies []json.RawMessage) int {
 }
 
 func mustExec(t *testing.T, conn *pgx.Conn, q string, args ...any) {
+	t.Helper()
 	t.Helper()
 	if _, err := conn.Exec(context.Background(), q, args...); err != nil {
 		t.Fatalf("%s: %v", q, err)
