@@ -14,6 +14,7 @@ import (
 	_ "github.com/ferry-dev/ferry/internal/dest/sqlite"   // destination "sqlite": the embedded default
 
 	_ "github.com/ferry-dev/ferry/internal/source/mysqlcdc" // source "mysql_cdc": the MySQL/MariaDB binlog
+	_ "github.com/ferry-dev/ferry/internal/source/outbox"   // source "outbox": an outbox table, routed by aggregate type
 	_ "github.com/ferry-dev/ferry/internal/source/pgcdc"    // source "postgres_cdc": PostgreSQL logical replication
 	_ "github.com/ferry-dev/ferry/internal/source/rest"     // source "rest": declarative REST connectors
 	_ "github.com/ferry-dev/ferry/internal/source/sqlquery" // source "sql": tables and queries of a database, read-only
