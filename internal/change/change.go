@@ -13,6 +13,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -311,4 +312,56 @@ func AppendItem(dst []byte, stream string, ch Change, id string) []byte {
 		dst = AppendString(dst, []byte(stream))
 	}
 	return append(dst, '}')
+}
+
+// FromKey returns a delete of the row with the given key (a JSON object of
+// the key columns), for destinations that find keys gone from a source:
+// its columns are typed from the JSON values.
+func FromKey(keyJSON []byte, op record.Op) (Change, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(keyJSON, &m); err != nil {
+		return Change{}, fmt.Errorf("key %s: %w", keyJSON, err)
+	}
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	t := &schema.Table{Name: "keys", PrimaryKey: names}
+	for _, n := range names {
+		typ := schema.Text
+		v := m[n]
+		switch {
+		case len(v) > 0 && (v[0] == '-' || (v[0] >= '0' && v[0] <= '9')):
+			typ = schema.Decimal
+			if _, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+				typ = schema.Int
+			}
+		case string(v) == "true" || string(v) == "false":
+			typ = schema.Bool
+		}
+		t.Columns = append(t.Columns, schema.Column{Name: n, Type: typ})
+	}
+	c := record.NewChunk(t, 1)
+	for j, n := range names {
+		v := m[n]
+		switch t.Columns[j].Type {
+		case schema.Int:
+			x, _ := strconv.ParseInt(string(v), 10, 64)
+			c.Cols[j].AppendInt(x, nil)
+		case schema.Bool:
+			c.Cols[j].AppendInt(map[bool]int64{false: 0, true: 1}[string(v) == "true"], nil)
+		case schema.Decimal:
+			c.Cols[j].AppendBytes(v)
+		default:
+			var s string
+			if json.Unmarshal(v, &s) != nil {
+				s = string(v)
+			}
+			c.Cols[j].AppendBytes([]byte(s))
+		}
+	}
+	c.Ops = append(c.Ops, op)
+	c.Len = 1
+	return NewReader(t).Read(c, 0), nil
 }

@@ -38,6 +38,9 @@ type Sink struct {
 	// CountOnly, set before the first request, makes the sink count the
 	// changes without keeping them (benchmarks).
 	CountOnly bool
+	// Respond, when set, gives the body of each accepted request's answer
+	// (an API's answer to a create, or to a lookup).
+	Respond func(r *http.Request, body []byte) []byte
 
 	n        atomic.Int64
 	accepted atomic.Int64
@@ -92,6 +95,12 @@ func (s *Sink) serve(w http.ResponseWriter, r *http.Request) {
 	select {
 	case s.notify <- struct{}{}:
 	default:
+	}
+	if s.Respond != nil {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(s.Respond(r, body))
+		return
 	}
 	w.WriteHeader(http.StatusOK)
 }

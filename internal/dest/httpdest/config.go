@@ -2,6 +2,7 @@ package httpdest
 
 import (
 	"fmt"
+	"io"
 	"maps"
 	"net/url"
 	"slices"
@@ -44,7 +45,35 @@ type Config struct {
 	// MaxBackoff caps the wait between attempts.
 	MaxBackoff string `yaml:"max_backoff,omitempty" def:"duration" default:"30s" doc:"Longest wait between attempts."`
 	// DeadLetter is where changes the API refuses for good go.
-	DeadLetter string `yaml:"dead_letter,omitempty" doc:"Where changes the API refuses for good (4xx) are kept with the request and response: sqlite:PATH (relative to the pipeline) or postgres://… (default sqlite:ferry-dlq.db)." secret:"url"`
+	DeadLetter string `yaml:"dead_letter,omitempty" doc:"The destination's database: changes the API refuses for good (4xx) are kept there with the request and response, and, with sync:, what was delivered per key: sqlite:PATH (relative to the pipeline) or postgres://… (default sqlite:ferry-dlq.db)." secret:"url"`
+	// Sync turns on reverse ETL: only rows that changed since their last
+	// delivery are sent.
+	Sync *Sync `yaml:"sync,omitempty" doc:"Reverse ETL: keep a hash per key of what was delivered and send only inserted, changed and (with deletes) deleted rows; create or update by a stored remote id or a lookup."`
+
+	// DryRun, when set, receives the requests instead of the API (ferry
+	// preview): nothing is sent and nothing is stored.
+	DryRun io.Writer `yaml:"-"`
+}
+
+// Sync configures reverse ETL.
+type Sync struct {
+	// Deletes sends a delete for each key delivered before and absent
+	// from a complete pass (full_refresh modes only).
+	Deletes bool `yaml:"deletes,omitempty" doc:"Send a delete for every key delivered before and missing from a complete pass (needs full_refresh_overwrite, which reads every row)."`
+	// RemoteID reads the API's id for a created row from the create
+	// response; later updates and deletes can use {{ remote_id }}.
+	RemoteID string `yaml:"remote_id,omitempty" def:"template" doc:"The API's id of a created row, from the create response ({{ response.id }}); stored per key, and {{ remote_id }} in update and delete paths and bodies."`
+	// Lookup finds a row the API already has, when no remote id is stored:
+	// found, it is updated; not found, created.
+	Lookup *Lookup `yaml:"lookup,omitempty" doc:"How to find a row the API already has when no remote id is stored (create or update by lookup)."`
+}
+
+// Lookup is the request that finds an existing remote row.
+type Lookup struct {
+	Method string `yaml:"method,omitempty" enum:"GET,POST" default:"GET" doc:"HTTP method."`
+	Path   string `yaml:"path" required:"true" def:"template" doc:"Appended to url; a template over the row (/contacts?email={{ row.email }})."`
+	// ID reads the remote id from the response; null or empty: not found.
+	ID string `yaml:"id" required:"true" def:"template" doc:"The remote id in the lookup's response ({{ len(response.data) > 0 ? response.data[0].id : nil }}); null means not found. A 404 is not found too."`
 }
 
 // Request is the request for one operation.
@@ -73,7 +102,12 @@ type Batch struct {
 // env is the template environment of a change, for compiling.
 var env = map[string]any{
 	"row": map[string]any{}, "key": map[string]any{}, "before": map[string]any{}, "change": map[string]any{},
-	"op": "", "stream": "", "idempotency_key": "",
+	"op": "", "stream": "", "idempotency_key": "", "remote_id": "",
+}
+
+// responseEnv is the environment of templates reading a response.
+var responseEnv = map[string]any{
+	"row": map[string]any{}, "key": map[string]any{}, "stream": "", "remote_id": "", "response": map[string]any{},
 }
 
 var _ spec.Validator = (*Config)(nil)
@@ -111,6 +145,25 @@ func (c *Config) Validate(chk *spec.Checker) {
 		if f.v != "" {
 			if _, err := spec.ParseDuration(f.v); err != nil {
 				chk.AtValue([]string{f.name}, "%v", err)
+			}
+		}
+	}
+	if sy := c.Sync; sy != nil {
+		if sy.RemoteID != "" {
+			if _, err := template.ParseEnv(sy.RemoteID, responseEnv); err != nil {
+				chk.AtValue([]string{"sync", "remote_id"}, "%v (it reads response, row, key and stream)", err)
+			}
+			if c.Batch != nil {
+				chk.At([]string{"sync", "remote_id"}, "remote ids come from one create response per row: not with batch:")
+			}
+		}
+		if l := sy.Lookup; l != nil {
+			checkTemplate(chk, []string{"sync", "lookup", "path"}, l.Path)
+			if _, err := template.ParseEnv(l.ID, responseEnv); err != nil {
+				chk.AtValue([]string{"sync", "lookup", "id"}, "%v (it reads response, row, key and stream)", err)
+			}
+			if c.Batch != nil {
+				chk.At([]string{"sync", "lookup"}, "a lookup decides per row: not with batch:")
 			}
 		}
 	}

@@ -106,6 +106,10 @@ func OpenLetters(ctx context.Context, raw, dir string, readOnly bool) (*Letters,
 		l.db.Close()
 		return nil, fmt.Errorf("dead_letter %s: create %s: %w", l.Target, DeadLetterTable, err)
 	}
+	if err := l.createSyncTables(ctx); err != nil {
+		l.db.Close()
+		return nil, fmt.Errorf("dead_letter: %w", err)
+	}
 	return l, nil
 }
 

@@ -40,6 +40,7 @@ import (
 	"github.com/ferry-dev/ferry/internal/dest"
 	"github.com/ferry-dev/ferry/internal/httpx"
 	"github.com/ferry-dev/ferry/internal/record"
+	"github.com/ferry-dev/ferry/internal/redact"
 	"github.com/ferry-dev/ferry/internal/schema"
 	"github.com/ferry-dev/ferry/internal/spec"
 	"github.com/ferry-dev/ferry/internal/template"
@@ -64,6 +65,8 @@ type Destination struct {
 	ok       map[int]bool
 	lanes    int
 	readOnly bool
+	sync     *syncTemplates // reverse ETL, nil when off
+	dryMu    sync.Mutex
 }
 
 type kv struct {
@@ -170,6 +173,11 @@ func Open(ctx context.Context, cfg *Config, opts dest.Options) (dest.Destination
 		}
 		d.batch = cb
 	}
+	if cfg.Sync != nil {
+		if d.sync, err = compileSync(cfg.Sync); err != nil {
+			return nil, err
+		}
+	}
 	hc := httpx.Config{MaxAttempts: cfg.MaxAttempts, RequestsPerSecond: cfg.RequestsPerSecond, Concurrency: d.lanes, Logger: d.log}
 	if cfg.Timeout != "" {
 		hc.Timeout, _ = spec.ParseDuration(cfg.Timeout)
@@ -179,6 +187,9 @@ func Open(ctx context.Context, cfg *Config, opts dest.Options) (dest.Destination
 	}
 	if opts.Redactor != nil {
 		hc.Redactor, d.red = opts.Redactor, opts.Redactor
+	} else {
+		d.red = redact.New()
+		hc.Redactor = d.red
 	}
 	if cfg.Auth != nil && cfg.Auth.Type != "" {
 		a, secrets, err := auth.New(cfg.Auth.Type, cfg.Auth.Config, auth.Env{
@@ -206,7 +217,14 @@ func Open(ctx context.Context, cfg *Config, opts dest.Options) (dest.Destination
 		hc.Auth = a
 	}
 	d.client = httpx.New(hc)
-	if !opts.ReadOnly {
+	switch {
+	case cfg.DryRun != nil:
+		// A preview reads what was delivered, if anything was, and writes
+		// nothing.
+		if l, err := OpenLetters(ctx, cfg.DeadLetter, opts.Dir, true); err == nil {
+			d.letters = l
+		}
+	case !opts.ReadOnly:
 		if d.letters, err = OpenLetters(ctx, cfg.DeadLetter, opts.Dir, false); err != nil {
 			d.client.Close()
 			return nil, err
@@ -301,7 +319,21 @@ func (d *Destination) OpenStream(ctx context.Context, sc dest.StreamConfig) (des
 	if d.readOnly {
 		return nil, dest.ErrReadOnly
 	}
-	w := &writer{d: d, sc: sc, lanes: make([]*lane, d.lanes)}
+	w := &writer{d: d, sc: sc, lanes: make([]*lane, d.lanes), pendingRec: map[string]delivered{}, seenAll: map[string]bool{}, pass: sc.RunID}
+	if d.sync != nil {
+		if d.cfg.Sync.Deletes {
+			if err := refuseIncrementalDeletes(sc.Mode); err != nil {
+				return nil, err
+			}
+		}
+		if d.letters != nil && d.cfg.DryRun == nil {
+			p, err := d.letters.pass(ctx, sc.Pipeline, sc.Stream, sc.RunID, sc.Resume)
+			if err != nil {
+				return nil, fmt.Errorf("reverse ETL state in %s: %w", d.letters.Target, err)
+			}
+			w.pass = p
+		}
+	}
 	if d.batch != nil {
 		if p, ok := fixed(d.batch.path, sc.Stream, url.PathEscape); ok {
 			w.batchPath = d.base + p
@@ -331,6 +363,7 @@ type outgoing struct {
 	id          string // idempotency key
 	key         string // the change's key as JSON
 	position    string
+	sync        *syncInfo // reverse ETL, nil when off
 }
 
 type writer struct {
@@ -350,13 +383,38 @@ type writer struct {
 	delivered atomic.Int64
 	dead      atomic.Int64
 	closed    bool
+
+	// Reverse ETL: the pass this writer's reads belong to, what the lanes
+	// delivered since the last commit, the keys seen, the rows not sent.
+	pass       string
+	syncMu     sync.Mutex
+	pendingRec map[string]delivered
+	seen       []string
+	seenAll    map[string]bool // previews only
+	deleted    []string
+	unchanged  atomic.Int64
 }
 
 func (w *writer) Existing() *schema.Table                                 { return nil }
 func (w *writer) ExistingChild(string) *schema.Table                      { return nil }
 func (w *writer) Rejected() int                                           { return int(w.dead.Load()) }
 func (w *writer) Committed() int64                                        { return w.delivered.Load() }
-func (w *writer) Finish(ctx context.Context, _ []record.Checkpoint) error { return w.Commit(ctx) }
+func (w *writer) Finish(ctx context.Context, _ []record.Checkpoint) error {
+	if err := w.Commit(ctx); err != nil {
+		return err
+	}
+	if err := w.sendDeletes(ctx); err != nil {
+		return err
+	}
+	if n := w.unchanged.Load(); n > 0 {
+		w.d.log.Info("rows unchanged since their last delivery were not sent", "stream", w.sc.Stream, "rows", n)
+	}
+	return nil
+}
+
+// Unchanged returns how many rows were not sent because their content is
+// what was last delivered (reverse ETL).
+func (w *writer) Unchanged() int64 { return w.unchanged.Load() }
 
 // Write builds each row's request and hands it to its key's lane. It
 // returns once every request is queued; Commit waits for them.
@@ -367,23 +425,48 @@ func (w *writer) Write(ctx context.Context, c *record.Chunk) error {
 	if w.rd == nil || w.rd.Table() != c.Table {
 		w.rd = change.NewReader(c.Table)
 	}
+	if w.d.sync != nil {
+		changes, infos, err := w.prepare(ctx, c)
+		if err != nil {
+			return err
+		}
+		for n, ch := range changes {
+			out, err := w.build(ch, infos[n])
+			if err != nil {
+				return fmt.Errorf("%s: %w", c.Source, err)
+			}
+			out.sync = infos[n]
+			if err := w.dispatch(ctx, out); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	for i := 0; i < c.Len; i++ {
 		ch := w.rd.Read(c, i)
-		out, err := w.build(ch)
+		out, err := w.build(ch, nil)
 		if err != nil {
 			return fmt.Errorf("%s: row %d: %w", c.Source, i, err)
 		}
-		h := fnv.New32a()
-		h.Write([]byte(out.key))
-		l := w.lanes[h.Sum32()%uint32(len(w.lanes))]
-		select {
-		case l.in <- item{req: out}:
-			w.written.Add(1)
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := w.dispatch(ctx, out); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// dispatch hands a request to its key's lane.
+func (w *writer) dispatch(ctx context.Context, out *outgoing) error {
+	h := fnv.New32a()
+	h.Write([]byte(out.key))
+	l := w.lanes[h.Sum32()%uint32(len(w.lanes))]
+	select {
+	case l.in <- item{req: out}:
+		w.written.Add(1)
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // streamOnly reports whether a template reads nothing but the stream's
@@ -414,7 +497,7 @@ func (w *writer) env(ch *change.Change, id string) template.Env {
 		_ = json.Unmarshal(ch.Before, &before)
 	}
 	return template.Env{
-		"row": row, "key": key, "before": before, "op": change.OpName(ch.Op), "stream": w.sc.Stream, "idempotency_key": id,
+		"row": row, "key": key, "before": before, "op": change.OpName(ch.Op), "stream": w.sc.Stream, "idempotency_key": id, "remote_id": "",
 		"change": map[string]any{"position": ch.Position, "committed_at": ch.CommittedAt, "key": strings.Join(ch.KeyValues(), ","), "id": id},
 	}
 }
@@ -422,7 +505,7 @@ func (w *writer) env(ch *change.Change, id string) template.Env {
 // build renders a change's request. Templates that read only the stream
 // are rendered once; the environment of the change is made only when a
 // template reads it.
-func (w *writer) build(ch change.Change) (*outgoing, error) {
+func (w *writer) build(ch change.Change, info *syncInfo) (*outgoing, error) {
 	d := w.d
 	id := change.ID(w.sc.Stream, ch)
 	out := &outgoing{id: id, key: string(ch.KeyJSON), position: ch.Position, header: http.Header{}}
@@ -430,6 +513,9 @@ func (w *writer) build(ch change.Change) (*outgoing, error) {
 	lazy := func() template.Env {
 		if e == nil {
 			e = w.env(&ch, id)
+			if info != nil {
+				e["remote_id"] = info.remote
+			}
 		}
 		return e
 	}
@@ -537,7 +623,7 @@ func (w *writer) Commit(ctx context.Context) error {
 	if len(errs) > 0 {
 		return errs[0]
 	}
-	return nil
+	return w.storeDelivered(ctx)
 }
 
 // Abort stops the lanes. Requests in flight end; nothing is rolled back
@@ -613,6 +699,32 @@ func (l *lane) send() {
 	w, d := l.w, l.w.d
 	pending := l.batch
 	l.batch = l.batch[:0]
+	if len(pending) == 1 && pending[0].sync != nil && pending[0].sync.lookup {
+		// Reverse ETL without a stored remote id: does the API have the row?
+		info := pending[0].sync
+		if d.cfg.DryRun != nil {
+			d.dryMu.Lock()
+			fmt.Fprintf(d.cfg.DryRun, "LOOKUP %s (then PATCH the row found, or the create below)\n", d.cfg.Sync.Lookup.Path)
+			d.dryMu.Unlock()
+		} else {
+			remote, err := l.lookup(info)
+			if err != nil {
+				l.failed = &dest.TransientError{Err: fmt.Errorf("look up a row before creating it: %w", err)}
+				return
+			}
+			if remote != "" {
+				info.remote = remote
+				info.ch.Op = record.Update
+				out, err := w.build(info.ch, info)
+				if err != nil {
+					l.failed = err
+					return
+				}
+				out.sync = info
+				pending[0] = out
+			}
+		}
+	}
 	req := &httpx.Request{Method: pending[0].method, URL: pending[0].url, Header: pending[0].header.Clone(), Body: pending[0].body, Label: w.sc.Stream}
 	if len(pending) > 1 || d.batch != nil {
 		size := 2
@@ -635,16 +747,36 @@ func (l *lane) send() {
 			req.Header.Set(d.idemp, batchID(ids))
 		}
 	}
-	resp, err := d.client.Do(w.ctx, req, nil)
 	n := int64(len(pending))
+	done := func(resp *httpx.Response) {
+		for _, p := range pending {
+			if p.sync != nil {
+				w.recordDelivered(p.sync, resp)
+			}
+		}
+	}
+	if d.cfg.DryRun != nil {
+		d.dryMu.Lock()
+		body := string(req.Body)
+		if len(body) > 2000 {
+			body = body[:2000] + "…"
+		}
+		fmt.Fprintf(d.cfg.DryRun, "%s %s %s\n", req.Method, d.red.URL(req.URL), body)
+		d.dryMu.Unlock()
+		w.delivered.Add(n)
+		return
+	}
+	resp, err := d.client.Do(w.ctx, req, nil)
 	if err == nil {
 		w.delivered.Add(n)
+		done(resp)
 		return
 	}
 	var se *httpx.StatusError
 	if errors.As(err, &se) {
 		if d.ok[se.Status] {
 			w.delivered.Add(n)
+			done(nil)
 			return
 		}
 		if permanent(se.Status) {
@@ -653,6 +785,7 @@ func (l *lane) send() {
 				return
 			}
 			w.dead.Add(n)
+			done(nil) // a dead letter is not sent again by the next run: replay it
 			return
 		}
 	}
