@@ -365,3 +365,36 @@ func FromKey(keyJSON []byte, op record.Op) (Change, error) {
 	c.Len = 1
 	return NewReader(t).Read(c, 0), nil
 }
+
+// DataJSON returns the row's data columns as JSON values, by the name the
+// source gave them (the column's path), leaving out Ferry's columns of the
+// source table (_ferry_…) and the CDC columns: the fields an API knows.
+func (ch *Change) DataJSON() map[string]json.RawMessage {
+	r := ch.r
+	out := make(map[string]json.RawMessage, len(r.data))
+	for _, j := range r.data {
+		col := r.t.Columns[j]
+		name := col.Name
+		if len(col.Path) > 0 {
+			name = col.Path[0]
+		}
+		if strings.HasPrefix(name, schema.MetaPrefix) {
+			continue
+		}
+		out[name] = appendJSON(nil, ch.c, ch.i, j)
+	}
+	return out
+}
+
+// SourceValue returns the JSON of the column the source named name
+// (its path), and whether the row has that column.
+func (ch *Change) SourceValue(name string) (json.RawMessage, bool) {
+	r := ch.r
+	for _, j := range r.data {
+		col := r.t.Columns[j]
+		if (len(col.Path) > 0 && col.Path[0] == name) || col.Name == name {
+			return appendJSON(nil, ch.c, ch.i, j), true
+		}
+	}
+	return nil, false
+}

@@ -50,6 +50,9 @@ type Config struct {
 	// delivery are sent.
 	Sync *Sync `yaml:"sync,omitempty" doc:"Reverse ETL: keep a hash per key of what was delivered and send only inserted, changed and (with deletes) deleted rows; create or update by a stored remote id or a lookup."`
 
+	// TwoWay makes this the write-back half of a two-way sync.
+	TwoWay *TwoWay `yaml:"two_way,omitempty" doc:"Two-way sync: the stream is the change capture of a table that a pull pipeline fills from this API; local changes are written back, Ferry's own writes are never echoed, conflicts are resolved by policy and recorded."`
+
 	// DryRun, when set, receives the requests instead of the API (ferry
 	// preview): nothing is sent and nothing is stored.
 	DryRun io.Writer `yaml:"-"`
@@ -66,6 +69,28 @@ type Sync struct {
 	// Lookup finds a row the API already has, when no remote id is stored:
 	// found, it is updated; not found, created.
 	Lookup *Lookup `yaml:"lookup,omitempty" doc:"How to find a row the API already has when no remote id is stored (create or update by lookup)."`
+}
+
+// TwoWay configures the write-back of a two-way sync.
+type TwoWay struct {
+	// TableURL is a writable connection to the database of the synced
+	// table (PostgreSQL), for writing resolved rows back.
+	TableURL string `yaml:"table_url" required:"true" secret:"url" doc:"A writable connection to the synced table's PostgreSQL database (postgres://…), for writing resolved rows back."`
+	// Table is the synced table (schema.table).
+	Table string `yaml:"table" required:"true" doc:"The synced table, schema.table: the pull pipeline's destination table, captured by this pipeline's postgres_cdc source."`
+	// Get reads the API's current version of a row.
+	Get *Request `yaml:"get" required:"true" doc:"The request that reads the API's current version of a row (path: /items/{{ key.id }})."`
+	// Policy resolves conflicts: both sides changed a row since they last
+	// agreed.
+	Policy string `yaml:"policy" required:"true" enum:"merge,last_writer_wins,source_of_truth,park" doc:"How a conflict (both sides changed the row since they last agreed) is resolved: merge (field by field), last_writer_wins (by timestamp), source_of_truth (per field), park (recorded for a person, nothing written)."`
+	// Timestamp is the field last_writer_wins compares.
+	Timestamp string `yaml:"timestamp,omitempty" doc:"The field last_writer_wins compares (updated_at): the later wins the whole row."`
+	// Fields says, per field, which side is the source of truth
+	// (source_of_truth); "*" for the others.
+	Fields map[string]string `yaml:"fields,omitempty" doc:"source_of_truth: per field, local or remote; * for every other field (default remote)."`
+	// OnBoth says what merge does with a field both sides changed to
+	// different values: park (default), local or remote.
+	OnBoth string `yaml:"on_both,omitempty" enum:"park,local,remote" default:"park" doc:"merge: a field both sides changed to different values is parked (default), or taken from local or remote."`
 }
 
 // Lookup is the request that finds an existing remote row.
@@ -165,6 +190,22 @@ func (c *Config) Validate(chk *spec.Checker) {
 			if c.Batch != nil {
 				chk.At([]string{"sync", "lookup"}, "a lookup decides per row: not with batch:")
 			}
+		}
+	}
+	if tw := c.TwoWay; tw != nil {
+		if tw.Get != nil {
+			checkTemplate(chk, []string{"two_way", "get", "path"}, tw.Get.Path)
+		}
+		if tw.Policy == "last_writer_wins" && tw.Timestamp == "" {
+			chk.At([]string{"two_way"}, "last_writer_wins needs timestamp: (the field whose later value wins)")
+		}
+		for f, side := range tw.Fields {
+			if side != "local" && side != "remote" {
+				chk.AtValue([]string{"two_way", "fields", f}, "want local or remote, got %q", side)
+			}
+		}
+		if c.Batch != nil || c.Sync != nil {
+			chk.At([]string{"two_way"}, "two_way decides row by row: not with batch: or sync:")
 		}
 	}
 	for i, s := range c.OKStatuses {

@@ -66,6 +66,7 @@ type Destination struct {
 	lanes    int
 	readOnly bool
 	sync     *syncTemplates // reverse ETL, nil when off
+	twoWay   *twoWay        // two-way sync, nil when off
 	dryMu    sync.Mutex
 }
 
@@ -175,6 +176,11 @@ func Open(ctx context.Context, cfg *Config, opts dest.Options) (dest.Destination
 	}
 	if cfg.Sync != nil {
 		if d.sync, err = compileSync(cfg.Sync); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.TwoWay != nil && !opts.ReadOnly && cfg.DryRun == nil {
+		if d.twoWay, err = openTwoWay(ctx, cfg.TwoWay); err != nil {
 			return nil, err
 		}
 	}
@@ -294,6 +300,9 @@ func renderBody(v any, e template.Env) (any, error) {
 // Close closes the client and the dead-letter store.
 func (d *Destination) Close() error {
 	d.client.Close()
+	if d.twoWay != nil {
+		d.twoWay.pool.Close()
+	}
 	if d.letters != nil {
 		return d.letters.Close()
 	}
@@ -364,6 +373,7 @@ type outgoing struct {
 	key         string // the change's key as JSON
 	position    string
 	sync        *syncInfo // reverse ETL, nil when off
+	tw          *twInfo   // two-way sync, nil when off
 }
 
 type writer struct {
@@ -393,12 +403,16 @@ type writer struct {
 	seenAll    map[string]bool // previews only
 	deleted    []string
 	unchanged  atomic.Int64
+
+	// Two-way sync: changes written back, Ferry's own writes not echoed,
+	// conflicts.
+	twoWaySent, twoWayEchoes, twoWayConflicts atomic.Int64
 }
 
-func (w *writer) Existing() *schema.Table                                 { return nil }
-func (w *writer) ExistingChild(string) *schema.Table                      { return nil }
-func (w *writer) Rejected() int                                           { return int(w.dead.Load()) }
-func (w *writer) Committed() int64                                        { return w.delivered.Load() }
+func (w *writer) Existing() *schema.Table            { return nil }
+func (w *writer) ExistingChild(string) *schema.Table { return nil }
+func (w *writer) Rejected() int                      { return int(w.dead.Load()) }
+func (w *writer) Committed() int64                   { return w.delivered.Load() }
 func (w *writer) Finish(ctx context.Context, _ []record.Checkpoint) error {
 	if err := w.Commit(ctx); err != nil {
 		return err
@@ -410,6 +424,12 @@ func (w *writer) Finish(ctx context.Context, _ []record.Checkpoint) error {
 		w.d.log.Info("rows unchanged since their last delivery were not sent", "stream", w.sc.Stream, "rows", n)
 	}
 	return nil
+}
+
+// TwoWayCounts returns, for two-way sync, the changes written back to the
+// API, Ferry's own writes recognised and not echoed, and the conflicts.
+func (w *writer) TwoWayCounts() (sent, echoes, conflicts int64) {
+	return w.twoWaySent.Load(), w.twoWayEchoes.Load(), w.twoWayConflicts.Load()
 }
 
 // Unchanged returns how many rows were not sent because their content is
@@ -424,6 +444,15 @@ func (w *writer) Write(ctx context.Context, c *record.Chunk) error {
 	}
 	if w.rd == nil || w.rd.Table() != c.Table {
 		w.rd = change.NewReader(c.Table)
+	}
+	if w.d.twoWay != nil {
+		for i := 0; i < c.Len; i++ {
+			ch := w.rd.Read(c, i)
+			if err := w.dispatch(ctx, &outgoing{key: string(ch.KeyJSON), tw: &twInfo{ch: ch}}); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	if w.d.sync != nil {
 		changes, infos, err := w.prepare(ctx, c)
@@ -699,6 +728,14 @@ func (l *lane) send() {
 	w, d := l.w, l.w.d
 	pending := l.batch
 	l.batch = l.batch[:0]
+	if pending[0].tw != nil {
+		if err := l.processTwoWay(pending[0].tw); err != nil {
+			l.failed = &dest.TransientError{Err: fmt.Errorf("two-way sync: %w", err)}
+			return
+		}
+		w.delivered.Add(1)
+		return
+	}
 	if len(pending) == 1 && pending[0].sync != nil && pending[0].sync.lookup {
 		// Reverse ETL without a stored remote id: does the API have the row?
 		info := pending[0].sync
