@@ -224,7 +224,7 @@ func decodeConnector(ps *problems, f *File, base []string) *Connector {
 // config parameters.
 func checkConnectorStrings(ps *problems, body any, base []string) {
 	for _, sf := range stringsOf(body, base) {
-		if hasEnvRef(*sf.ptr) {
+		if hasEnvRef(sf.value) {
 			ps.atValue(sf.path, "a connector does not read the environment: declare a config parameter (config: {x: {secret: true}}), pass it from the pipeline (config: {x: ${X}}) and use {{ config.x }} here; write $${ for a literal ${")
 		}
 	}

@@ -128,7 +128,7 @@ func (p *Pipeline) checkSection(ps *problems, name string, s *DestinationSection
 	base := []string{name}
 	provisionAll(ps, nil, s.Config, base)
 	for _, sf := range stringsOf(s.Config, base) {
-		if _, err := expandEnv(*sf.ptr, func(string) (string, bool) { return "x", true }); err != nil {
+		if _, err := expandEnv(sf.value, func(string) (string, bool) { return "x", true }); err != nil {
 			ps.atValue(sf.path, "%v", err)
 		}
 	}
@@ -302,12 +302,14 @@ func resolveSection(ps *problems, name string, s *DestinationSection, lookup fun
 	}
 	cfg := deepCopy(s.Config)
 	for _, sf := range stringsOf(cfg, []string{name}) {
-		v, err := expandEnv(*sf.ptr, lookup)
+		v, err := expandEnv(sf.value, lookup)
 		if err != nil {
 			ps.atValue(sf.path, "%v", err)
 			continue
 		}
-		*sf.ptr = v
+		if v != sf.value {
+			sf.set(v)
+		}
 		switch sf.secret {
 		case "true":
 			if v != "" {

@@ -177,3 +177,23 @@ func FuzzParseConnector(f *testing.F) {
 		}
 	})
 }
+
+// TestConnectorRefusesEnv: a ${VAR} anywhere in a connector (a stream's
+// path, a header, a request body) is refused with what to do instead; $${
+// is a literal.
+func TestConnectorRefusesEnv(t *testing.T) {
+	_, err := spec.ParseConnector("c.yaml", []byte("name: c\nbase_url: https://x\nstreams:\n  s:\n    path: /x/${Y}\n    method: POST\n    headers: {X-K: \"${K}\"}\n    body: {q: [\"${Q}\"], ok: \"$${literal}\"}\n"))
+	var ps spec.Problems
+	if !errors.As(err, &ps) || len(ps) != 3 {
+		t.Fatalf("problems = %v", err)
+	}
+	for i, p := range []string{"streams.s.body.q.0", "streams.s.headers.X-K", "streams.s.path"} {
+		found := false
+		for _, pr := range ps {
+			found = found || (pr.Path == p && strings.Contains(pr.Message, "a connector does not read the environment"))
+		}
+		if !found {
+			t.Errorf("%d: no problem at %s: %v", i, p, err)
+		}
+	}
+}
