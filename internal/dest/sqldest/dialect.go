@@ -259,3 +259,26 @@ func ColumnsOf(ctx context.Context, q Queryer, query string, args ...any) (map[s
 	}
 	return cols, len(cols) > 0, rows.Err()
 }
+
+// ColumnReserver is implemented by dialects whose tables have column
+// names a data column cannot take: system columns (PostgreSQL's xmin),
+// or names the database refuses even quoted. normalize.Options'
+// ReservedColumns takes them, so keys with those names get other columns.
+type ColumnReserver interface {
+	// ReservedColumns lists the names, in lower case. Names are compared
+	// without regard to case.
+	ReservedColumns() []string
+}
+
+// ReservedColumns returns the column names d reserves (nil when it
+// implements no ColumnReserver).
+func ReservedColumns(d Dialect) []string {
+	if r, ok := d.(ColumnReserver); ok {
+		return r.ReservedColumns()
+	}
+	return nil
+}
+
+// ReservedColumns returns the column names the database reserves, for
+// normalize.Options.ReservedColumns.
+func (x *Destination) ReservedColumns() []string { return ReservedColumns(x.d) }
