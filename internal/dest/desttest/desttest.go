@@ -1290,3 +1290,50 @@ func testSystemColumnNames(t *testing.T, d *target) {
 		}
 	}
 }
+
+// WriteColumns writes two rows into a new append table of exactly columns
+// columns, Ferry's own included, the others text (the type that leaves
+// the fewest columns in every database) holding one-byte values but the
+// first: a timestamp in the first row and text in the second, so that the
+// table is created, then the column widened to text (which MySQL does
+// through a temporary column). It returns the first error of writing and
+// committing; when there is none, both rows must be in the table.
+func WriteColumns(t *testing.T, dst dest.Destination, name string, columns int) error {
+	t.Helper()
+	ctx := context.Background()
+	d := &target{Destination: dst}
+	s := open(t, d, name, dest.IncrementalAppend, opts{})
+	defer s.w.Abort(ctx)
+	data := columns - len(s.n.Table().Columns)
+	record := func(first string) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, `[{"c0":%q`, first)
+		for i := 1; i < data; i++ {
+			fmt.Fprintf(&b, `,"c%d":"v"`, i)
+		}
+		b.WriteString("}]")
+		return b.String()
+	}
+	for i, first := range []string{"2024-05-01T12:30:00Z", "v"} {
+		c := s.chunk(record(first))
+		if got := len(c.Table.Columns); got != columns {
+			t.Fatalf("table %s has %d columns, want %d", s.table, got, columns)
+		}
+		if want := []schema.Type{schema.Timestamp, schema.Text}[i]; c.Table.Column("c0").Type != want {
+			t.Fatalf("column c0 of %s is %s, want %s", s.table, c.Table.Column("c0").Type, want)
+		}
+		if err := s.w.Write(ctx, c); err != nil {
+			return err
+		}
+		if err := s.w.Commit(ctx); err != nil {
+			return err
+		}
+	}
+	if err := s.w.Finish(ctx, nil); err != nil {
+		return err
+	}
+	if n := count(t, d, s.table); n != 2 || s.w.Rejected() != 0 {
+		t.Fatalf("table %s of %d columns: %d rows, %d rejected; want both rows", s.table, columns, n, s.w.Rejected())
+	}
+	return nil
+}

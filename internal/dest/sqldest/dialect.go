@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ferry-dev/ferry/internal/dest"
 	"github.com/ferry-dev/ferry/internal/schema"
 
 	"github.com/ferry-dev/ferry/internal/record"
@@ -270,6 +271,14 @@ type ColumnReserver interface {
 	ReservedColumns() []string
 }
 
+// ColumnLimiter is implemented by dialects that know how many columns a
+// table can have.
+type ColumnLimiter interface {
+	// MaxColumns is the most columns a table Ferry creates can have, Ferry's
+	// own columns included, whatever their types.
+	MaxColumns() int
+}
+
 // ReservedColumns returns the column names d reserves (nil when it
 // implements no ColumnReserver).
 func ReservedColumns(d Dialect) []string {
@@ -279,6 +288,22 @@ func ReservedColumns(d Dialect) []string {
 	return nil
 }
 
+// MaxColumns returns the most columns a table can have in d's database (0
+// when d implements no ColumnLimiter: no known limit).
+func MaxColumns(d Dialect) int {
+	if l, ok := d.(ColumnLimiter); ok {
+		return l.MaxColumns()
+	}
+	return 0
+}
+
+// The dialect's limits make the destination's (dest.Limits).
+var _ dest.Limits = (*Destination)(nil)
+
 // ReservedColumns returns the column names the database reserves, for
 // normalize.Options.ReservedColumns.
 func (x *Destination) ReservedColumns() []string { return ReservedColumns(x.d) }
+
+// MaxColumns returns the most columns a table can have (0: no known
+// limit), Ferry's own columns included.
+func (x *Destination) MaxColumns() int { return MaxColumns(x.d) }
