@@ -239,6 +239,9 @@ func NewNormalizer(table string, info source.Stream, sch spec.SchemaSettings, d 
 	if n, ok := d.(dest.Namer); ok {
 		opts.MaxIdentLen = n.MaxIdentLen()
 	}
+	if l, ok := d.(dest.Limits); ok {
+		opts.ReservedColumns = l.ReservedColumns()
+	}
 	if w != nil {
 		opts.Existing = w.Existing()
 		opts.ChildExisting = w.ExistingChild

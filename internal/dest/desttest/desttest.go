@@ -1149,19 +1149,6 @@ func (d *target) reservedColumns() []string {
 	return nil
 }
 
-// openReserving is open with the destination's reserved column names
-// passed to the normalizer (dest.Limits), as a run must pass them.
-func openReserving(t *testing.T, d *target, name string, mode dest.Mode, o opts) *stream {
-	t.Helper()
-	s := open(t, d, name, mode, o)
-	n, err := normalize.New(normalize.Options{Table: s.table, PrimaryKey: o.pk, Cursor: o.cursor, Hints: o.hints, Policy: o.policy, Nested: o.nested, MaxDepth: 2,
-		MaxIdentLen: d.MaxIdentLen(), RunID: s.run, Existing: s.w.Existing(), ChildExisting: s.w.ExistingChild, ReservedColumns: d.reservedColumns()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.n = n
-	return s
-}
 
 // testSystemColumnNames writes records whose keys are the column names
 // the destination reserves (system columns such as PostgreSQL's xmin), as
@@ -1221,7 +1208,7 @@ func testSystemColumnNames(t *testing.T, d *target) {
 	names := map[string]string{} // key → column, from the first run
 	var wantChild []string
 	for run, ids := range [][]int{{1, 2}, {3}} {
-		s := openReserving(t, d, "sys", dest.IncrementalDedup, o)
+		s := open(t, d, "sys", dest.IncrementalDedup, o)
 		var recs []string
 		for _, id := range ids {
 			rec, _, child := record(id)
