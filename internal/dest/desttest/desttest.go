@@ -1149,7 +1149,6 @@ func (d *target) reservedColumns() []string {
 	return nil
 }
 
-
 // testSystemColumnNames writes records whose keys are the column names
 // the destination reserves (system columns such as PostgreSQL's xmin), as
 // they are and upper-cased, as the primary key, as fields and in an
