@@ -18,6 +18,7 @@ FUZZ_TARGETS = \
 	./internal/schema:FuzzClassify:500000x \
 	./internal/source/rest:FuzzLinkNext:180000x \
 	./internal/redact:FuzzRedactorURL:250000x \
+	./internal/redact:FuzzRedactorJSON:40000x \
 	./internal/httpx:FuzzParseRetryAfter:200000x \
 	./internal/dest/postgres:FuzzNumeric:140000x
 

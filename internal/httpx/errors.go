@@ -132,11 +132,11 @@ const excerptLimit = 200
 // characters replaced by '?', and "…" appended when it was shortened. cut
 // says body is itself only the start of a longer body.
 func excerpt(red *redact.Redactor, body []byte, cut bool) string {
+	s := red.String(string(body))
 	if cut {
 		// A secret may straddle the cut; drop what could be its start.
-		body = body[:max(0, len(body)-max(0, red.MaxLen()-1))]
+		s = red.Prefix(string(body))
 	}
-	s := red.String(string(body))
 	var b strings.Builder
 	// Keep enough past the limit that the second redaction below sees
 	// every secret starting inside the limit.
@@ -158,10 +158,14 @@ func excerpt(red *redact.Redactor, body []byte, cut bool) string {
 		space = false
 		b.WriteRune(r)
 	}
-	longer := cut || b.Len() >= room
+	stopped := b.Len() >= room
+	longer := cut || stopped
 	// Collapsing whitespace or replacing a byte could have assembled a
 	// secret, so redact again.
 	out := red.String(b.String())
+	if stopped {
+		out = red.Prefix(b.String())
+	}
 	if len(out) > excerptLimit {
 		cutAt := excerptLimit
 		for cutAt > 0 && !utf8.RuneStart(out[cutAt]) {

@@ -28,7 +28,9 @@ func TestExcerpt(t *testing.T) {
 		{"secret", []string{"sk_live_1"}, `{"error":"key sk_live_1 revoked"}`, false, `{"error":"key REDACTED revoked"}`},
 		{"secret past the limit", []string{"tail-secret"}, long[:195] + "tail-secret", false, long[:195] + "REDAC…"},
 		{"secret made by collapsing", []string{"a b"}, "x a  b y", false, "x REDACTED y"},
-		{"cut through a secret", []string{"split-secret"}, "error for split-sec", true, "error fo…"},
+		{"cut through a secret", []string{"split-secret"}, "error for split-sec", true, "error for…"},
+		{"cut through an escaped secret", []string{"split/secret"}, `{"error":"for split\/sec`, true, `{"error":"for…`},
+		{"escaped secret", []string{"sk/live<1>"}, `{"error":"key sk\/live\u003c1\u003e revoked"}`, false, `{"error":"key REDACTED revoked"}`},
 		{"empty", nil, "", false, ""},
 		{"only whitespace", nil, " \n\t ", false, ""},
 	}
