@@ -338,7 +338,7 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 		}
 		return resp, &RequestError{Method: method, URL: redURL, Attempts: attempts, Err: err, red: c.cfg.Redactor}
 	}
-	if err := checkURL(req.URL); err != nil {
+	if err := checkURL(c.cfg.Redactor, req.URL); err != nil {
 		return fail(nil, 0, err)
 	}
 
@@ -472,6 +472,11 @@ func (c *Client) attempt(ctx context.Context, method string, req *Request) (*Res
 	}
 	hreq, err := http.NewRequestWithContext(actx, method, req.URL, body)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			// Its message quotes the URL; checkURL has said what is wrong.
+			err = errors.New("invalid url")
+		}
 		return failed("build request", err, false)
 	}
 	hreq.Header = req.Header.Clone()
@@ -589,15 +594,17 @@ func (c *Client) statusError(method, redURL string, resp *Response, attempts int
 	}
 }
 
-// checkURL rejects what no attempt could send.
-func checkURL(raw string) error {
-	u, err := url.Parse(raw)
+// checkURL rejects what no attempt could send. Its error quotes nothing
+// of raw: url.Parse's would, and the part it quotes may be a piece of a
+// password.
+func checkURL(red *redact.Redactor, raw string) error {
+	u, err := red.ParseURL(raw)
 	if err != nil {
-		var ue *url.Error
+		var ue *redact.URLError
 		if errors.As(err, &ue) {
-			err = ue.Err // its message holds the unredacted URL
+			return errors.New("invalid url: " + ue.Reason) // the URL is already in the message
 		}
-		return fmt.Errorf("invalid url: %w", err)
+		return errors.New("invalid url")
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return errors.New("invalid url: scheme must be http or https")

@@ -160,8 +160,18 @@ func replace(s string, spans []span, end int) string {
 //
 // URL works on the text rather than on url.Parse's result, so a URL that does
 // not parse is redacted in the same way instead of falling back to String,
-// and the parts it does not touch keep their original spelling.
+// and the parts it does not touch keep their original spelling. A URL that
+// does not parse and has an '@' after its host (a password holding '/',
+// '?' or '#' ends the host early) shows nothing between "://" and its last
+// '@'.
 func (r *Redactor) URL(raw string) string {
+	if at := brokenUserinfo(raw); at >= 0 {
+		// A password with a '/', '?' or '#' that is not percent-encoded
+		// ends the host early, so that the URL does not parse: hide all
+		// that may be userinfo.
+		scheme := strings.Index(raw, "://") + len("://")
+		raw = raw[:scheme] + Redacted + raw[at:]
+	}
 	rest, frag, hasFrag := strings.Cut(raw, "#")
 	rest, query, hasQuery := strings.Cut(rest, "?")
 	var b strings.Builder

@@ -115,7 +115,9 @@ func New(c *spec.Connector, opts source.Options) (source.Source, error) {
 		return nil, fmt.Errorf("base_url: %w", err)
 	}
 	s.baseURL = strings.TrimRight(template.Format(base), "/")
-	if u, err := url.Parse(s.baseURL); err != nil || u.Scheme == "" || u.Host == "" {
+	if u, err := s.red.ParseURL(s.baseURL); err != nil {
+		return nil, fmt.Errorf("base_url: %w", err) // redacted, quoting nothing of it
+	} else if u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("base_url %q is not an absolute URL", s.red.URL(s.baseURL))
 	}
 	eval := func(src string) (string, error) {
@@ -607,20 +609,22 @@ func (s *Source) request(st *stream, pos position, env template.Env, since strin
 	var u *url.URL
 	if pos.URL != "" {
 		// next_url and link_header: the API said where to go; keep its query.
-		base, err := url.Parse(s.baseURL + "/")
+		base, err := s.red.ParseURL(s.baseURL + "/")
 		if err != nil {
 			return nil, err
 		}
-		if u, err = base.Parse(pos.URL); err != nil {
-			return nil, fmt.Errorf("next page URL %q: %w", s.red.URL(pos.URL), err)
+		ref, err := s.red.ParseURL(pos.URL)
+		if err != nil {
+			return nil, fmt.Errorf("next page URL: %w", err) // redacted, quoting nothing of it
 		}
+		u = base.ResolveReference(ref)
 	} else {
 		path, err := st.path.RenderEach(env, url.PathEscape)
 		if err != nil {
 			return nil, fmt.Errorf("path: %w", err)
 		}
-		if u, err = url.Parse(s.baseURL + path); err != nil {
-			return nil, fmt.Errorf("URL %q: %w", s.red.URL(s.baseURL+path), err)
+		if u, err = s.red.ParseURL(s.baseURL + path); err != nil {
+			return nil, err // redacted, quoting nothing of it
 		}
 		q := u.Query()
 		for _, p := range st.params {
