@@ -108,7 +108,8 @@ type Authenticator interface {
 	Apply(ctx context.Context, req *http.Request) error
 }
 
-// Observer is told about every attempt, for metrics and progress.
+// Observer is told about every attempt, for metrics and progress, those
+// that failed before any response included (Status 0).
 // Implementations must be safe for concurrent use and should return quickly:
 // Attempt is called on the goroutine that called Do.
 type Observer interface {
@@ -160,7 +161,12 @@ type Response struct {
 
 // Stats are a Client's counters since New.
 type Stats struct {
-	Requests  int64 // attempts sent to the transport
+	// Requests counts attempts: every time a request was sent, including
+	// attempts that failed before any response (a reset connection, EOF
+	// before the headers, a timeout) and the tries net/http makes on its
+	// own when a kept-alive connection closes; a redirect followed is part
+	// of its attempt.
+	Requests  int64
 	Retries   int64 // attempts followed by another attempt
 	Throttled int64 // 429 responses, and 403s with Retry-After
 	Bytes     int64 // response body bytes read
@@ -273,6 +279,9 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= 10 {
 		return errTooManyRedirects
 	}
+	if t, ok := req.Context().Value(triesKey{}).(*tries); ok {
+		t.redirected()
+	}
 	keys, _ := req.Context().Value(authHeadersKey{}).([]string)
 	if len(keys) == 0 {
 		return nil
@@ -347,8 +356,24 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 			return fail(nil, n-1, err)
 		}
 		began := time.Now()
-		resp, retry, err := c.attempt(ctx, method, req)
+		tr := &tries{}
+		resp, retry, err := c.attempt(ctx, method, req, tr)
 		c.release()
+		// Tries the transport made on its own failed before a response:
+		// they are attempts and retries too, as the server saw them.
+		for _, at := range tr.extra() {
+			c.requests.Add(1)
+			c.retries.Add(1)
+			c.observe(AttemptInfo{Method: method, URL: redURL, Attempt: n, Duration: at.Sub(began), Err: errResent})
+			c.log.LogAttrs(ctx, slog.LevelInfo, "retrying http request",
+				slog.String("method", method),
+				slog.String("url", redURL),
+				slog.Int("attempt", n),
+				slog.Int("max_attempts", c.cfg.MaxAttempts),
+				slog.Duration("retry_in", 0),
+				slog.String("error", errResent.Error()))
+			n, began = n+1, at
+		}
 
 		info := AttemptInfo{Method: method, URL: redURL, Attempt: n, Duration: time.Since(began)}
 		var (
@@ -448,9 +473,10 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 // attempt sends req once and reads the body. It returns the response when
 // one arrived (whatever its status), or an error and whether it is worth
 // retrying. An error caused by ctx ending is ctx.Err() itself.
-func (c *Client) attempt(ctx context.Context, method string, req *Request) (*Response, bool, error) {
+func (c *Client) attempt(ctx context.Context, method string, req *Request, tr *tries) (*Response, bool, error) {
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
+	actx = context.WithValue(tr.trace(actx), triesKey{}, tr)
 	// failed classifies an error of step op.
 	failed := func(op string, err error, retry bool) (*Response, bool, error) {
 		if ctx.Err() != nil {
