@@ -75,6 +75,11 @@ type Config struct {
 	Concurrency int
 	// MaxBodyBytes bounds a 2xx response body; a larger one fails the
 	// request with ErrBodyTooLarge and is not retried. Default 256 MiB.
+	//
+	// It also bounds the memory all the bodies the client is reading at
+	// once hold together: a body takes memory as it grows (not its cap up
+	// front, so ordinary pages are read side by side) and gives it back
+	// when Do returns; a body that needs memory others hold waits for it.
 	MaxBodyBytes int64
 	// UserAgent is sent unless the request sets its own. Default "ferry".
 	UserAgent string
@@ -178,6 +183,7 @@ type Stats struct {
 type Client struct {
 	cfg      Config
 	hc       *http.Client
+	mem      *budget       // memory of the bodies being read
 	limiter  *rate.Limiter // nil if unlimited
 	slots    chan struct{} // nil if unlimited
 	retry    map[int]bool  // statuses retried besides 5xx
@@ -229,6 +235,7 @@ func New(cfg Config) *Client {
 		hc:    &http.Client{Transport: cfg.Transport, CheckRedirect: checkRedirect},
 		log:   cfg.Logger,
 		retry: make(map[int]bool),
+		mem:   newBudget(cfg.MaxBodyBytes),
 	}
 	statuses := cfg.RetryStatuses
 	if statuses == nil {
@@ -351,13 +358,16 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 		return fail(nil, 0, err)
 	}
 
+	mem := c.mem.lease()
+	defer mem.release()
+	free := 0 // attempts made again to break a memory deadlock: not counted against MaxAttempts
 	for n := 1; ; n++ {
 		if err := c.acquire(ctx); err != nil {
 			return fail(nil, n-1, err)
 		}
 		began := time.Now()
 		tr := &tries{}
-		resp, retry, err := c.attempt(ctx, method, req, tr)
+		resp, retry, err := c.attempt(ctx, method, req, tr, mem)
 		c.release()
 		// Tries the transport made on its own failed before a response:
 		// they are attempts and retries too, as the server saw them.
@@ -416,6 +426,9 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 				err = se
 			}
 		}
+		// The body is the caller's now, or garbage.
+		used := mem.release()
+		evicted := errors.Is(err, errEvicted)
 		if err == nil {
 			c.observe(info)
 			return resp, nil
@@ -427,6 +440,20 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 			return fail(resp, n, ctxErr)
 		}
 
+		if evicted {
+			// Not the server's fault: again at once, once there is as
+			// much memory as this attempt had.
+			free++
+			info.Err, info.RetryIn = err, 0
+			c.observe(info)
+			c.retries.Add(1)
+			c.log.LogAttrs(ctx, slog.LevelDebug, "reading http response again", slog.String("method", method),
+				slog.String("url", redURL), slog.Int("attempt", n), slog.String("error", err.Error()))
+			if err := mem.reserve(ctx, used); err != nil && !errors.Is(err, errEvicted) {
+				return fail(nil, n, err)
+			}
+			continue
+		}
 		delay := fullJitter(backoffCap(n, c.cfg.InitialBackoff, c.cfg.MaxBackoff))
 		if ra > 0 && ra <= c.cfg.MaxRetryAfter {
 			// What the server asked, plus a little so that clients it
@@ -436,7 +463,7 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 		if pauses && ra <= c.cfg.MaxRetryAfter {
 			c.pause(delay)
 		}
-		more := retry && n < c.cfg.MaxAttempts
+		more := retry && n-free < c.cfg.MaxAttempts
 		info.Err = &redactedError{err: err, red: c.cfg.Redactor}
 		if more {
 			info.RetryIn = delay
@@ -473,7 +500,7 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 // attempt sends req once and reads the body. It returns the response when
 // one arrived (whatever its status), or an error and whether it is worth
 // retrying. An error caused by ctx ending is ctx.Err() itself.
-func (c *Client) attempt(ctx context.Context, method string, req *Request, tr *tries) (*Response, bool, error) {
+func (c *Client) attempt(ctx context.Context, method string, req *Request, tr *tries, mem *lease) (*Response, bool, error) {
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	actx = context.WithValue(tr.trace(actx), triesKey{}, tr)
@@ -543,56 +570,101 @@ func (c *Client) attempt(ctx context.Context, method string, req *Request, tr *t
 		limit = min(limit, errorBodyLimit)
 	}
 	tooLarge := func() (*Response, bool, error) {
-		return nil, false, fmt.Errorf("%w: more than %s (max_body_bytes)", ErrBodyTooLarge, formatBytes(limit))
+		return nil, false, fmt.Errorf("%w: more than %s (raise http.max_body_bytes to allow more)", ErrBodyTooLarge, formatBytes(limit))
 	}
 	if ok && method != http.MethodHead && hresp.ContentLength > limit {
 		return tooLarge()
 	}
-	data, err := readBody(hresp, limit)
+	data, err := readBody(actx, hresp, limit, mem)
 	c.bytes.Add(int64(len(data)))
-	if err != nil {
+	switch {
+	case err == nil:
+	case errors.Is(err, errBodyOverLimit):
 		if ok {
-			return failed("read body", err, true)
+			return tooLarge()
 		}
+		resp.cut = true // an error document: its start is enough
+	case errors.Is(err, errOverBudget):
+		return nil, false, fmt.Errorf("%w: more than the %s all responses being read at once may hold (raise http.max_body_bytes to allow more)",
+			ErrBodyTooLarge, formatBytes(c.mem.limit))
+	case errors.Is(err, errEvicted):
+		return nil, true, err
+	case ok:
+		if errors.Is(err, errMemoryWait) {
+			return failed("read body (waiting for memory other responses hold, see http.max_body_bytes)", err, true)
+		}
+		return failed("read body", err, true)
+	default:
 		// The status decides; keep what arrived for the excerpt.
 		if ctx.Err() != nil {
 			return nil, false, ctx.Err()
 		}
 		resp.cut = true
 	}
-	if int64(len(data)) > limit {
-		if ok {
-			return tooLarge()
-		}
-		data, resp.cut = data[:limit], true
-	}
 	resp.Body = data
 	return resp, false, nil
 }
 
-// readBody reads at most limit+1 bytes of a body. With a Content-Length
-// it reads into one buffer of that size instead of growing one, which
-// matters for pages of hundreds of kilobytes.
-func readBody(hresp *http.Response, limit int64) ([]byte, error) {
-	r := io.LimitReader(hresp.Body, min(limit, math.MaxInt64-1)+1)
+// errBodyOverLimit is readBody's error for a body longer than its limit.
+var errBodyOverLimit = errors.New("body over limit")
+
+// errMemoryWait marks readBody's error when the context ended while the
+// body waited for memory.
+var errMemoryWait = errors.New("waiting for memory")
+
+// readBody reads a body of at most limit bytes, taking the memory of its
+// buffer from mem as it grows. A body with a Content-Length is read into
+// one buffer of that size, which matters for pages of hundreds of
+// kilobytes; one without grows its buffer by half each time (and by 32
+// KiB at least). A body longer than limit fails with errBodyOverLimit and
+// the first limit bytes.
+func readBody(ctx context.Context, hresp *http.Response, limit int64, mem *lease) ([]byte, error) {
+	use := func(n int64) error {
+		err := mem.use(ctx, n)
+		if err != nil && ctx.Err() != nil {
+			return errors.Join(errMemoryWait, err)
+		}
+		return err
+	}
+	var buf []byte
 	if n := hresp.ContentLength; n > 0 && n <= limit {
-		buf := make([]byte, n, n+1)
-		m, err := io.ReadFull(r, buf)
-		if err == io.ErrUnexpectedEOF {
-			return buf[:m], err // truncated: the caller retries
+		if err := use(n); err != nil {
+			return nil, err
+		}
+		buf = make([]byte, 0, n)
+	}
+	var one [1]byte
+	for {
+		if len(buf) == cap(buf) {
+			// Full: find out whether more is coming before growing.
+			k, err := io.ReadAtLeast(hresp.Body, one[:], 1)
+			if k == 0 {
+				if err == io.EOF {
+					err = nil
+				}
+				return buf, err
+			}
+			if int64(len(buf)) >= limit {
+				return buf, errBodyOverLimit
+			}
+			size := min(limit, int64(cap(buf))+max(int64(cap(buf))/2, 32<<10))
+			if err := use(size - int64(cap(buf))); err != nil {
+				return buf, err
+			}
+			grown := make([]byte, len(buf), size)
+			copy(grown, buf)
+			buf = append(grown, one[0])
+			continue
+		}
+		k, err := hresp.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+k]
+		if err == io.EOF {
+			return buf, nil
 		}
 		if err != nil {
-			return buf[:m], err
+			return buf, err
 		}
-		// The server may send more than it declared; read on to find out.
-		var extra [1]byte
-		if k, _ := r.Read(extra[:]); k > 0 {
-			rest, err := io.ReadAll(r)
-			return append(append(buf, extra[:k]...), rest...), err
-		}
-		return buf, nil
 	}
-	return io.ReadAll(r)
 }
 
 // changedHeaders returns the names of the headers that differ between before

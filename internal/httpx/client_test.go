@@ -660,7 +660,7 @@ func TestDoBodyTooLarge(t *testing.T) {
 			if !errors.Is(err, ErrBodyTooLarge) {
 				t.Fatalf("Do: %v, want ErrBodyTooLarge", err)
 			}
-			if want := "response body too large: more than 1 KiB (max_body_bytes)"; !strings.HasSuffix(err.Error(), want) {
+			if want := "response body too large: more than 1 KiB (raise http.max_body_bytes to allow more)"; !strings.HasSuffix(err.Error(), want) {
 				t.Errorf("Error() = %q, want it to end with %q", err, want)
 			}
 			if hits.Load() != 1 {

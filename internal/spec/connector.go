@@ -94,6 +94,9 @@ type HTTP struct {
 	Burst int `yaml:"burst,omitempty" json:"burst,omitempty"`
 	// Concurrency limits requests in flight (default 4).
 	Concurrency int `yaml:"concurrency,omitempty" json:"concurrency,omitempty"`
+	// MaxBodyBytes bounds a response body (default 256 MiB), and the
+	// memory the responses being read at once hold together.
+	MaxBodyBytes int64 `yaml:"max_body_bytes,omitempty" json:"max_body_bytes,omitempty"`
 	// Headers are sent with every request. Templates.
 	Headers Templates `yaml:"headers,omitempty" json:"headers,omitempty"`
 }

@@ -144,6 +144,7 @@ func New(c *spec.Connector, opts source.Options) (source.Source, error) {
 		hc.MaxAttempts = h.MaxAttempts
 		hc.RequestsPerSecond = h.RequestsPerSecond
 		hc.Burst = h.Burst
+		hc.MaxBodyBytes = h.MaxBodyBytes
 		if h.Concurrency > 0 {
 			hc.Concurrency = h.Concurrency
 		}
