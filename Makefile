@@ -20,6 +20,7 @@ FUZZ_TARGETS = \
 	./internal/redact:FuzzRedactorURL:250000x \
 	./internal/redact:FuzzRedactorJSON:40000x \
 	./internal/httpx:FuzzParseRetryAfter:200000x \
+	./internal/httpx:FuzzAPIMessage:100000x \
 	./internal/dest/postgres:FuzzNumeric:140000x
 
 .PHONY: build test lint unit fuzz demo bench clean

@@ -482,7 +482,7 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 			slog.Duration("retry_in", delay),
 		}
 		if se != nil {
-			attrs = append(attrs, slog.Int("status", se.Status), slog.String("body", se.Excerpt))
+			attrs = append(attrs, slog.Int("status", se.Status), slog.String("body", se.detail()))
 		} else {
 			attrs = append(attrs, slog.String("error", info.Err.Error()))
 		}
@@ -681,7 +681,7 @@ func changedHeaders(before, after http.Header) []string {
 
 // statusError describes a non-2xx response.
 func (c *Client) statusError(method, redURL string, resp *Response, attempts int) *StatusError {
-	return &StatusError{
+	se := &StatusError{
 		Method:     method,
 		URL:        redURL,
 		Status:     resp.Status,
@@ -690,6 +690,8 @@ func (c *Client) statusError(method, redURL string, resp *Response, attempts int
 		HTML:       looksHTML(resp.Header, resp.Body),
 		Attempts:   attempts,
 	}
+	statusMessage(se, c.cfg.Redactor, resp.Header, resp.Body, resp.cut)
+	return se
 }
 
 // checkURL rejects what no attempt could send. Its error quotes nothing

@@ -119,7 +119,7 @@ func TestDoGivesUpAfterMaxAttempts(t *testing.T) {
 	if se.Status != 503 || se.Attempts != 4 || !se.HTML || se.Excerpt != page {
 		t.Errorf("StatusError = %+v", se)
 	}
-	want := "GET " + srv.URL + `/v1/orders?page=3: 503 Service Unavailable after 4 attempts: body: (HTML page) "` + page + `"`
+	want := "GET " + srv.URL + `/v1/orders?page=3: 503 Service Unavailable (gave up after 4 attempts): body is not JSON: (HTML page) text/html, 39 bytes: "upstream down"`
 	if err.Error() != want {
 		t.Errorf("Error() =\n%s\nwant\n%s", err, want)
 	}
@@ -263,7 +263,7 @@ func TestDoRetryAfterTooLong(t *testing.T) {
 			if !errors.As(err, &se) || se.RetryAfterLimit != time.Minute || se.Attempts != 1 {
 				t.Fatalf("Do: %v, want a *StatusError past the limit after 1 attempt", err)
 			}
-			want := "429 Too Many Requests: server asked to wait " + tt.wait + " before retrying, more than max_retry_after (1m0s)"
+			want := "429 Too Many Requests (not retried: the server asked to wait " + tt.wait + " before retrying, more than max_retry_after (1m0s))"
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("Error() = %q, want it to contain %q", err, want)
 			}
