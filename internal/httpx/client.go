@@ -99,16 +99,26 @@ type Config struct {
 	Logger *slog.Logger
 	// Auth adds credentials to every attempt. nil sends none.
 	Auth Authenticator
+	// CredentialOrigins are the origins (scheme://host[:port]) credentials
+	// may go to. A request to another origin, or a redirect there, is sent
+	// without calling Auth, and without every header and query parameter
+	// whose value holds a secret the Redactor knows, nor Authorization,
+	// Proxy-Authorization, Cookie and URL userinfo; one whose path or body
+	// holds a secret is refused. Empty means the origin of each Request's
+	// URL: credentials go where Do is asked to send them, but not to a
+	// redirect's other origin.
+	CredentialOrigins []string
 	// Observer is told about every attempt. nil tells no one.
 	Observer Observer
 }
 
 // Authenticator adds credentials to an outgoing request. Apply is called on
-// every attempt, with the attempt's context (bounded by Config.Timeout), so
-// it may refresh a token; it should Add a new token to the Config.Redactor.
-// An error from Apply fails the request at once, unless it is wrapped with
-// Retryable. The client drops the headers Apply set when a redirect leaves
-// the request's host. Implementations must be safe for concurrent use.
+// every attempt to an origin credentials may go to (Config.CredentialOrigins),
+// with the attempt's context (bounded by Config.Timeout), so it may refresh
+// a token; it should Add a new token to the Config.Redactor. An error from
+// Apply fails the request at once, unless it is wrapped with Retryable. The
+// client drops the headers Apply set when a redirect goes to another origin.
+// Implementations must be safe for concurrent use.
 type Authenticator interface {
 	Apply(ctx context.Context, req *http.Request) error
 }
@@ -183,12 +193,13 @@ type Stats struct {
 type Client struct {
 	cfg      Config
 	hc       *http.Client
-	mem      *budget       // memory of the bodies being read
-	limiter  *rate.Limiter // nil if unlimited
-	slots    chan struct{} // nil if unlimited
-	retry    map[int]bool  // statuses retried besides 5xx
-	retry5xx bool          // retry every 5xx
-	log      *slog.Logger  // never nil
+	mem      *budget         // memory of the bodies being read
+	origins  map[string]bool // Origin of each of cfg.CredentialOrigins
+	limiter  *rate.Limiter   // nil if unlimited
+	slots    chan struct{}   // nil if unlimited
+	retry    map[int]bool    // statuses retried besides 5xx
+	retry5xx bool            // retry every 5xx
+	log      *slog.Logger    // never nil
 
 	mu        sync.Mutex
 	notBefore time.Time // no attempt starts before this (a 429's pause)
@@ -231,11 +242,19 @@ func New(cfg Config) *Client {
 		cfg.Transport = newTransport(cfg.Concurrency)
 	}
 	c := &Client{
-		cfg:   cfg,
-		hc:    &http.Client{Transport: cfg.Transport, CheckRedirect: checkRedirect},
-		log:   cfg.Logger,
-		retry: make(map[int]bool),
-		mem:   newBudget(cfg.MaxBodyBytes),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		retry:   make(map[int]bool),
+		mem:     newBudget(cfg.MaxBodyBytes),
+		origins: map[string]bool{},
+	}
+	c.hc = &http.Client{Transport: cfg.Transport, CheckRedirect: c.checkRedirect}
+	for _, o := range cfg.CredentialOrigins {
+		if norm := Origin(o); norm != "" {
+			c.origins[norm] = true
+		} else {
+			c.origins[o] = true // matches nothing: no credentials go anywhere by mistake
+		}
 	}
 	statuses := cfg.RetryStatuses
 	if statuses == nil {
@@ -272,38 +291,6 @@ func newTransport(concurrency int) *http.Transport {
 	t.MaxIdleConnsPerHost = idle
 	t.MaxIdleConns = max(t.MaxIdleConns, idle)
 	return t
-}
-
-// authHeadersKey is the context key under which an attempt's request carries
-// the names of the headers its Authenticator set.
-type authHeadersKey struct{}
-
-// checkRedirect stops redirect loops and keeps credentials on their host:
-// once a redirect leaves the first request's host, the headers the
-// Authenticator set are dropped (net/http itself only drops Authorization
-// and cookies).
-func checkRedirect(req *http.Request, via []*http.Request) error {
-	if len(via) >= 10 {
-		return errTooManyRedirects
-	}
-	if t, ok := req.Context().Value(triesKey{}).(*tries); ok {
-		t.redirected()
-	}
-	keys, _ := req.Context().Value(authHeadersKey{}).([]string)
-	if len(keys) == 0 {
-		return nil
-	}
-	host := via[0].URL.Host
-	left := req.URL.Host != host
-	for _, r := range via[1:] {
-		left = left || r.URL.Host != host
-	}
-	if left {
-		for _, k := range keys {
-			req.Header.Del(k)
-		}
-	}
-	return nil
 }
 
 // Stats returns the client's counters.
@@ -542,15 +529,19 @@ func (c *Client) attempt(ctx context.Context, method string, req *Request, tr *t
 	if req.Body != nil && hreq.Header.Get("Content-Type") == "" {
 		hreq.Header.Set("Content-Type", "application/json")
 	}
-	if c.cfg.Auth != nil {
+	cred := &credState{body: req.Body}
+	if !c.mayCredential(hreq.URL, nil) {
+		if err := c.withhold(actx, hreq, req.Body); err != nil {
+			return nil, false, err
+		}
+	} else if c.cfg.Auth != nil {
 		before := hreq.Header.Clone()
 		if err := c.cfg.Auth.Apply(actx, hreq); err != nil {
 			return failed("authenticate", err, isRetryable(err))
 		}
-		if keys := changedHeaders(before, hreq.Header); len(keys) > 0 {
-			hreq = hreq.WithContext(context.WithValue(hreq.Context(), authHeadersKey{}, keys))
-		}
+		cred.authKeys = changedHeaders(before, hreq.Header)
 	}
+	hreq = hreq.WithContext(context.WithValue(hreq.Context(), credKey{}, cred))
 
 	c.requests.Add(1)
 	hresp, err := c.hc.Do(hreq)

@@ -1,8 +1,10 @@
 package spec
 
 import (
+	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,6 +60,15 @@ func (c *Connector) check(ps *problems) {
 		}
 		for _, k := range slices.Sorted(maps.Keys(h.Headers)) {
 			c.template(ps, path(base, "http", "headers", k), h.Headers[k], varConfig|varStream)
+		}
+		for i, o := range h.CredentialOrigins {
+			p := path(base, "http", "credential_origins", strconv.Itoa(i))
+			c.template(ps, p, o, varConfig)
+			if !strings.Contains(o, "{{") {
+				if err := CheckOrigin(o); err != nil {
+					ps.atValue(p, "%v", err)
+				}
+			}
 		}
 	}
 	d := c.Defaults
@@ -571,4 +582,19 @@ func convertParam(p *ConfigParam, v any) (any, error) {
 		return nil, fmt.Errorf("%v is not a boolean", v)
 	}
 	return nil, fmt.Errorf("unknown parameter type %q", p.Type)
+}
+
+// CheckOrigin reports whether s is an origin, as http.credential_origins
+// lists them: an http or https URL with a host and nothing after it.
+func CheckOrigin(s string) error {
+	u, err := url.Parse(s)
+	bad := err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(s, "?") || strings.HasSuffix(s, "#")
+	if bad {
+		if err == nil && u.User != nil {
+			return errors.New("an origin has no user name or password: write scheme://host[:port], such as https://files.example.com")
+		}
+		return fmt.Errorf("%q is not an origin: write scheme://host[:port], such as https://files.example.com", s)
+	}
+	return nil
 }

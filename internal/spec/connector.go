@@ -97,6 +97,11 @@ type HTTP struct {
 	// MaxBodyBytes bounds a response body (default 256 MiB), and the
 	// memory the responses being read at once hold together.
 	MaxBodyBytes int64 `yaml:"max_body_bytes,omitempty" json:"max_body_bytes,omitempty"`
+	// CredentialOrigins are the origins (scheme://host[:port]) besides
+	// base_url's that may receive credentials: a next page, a redirect or
+	// an absolute stream path elsewhere is sent without them. Templates
+	// (config only).
+	CredentialOrigins []string `yaml:"credential_origins,omitempty" json:"credential_origins,omitempty"`
 	// Headers are sent with every request. Templates.
 	Headers Templates `yaml:"headers,omitempty" json:"headers,omitempty"`
 }

@@ -2,6 +2,7 @@ package rest
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -17,6 +18,12 @@ import (
 // given config values and Redactor (a new one if nil).
 func newSource(t *testing.T, connector string, config map[string]any, red *redact.Redactor) (*Source, error) {
 	t.Helper()
+	return newSourceWithLog(t, connector, config, red, nil)
+}
+
+// newSourceWithLog is newSource with a logger.
+func newSourceWithLog(t *testing.T, connector string, config map[string]any, red *redact.Redactor, log *slog.Logger) (*Source, error) {
+	t.Helper()
 	c, err := spec.ParseConnector("test.connector.yaml", []byte(connector))
 	if err != nil {
 		t.Fatalf("connector: %v", err)
@@ -24,7 +31,7 @@ func newSource(t *testing.T, connector string, config map[string]any, red *redac
 	if red == nil {
 		red = redact.New()
 	}
-	src, err := New(c, source.Options{Config: config, Redactor: red})
+	src, err := New(c, source.Options{Config: config, Redactor: red, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -57,6 +57,9 @@ type Source struct {
 	// stripParam is a query parameter carrying credentials, removed from
 	// URLs kept in state.
 	stripParam string
+	// origins are the origins credentials may go to (httpx.Origin form):
+	// base_url's and http.credential_origins.
+	origins map[string]bool
 }
 
 var _ source.Source = (*Source)(nil)
@@ -135,8 +138,19 @@ func New(c *spec.Connector, opts source.Options) (source.Source, error) {
 	if qk, ok := authn.(auth.QueryKey); ok {
 		s.stripParam = qk.QueryParam()
 	}
+	s.origins = map[string]bool{httpx.Origin(s.baseURL): true}
 	hc := httpx.Config{Auth: authn, Redactor: s.red, Logger: s.log, Observer: opts.Observer, Concurrency: 4}
 	if h := c.HTTP; h != nil {
+		for i, src := range h.CredentialOrigins {
+			o, err := eval(src)
+			if err == nil {
+				err = spec.CheckOrigin(o)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("http.credential_origins[%d]: %w", i, err)
+			}
+			s.origins[httpx.Origin(o)] = true
+		}
 		hc.Timeout, _ = spec.ParseDuration(h.Timeout)
 		hc.InitialBackoff, _ = spec.ParseDuration(h.InitialBackoff)
 		hc.MaxBackoff, _ = spec.ParseDuration(h.MaxBackoff)
@@ -155,6 +169,7 @@ func New(c *spec.Connector, opts source.Options) (source.Source, error) {
 	if opts.MaxAttempts > 0 {
 		hc.MaxAttempts = opts.MaxAttempts
 	}
+	hc.CredentialOrigins = slices.Sorted(maps.Keys(s.origins))
 	s.client = httpx.New(hc)
 	for _, name := range c.StreamOrder {
 		st, err := compileStream(name, c.Streams[name])
