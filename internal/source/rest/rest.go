@@ -635,12 +635,12 @@ func (s *Source) request(st *stream, pos position, env template.Env, since strin
 		}
 		u = base.ResolveReference(ref)
 	} else {
-		path, err := st.path.RenderEach(env, url.PathEscape)
+		path, err := st.path.RenderEach(env, escapeSegment)
 		if err != nil {
 			return nil, fmt.Errorf("path: %w", err)
 		}
-		if u, err = s.red.ParseURL(s.baseURL + path); err != nil {
-			return nil, err // redacted, quoting nothing of it
+		if u, err = s.requestURL(st, path); err != nil {
+			return nil, err
 		}
 		q := u.Query()
 		for _, p := range st.params {
@@ -684,6 +684,69 @@ func (s *Source) request(st *stream, pos position, env template.Env, since strin
 		req.Header.Set("Content-Type", "application/json")
 	}
 	return req, nil
+}
+
+// escapeSegment escapes a value rendered into a path: url.PathEscape,
+// and a value that is "." or ".." has its dots escaped too, so that it
+// stays one segment instead of moving the request up the path.
+func escapeSegment(v string) string {
+	if v == "." || v == ".." {
+		return strings.Repeat("%2E", len(v))
+	}
+	return url.PathEscape(v)
+}
+
+// requestURL builds a stream's request URL from base_url and the rendered
+// path, as a URL rather than by joining strings, so that it always has
+// base_url's origin: "@other.host/x" after a base_url without a path,
+// "//other.host", a backslash, or %2F cannot move it elsewhere. The path
+// must start with "/" (or "?", or be empty); its query joins base_url's.
+// An absolute URL is allowed only on an origin credentials may go to
+// (base_url's, http.credential_origins).
+func (s *Source) requestURL(st *stream, path string) (*url.URL, error) {
+	base, err := s.red.ParseURL(s.baseURL)
+	if err != nil {
+		return nil, err
+	}
+	leave := func(why string) error {
+		return fmt.Errorf("stream %s: path %q would leave %s://%s: %s", st.name, s.red.URL(path), base.Scheme, base.Host, why)
+	}
+	path, _, _ = strings.Cut(path, "#")
+	if i := strings.Index(path, "://"); i > 0 && !strings.ContainsAny(path[:i], "/?") {
+		u, err := s.red.ParseURL(path)
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: path: %w", st.name, err)
+		}
+		if !s.origins[httpx.Origin(path)] {
+			return nil, leave("an absolute URL as a path must be on that origin or one listed in http.credential_origins")
+		}
+		return u, nil
+	}
+	switch {
+	case path == "" || path[0] == '?':
+	case strings.HasPrefix(path, "//"), strings.HasPrefix(path, `\`):
+		return nil, leave("it starts like the address of another host")
+	case path[0] != '/':
+		return nil, leave(`a path must start with "/"`)
+	}
+	p, q, _ := strings.Cut(path, "?")
+	escaped := strings.TrimRight(base.EscapedPath(), "/") + p
+	decoded, err := url.PathUnescape(escaped)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: path %q: invalid percent-escape (a %%%% not followed by two hex digits)", st.name, s.red.URL(path))
+	}
+	u := *base
+	u.Path, u.RawPath, u.Fragment, u.RawFragment = decoded, escaped, "", ""
+	switch {
+	case base.RawQuery != "" && q != "":
+		u.RawQuery = base.RawQuery + "&" + q
+	case q != "":
+		u.RawQuery = q
+	}
+	if httpx.Origin(u.String()) != httpx.Origin(base.String()) {
+		return nil, leave("it changes the host") // cannot happen: scheme and host are base_url's
+	}
+	return &u, nil
 }
 
 // stripURL removes the credential query parameter from a URL kept in state.
