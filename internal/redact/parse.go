@@ -77,10 +77,10 @@ func unquote(msg string) string {
 	return strings.TrimPrefix(b.String(), "net/url: ")
 }
 
-// brokenUserinfo returns, for a URL that does not parse and has an '@'
-// after the end of what url.Parse takes for its host (a password holding
-// '/', '?' or '#' ends the host early), the index of that last '@'; -1
-// otherwise. Such a URL is meant to have userinfo up to that '@'.
+// brokenUserinfo returns, for a URL that does not parse and whose last
+// '@' comes after the end of what url.Parse takes for its host (a
+// password holding '/', '?' or '#' ends the host early), the index of
+// that '@'; -1 otherwise. Such a URL is meant to have userinfo up to it.
 func brokenUserinfo(raw string) int {
 	i := strings.Index(raw, "://")
 	if i < 0 {
@@ -88,7 +88,7 @@ func brokenUserinfo(raw string) int {
 	}
 	rest := raw[i+3:]
 	end := strings.IndexAny(rest, "/?#")
-	if end < 0 || strings.IndexByte(rest[:end], '@') >= 0 {
+	if end < 0 {
 		return -1
 	}
 	at := strings.LastIndexByte(rest, '@')

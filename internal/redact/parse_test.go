@@ -96,3 +96,32 @@ func TestRedactorURLBrokenUserinfo(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseURL puts a password into a URL's userinfo, unescaped, and
+// checks that when the URL does not parse, neither ParseURL's error nor
+// URL shows a piece of it: the pieces a '/', '?', '#', '@' or ':' cuts it
+// into, of 4 bytes or more, that appear nowhere else in the URL.
+func FuzzParseURL(f *testing.F) {
+	f.Add("ferry", "S3cr3t/Part9", "api.example.com:8443", "/v1?page=2")
+	f.Add("u", "a#bcde?fghi", "127.0.0.1:9", "/x#frag")
+	f.Add("u", "%zzpass/word", "h", "")
+	f.Fuzz(func(t *testing.T, user, password, host, rest string) {
+		raw := "https://" + user + ":" + password + "@" + host + rest
+		_, err := New().ParseURL(raw)
+		if err == nil {
+			return // it parsed: the userinfo is what url.Parse says it is
+		}
+		outside := "https://" + user + ":" + "@" + host + rest
+		texts := []string{err.Error(), New().URL(raw)}
+		for _, p := range strings.FieldsFunc(password, func(r rune) bool { return strings.ContainsRune("/?#@:", r) }) {
+			if len(p) < 4 || strings.Contains(outside, p) || strings.Contains(userinfoHint+"invalid URL REDACTED", p) {
+				continue
+			}
+			for _, text := range texts {
+				if strings.Contains(strings.ReplaceAll(text, "REDACTED", "\x00"), p) {
+					t.Fatalf("ParseURL(%q): %q shows %q", raw, text, p)
+				}
+			}
+		}
+	})
+}
