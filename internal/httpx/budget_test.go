@@ -278,3 +278,22 @@ func TestBodyTooLargeNamesSetting(t *testing.T) {
 		t.Errorf("Do: %v, want ErrBodyTooLarge naming http.max_body_bytes", err)
 	}
 }
+
+// TestHeadTakesNoMemory checks a HEAD response's Content-Length, which
+// is the size a GET would get, takes no memory.
+func TestHeadTakesNoMemory(t *testing.T) {
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(1<<20))
+	})
+	cfg := fastConfig()
+	cfg.MaxBodyBytes = 1 << 20
+	c := New(cfg)
+	if _, err := c.Do(t.Context(), &Request{Method: http.MethodHead, URL: srv.URL}, nil); err != nil {
+		t.Fatal(err)
+	}
+	c.mem.mu.Lock()
+	defer c.mem.mu.Unlock()
+	if c.mem.peak != 0 {
+		t.Errorf("a HEAD took %d bytes", c.mem.peak)
+	}
+}

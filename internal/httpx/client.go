@@ -566,7 +566,10 @@ func (c *Client) attempt(ctx context.Context, method string, req *Request, tr *t
 	if ok && method != http.MethodHead && hresp.ContentLength > limit {
 		return tooLarge()
 	}
-	data, err := readBody(actx, hresp, limit, mem)
+	var data []byte
+	if method != http.MethodHead { // its Content-Length is the GET's, with no body
+		data, err = readBody(actx, hresp, limit, mem)
+	}
 	c.bytes.Add(int64(len(data)))
 	switch {
 	case err == nil:
