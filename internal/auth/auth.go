@@ -1,88 +1,82 @@
-// Package auth turns a connector's auth section into an
-// httpx.Authenticator. Each scheme registers itself by name; OAuth2,
-// session logins and request signing are new files here, nothing else.
+// Package auth is the contract of auth schemes: how a connector's auth
+// section becomes an Authenticator that adds credentials to requests.
+// Each scheme is one package under internal/auth that calls Register with
+// its configuration type, plus one blank import in
+// internal/components/all; OAuth2, session logins and request signing
+// are new packages, nothing else.
 package auth
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
+	"log/slog"
 	"net/http"
 
-	"github.com/ferry-dev/ferry/internal/httpx"
-	"github.com/ferry-dev/ferry/internal/registry"
-	"github.com/ferry-dev/ferry/internal/spec"
+	"github.com/ferry-dev/ferry/internal/component"
 )
 
-// Eval renders one of the auth section's template strings with the
-// pipeline's config.
-type Eval func(tpl string) (string, error)
+// Authenticator adds credentials to an outgoing request. Apply is called
+// on every attempt, so a scheme can refresh tokens; it must be safe for
+// concurrent use.
+type Authenticator interface {
+	Apply(ctx context.Context, req *http.Request) error
+}
 
-// Factory builds an Authenticator from a connector's auth section. It
+// Env is what a scheme gets besides its configuration.
+type Env struct {
+	// Eval renders a template string of the configuration (such as
+	// "{{ config.token }}") with the pipeline's config values.
+	Eval func(tpl string) (string, error)
+	// AddSecret registers secrets the scheme derives at run time (tokens it
+	// obtains), so that no message shows them.
+	AddSecret func(secrets ...string)
+	// Logger receives the scheme's logs.
+	Logger *slog.Logger
+}
+
+// Factory builds an Authenticator from a scheme's configuration. It
 // returns the secret values it will send, so they can be redacted.
-type Factory func(a *spec.Auth, eval Eval) (httpx.Authenticator, []string, error)
+type Factory func(cfg any, env Env) (Authenticator, []string, error)
 
-var schemes = registry.New[Factory]("auth type")
+// Register makes a scheme available under name (the auth section's
+// type), with the type its section decodes into. It panics on a
+// duplicate or nil factory.
+func Register[C any](name, summary string, f func(cfg *C, env Env) (Authenticator, []string, error)) {
+	if f == nil {
+		panic("auth: Register " + name + " with a nil factory")
+	}
+	component.Register(component.Info{
+		Kind:    component.Auth,
+		Name:    name,
+		Summary: summary,
+		Config:  func() any { return new(C) },
+		Factory: Factory(func(cfg any, env Env) (Authenticator, []string, error) {
+			c, ok := cfg.(*C)
+			if !ok {
+				return nil, nil, fmt.Errorf("auth %s: configuration is %T, want %T", name, cfg, c)
+			}
+			return f(c, env)
+		}),
+	})
+}
 
-// Register makes a scheme available under name; it panics on a duplicate
-// or nil factory.
-func Register(name string, f Factory) { schemes.Register(name, f) }
-
-// New builds the Authenticator for a, or nil for no auth.
-func New(a *spec.Auth, eval Eval) (httpx.Authenticator, []string, error) {
-	if a == nil || a.Type == "" || a.Type == "none" {
+// New builds the Authenticator of scheme typ with its configuration, or
+// nil for none.
+func New(typ string, cfg any, env Env) (Authenticator, []string, error) {
+	if typ == "" {
 		return nil, nil, nil
 	}
-	f, err := schemes.Get(a.Type)
+	info, err := component.Lookup(component.Auth, typ)
 	if err != nil {
 		return nil, nil, err
 	}
-	return f(a, eval)
-}
-
-// Schemes lists the registered schemes.
-func Schemes() []string { return schemes.Names() }
-
-func init() {
-	Register("bearer", newBearer)
-	Register("basic", newBasic)
-	Register("api_key", newAPIKey)
-}
-
-// header sets one header on every request.
-type header struct{ name, value string }
-
-func (h header) Apply(_ context.Context, req *http.Request) error {
-	req.Header.Set(h.name, h.value)
-	return nil
-}
-
-func newBearer(a *spec.Auth, eval Eval) (httpx.Authenticator, []string, error) {
-	tok, err := eval(a.Token)
-	if err != nil {
-		return nil, nil, fmt.Errorf("auth.token: %w", err)
+	if env.Logger == nil {
+		env.Logger = slog.New(slog.DiscardHandler)
 	}
-	if tok == "" {
-		return nil, nil, fmt.Errorf("auth.token is empty")
+	if env.AddSecret == nil {
+		env.AddSecret = func(...string) {}
 	}
-	return header{"Authorization", "Bearer " + tok}, []string{tok}, nil
-}
-
-func newBasic(a *spec.Auth, eval Eval) (httpx.Authenticator, []string, error) {
-	user, err := eval(a.Username)
-	if err != nil {
-		return nil, nil, fmt.Errorf("auth.username: %w", err)
-	}
-	pass, err := eval(a.Password)
-	if err != nil {
-		return nil, nil, fmt.Errorf("auth.password: %w", err)
-	}
-	cred := base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
-	secrets := []string{cred}
-	if pass != "" {
-		secrets = append(secrets, pass)
-	}
-	return header{"Authorization", "Basic " + cred}, secrets, nil
+	return info.Factory.(Factory)(cfg, env)
 }
 
 // QueryKey is implemented by authenticators that put a secret in the query
@@ -91,28 +85,19 @@ type QueryKey interface {
 	QueryParam() string
 }
 
-type queryKey struct{ name, value string }
+// Header sets one header on every request; schemes that send a fixed
+// credential use it.
+type Header struct{ Name, Value string }
 
-func (q queryKey) Apply(_ context.Context, req *http.Request) error {
-	v := req.URL.Query()
-	v.Set(q.name, q.value)
-	req.URL.RawQuery = v.Encode()
+// Apply sets the header.
+func (h Header) Apply(_ context.Context, req *http.Request) error {
+	req.Header.Set(h.Name, h.Value)
 	return nil
 }
 
-// QueryParam names the query parameter carrying the key.
-func (q queryKey) QueryParam() string { return q.name }
+// NoneConfig is the configuration of auth type none: nothing.
+type NoneConfig struct{}
 
-func newAPIKey(a *spec.Auth, eval Eval) (httpx.Authenticator, []string, error) {
-	key, err := eval(a.Value)
-	if err != nil {
-		return nil, nil, fmt.Errorf("auth.value: %w", err)
-	}
-	if key == "" {
-		return nil, nil, fmt.Errorf("auth.value is empty")
-	}
-	if a.In == "query" {
-		return queryKey{a.Name, key}, []string{key}, nil
-	}
-	return header{a.Name, a.Prefix + key}, []string{key}, nil
+func init() {
+	Register("none", "No credentials.", func(*NoneConfig, Env) (Authenticator, []string, error) { return nil, nil, nil })
 }

@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,23 +27,43 @@ import (
 // Version is set at build time with -ldflags "-X …/cli.Version=v1.2.3".
 var Version = "dev"
 
-// Exit codes.
+// Exit codes, documented in ferry --help and the README.
 const (
-	exitOK      = 0
-	exitFailed  = 1 // the sync (or check) failed
-	exitInvalid = 2 // bad usage or invalid files
+	exitOK          = 0   // everything succeeded
+	exitFailed      = 1   // a sync (or check) failed: at least one stream did not complete
+	exitInvalid     = 2   // bad usage, invalid or missing files, a missing environment variable
+	exitPartial     = 3   // every stream completed, but some records were rejected
+	exitStopped     = 4   // the run stopped early on purpose (a request budget, a long rate limit); the next run resumes
+	exitInterrupted = 130 // interrupted (Ctrl-C, SIGTERM); what was committed stays and the next run resumes
 )
+
+// exitCodes is the exit code table for --help.
+const exitCodes = `Exit codes:
+  0    succeeded
+  1    failed: at least one stream did not complete (the others' rows are committed)
+  2    usage or configuration error: bad flags, invalid or missing files, a missing environment variable
+  3    partial: every stream completed, but some records were rejected (see _ferry_rejected)
+  4    stopped early on purpose (request budget, long rate limit); the next run resumes
+  130  interrupted; what was committed stays and the next run resumes`
 
 type app struct {
 	out, err  io.Writer
+	in        io.Reader
 	logLevel  string
 	logFormat string
 	red       *redact.Redactor
 	lookup    func(string) (string, bool)
+	// exit is the code a command chose (partial, stopped), 0 for the
+	// default.
+	exit int
+	// self is how the user runs this ferry, for commands printed to them.
+	self string
 }
 
-// usageError marks errors in how the command was called.
+// usageError marks errors in how the command was called or configured.
 type usageError struct{ error }
+
+func (u usageError) Unwrap() error { return u.error }
 
 // gcPercent is the garbage collector's target unless GOGC is set: a sync
 // allocates mostly short-lived page buffers, and collecting half as often
@@ -56,25 +77,49 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return run(ctx, args, stdout, stderr)
+	return runWith(ctx, args, os.Stdin, stdout, stderr, selfCommand())
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	a := &app{out: stdout, err: stderr, red: redact.New(), lookup: os.LookupEnv}
+	return runWith(ctx, args, os.Stdin, stdout, stderr, "ferry")
+}
+
+// runWith runs the command line; self is how the user runs ferry, for the
+// commands Ferry suggests.
+func runWith(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, self string) int {
+	a := &app{out: stdout, err: stderr, in: stdin, red: redact.New(), lookup: os.LookupEnv, self: self}
 	root := a.root()
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
-		return exitOK
+		return cmp.Or(a.exit, exitOK)
 	}
 	a.printError(err)
+	return exitCode(err)
+}
+
+// exitCode chooses the exit code of a failed command.
+func exitCode(err error) int {
 	var ue usageError
 	var ps spec.Problems
+	var us *engine.UnknownStreamError
 	switch {
-	case errors.As(err, &ue), errors.As(err, &ps):
+	case errors.As(err, &ue), errors.As(err, &ps), errors.As(err, &us):
 		return exitInvalid
+	case strings.HasPrefix(err.Error(), "unknown command"), strings.HasPrefix(err.Error(), "unknown flag"):
+		return exitInvalid // cobra's own usage errors
+	}
+	var re *engine.RunError
+	if errors.As(err, &re) {
+		allCancelled := true
+		for _, e := range re.Errs {
+			allCancelled = allCancelled && errors.Is(e, context.Canceled)
+		}
+		if allCancelled {
+			return exitInterrupted
+		}
 	}
 	return exitFailed
 }
@@ -91,6 +136,7 @@ Start with "ferry demo", then see docs/connector-spec.md.`,
 		SilenceErrors: true,
 		Version:       Version,
 	}
+	root.SetUsageTemplate(root.UsageTemplate() + "\n" + exitCodes + "\n")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "text", "log format: text or json")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
@@ -134,20 +180,31 @@ func (a *app) printError(err error) {
 	var re *engine.RunError
 	if errors.As(err, &re) {
 		for _, e := range re.Errs {
-			fmt.Fprintf(a.err, "error: %s\n", a.red.String(e.Error()))
+			fmt.Fprintf(a.err, "error: %s\n", a.red.URL(a.red.String(e.Error())))
 		}
 		return
 	}
 	fmt.Fprintf(a.err, "error: %s\n", strings.TrimSpace(msg))
 }
 
-// loadPipeline loads a pipeline file and resolves its environment.
-func (a *app) loadPipeline(path string) (*spec.Pipeline, *spec.Resolved, error) {
+// loadPipeline loads a pipeline file and resolves its environment: all of
+// it, or (stores) only its destination and state sections, for commands
+// that never call the API. A file that cannot be read is a usage error.
+func (a *app) loadPipeline(path string, stores bool) (*spec.Pipeline, *spec.Resolved, error) {
 	p, err := spec.LoadPipeline(path)
 	if err != nil {
+		var ps spec.Problems
+		if !errors.As(err, &ps) {
+			err = usageError{err}
+		}
 		return nil, nil, err
 	}
-	r, err := p.Resolve(a.lookup)
+	var r *spec.Resolved
+	if stores {
+		r, err = p.ResolveStores(a.lookup)
+	} else {
+		r, err = p.Resolve(a.lookup)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferry-dev/ferry/internal/dest"
+	"github.com/ferry-dev/ferry/internal/dest/sqlite"
 	"github.com/ferry-dev/ferry/internal/engine"
 	"github.com/ferry-dev/ferry/internal/schema"
 	"github.com/ferry-dev/ferry/internal/source"
@@ -38,7 +40,7 @@ there. Every problem is reported with file:line:col.`,
 			for _, f := range args {
 				data, err := os.ReadFile(f)
 				if err != nil {
-					other = append(other, err)
+					other = append(other, usageError{err})
 					continue
 				}
 				kind := spec.Kind(data)
@@ -55,7 +57,7 @@ there. Every problem is reported with file:line:col.`,
 				case errors.As(err, &ps):
 					all = append(all, ps...)
 				case err != nil:
-					other = append(other, fmt.Errorf("%s: %w", f, err))
+					other = append(other, usageError{fmt.Errorf("%s: %w", f, err)})
 				default:
 					fmt.Fprintf(a.out, "%s: valid %s\n", f, kind)
 				}
@@ -72,27 +74,44 @@ func (a *app) checkCmd() *cobra.Command {
 	var streams []string
 	cmd := &cobra.Command{
 		Use:   "check PIPELINE.yaml",
-		Short: "Prove credentials and connectivity with one request per stream",
-		Args:  exactArgs(1, "PIPELINE.yaml"),
+		Short: "Prove credentials and connectivity: one request per stream, and the destination",
+		Long: `Prove credentials and connectivity without syncing: one request per
+stream, and a look at the destination (the server answers, the database
+and schema exist or may be created, tables may be created). Nothing is
+written.`,
+		Args: exactArgs(1, "PIPELINE.yaml"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			src, names, err := a.openSource(args[0], streams, 2)
+			p, r, src, names, err := a.openSource(args[0], streams, 2)
 			if err != nil {
 				return err
 			}
+			defer src.Close()
 			failed := 0
+			checker, ok := src.(source.Checker)
 			for _, name := range names {
+				if !ok {
+					fmt.Fprintf(a.out, "- %s: the %s source has no check\n", name, p.Connector.Inline.Type)
+					continue
+				}
 				ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
-				msg, err := src.Check(ctx, name)
+				msg, err := checker.Check(ctx, name)
 				cancel()
 				if err != nil {
 					failed++
-					fmt.Fprintf(a.out, "✗ %s: %s\n", name, a.red.String(err.Error()))
+					fmt.Fprintf(a.out, "✗ %s: %s\n", name, a.red.URL(a.red.String(err.Error())))
 					continue
 				}
 				fmt.Fprintf(a.out, "✓ %s: %s\n", name, a.red.URL(msg))
 			}
+			what := "destination " + p.Destination.Type
+			if msg, err := a.checkDestination(cmd.Context(), p, r); err != nil {
+				failed++
+				fmt.Fprintf(a.out, "✗ %s: %s\n", what, a.red.URL(a.red.String(err.Error())))
+			} else {
+				fmt.Fprintf(a.out, "✓ %s: %s\n", what, a.red.URL(msg))
+			}
 			if failed > 0 {
-				return fmt.Errorf("%d of %d streams failed the check", failed, len(names))
+				return fmt.Errorf("%d of %d checks failed", failed, len(names)+1)
 			}
 			return nil
 		},
@@ -101,24 +120,44 @@ func (a *app) checkCmd() *cobra.Command {
 	return cmd
 }
 
+// checkDestination opens the destination read-only and asks it to prove a
+// run could write.
+func (a *app) checkDestination(ctx context.Context, p *spec.Pipeline, r *spec.Resolved) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	d, err := dest.Open(ctx, p.Destination.Type, r.Destination, dest.Options{ReadOnly: true, Dir: p.Dir})
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "the database file does not exist yet; the first run creates it", nil
+		}
+		return "", err
+	}
+	defer d.Close()
+	if c, ok := d.(dest.Checker); ok {
+		return c.Check(ctx)
+	}
+	return "opened", nil
+}
+
 // openSource loads a pipeline and builds its source, for the streams
 // asked (all when none). attempts overrides the connector's attempts per
 // request when not 0.
-func (a *app) openSource(path string, streams []string, attempts int) (source.Source, []string, error) {
-	p, r, err := a.loadPipeline(path)
+func (a *app) openSource(path string, streams []string, attempts int) (*spec.Pipeline, *spec.Resolved, source.Source, []string, error) {
+	p, r, err := a.loadPipeline(path, false)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	names, err := pick(p, streams)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	log, err := a.logger()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	src, err := source.New(p.Connector.Inline, source.Options{Config: r.Config, Redactor: a.red, Logger: log, MaxAttempts: attempts})
-	return src, names, err
+	conn := p.Connector.Inline
+	src, err := source.New(conn.Type, conn.Body, source.Options{Name: conn.Name, Config: r.Config, Redactor: a.red, Logger: log, MaxAttempts: attempts, Dir: p.Dir})
+	return p, r, src, names, err
 }
 
 // pick returns the requested streams, or all of the pipeline's.
@@ -127,8 +166,8 @@ func pick(p *spec.Pipeline, streams []string) ([]string, error) {
 		return p.StreamOrder, nil
 	}
 	for _, s := range streams {
-		if _, ok := p.Connector.Inline.Streams[s]; !ok {
-			return nil, usageError{fmt.Errorf("no stream %q (the connector has: %s)", s, strings.Join(p.Connector.Inline.StreamOrder, ", "))}
+		if _, ok := p.Connector.Inline.Stream(s); !ok {
+			return nil, usageError{fmt.Errorf("no stream %q (the connector has: %s)", s, strings.Join(p.Connector.Inline.StreamNames(), ", "))}
 		}
 	}
 	return streams, nil
@@ -140,14 +179,30 @@ func (a *app) discoverCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "discover PIPELINE.yaml",
 		Short: "Read a sample of each stream and print the inferred schema",
-		Args:  exactArgs(1, "PIPELINE.yaml"),
+		Long: `Read a sample of each stream, from the start and without state, and print
+the columns a run would create: with the pipeline's schema settings
+(nested, policy) and the destination's identifier limits. Nothing is
+written.`,
+		Args: exactArgs(1, "PIPELINE.yaml"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			src, names, err := a.openSource(args[0], streams, 0)
+			p, r, src, names, err := a.openSource(args[0], streams, 0)
 			if err != nil {
 				return err
 			}
+			defer src.Close()
+			// The destination's limits shape the names; without a reachable
+			// destination discovery goes on without them.
+			d, derr := dest.Open(cmd.Context(), p.Destination.Type, r.Destination, dest.Options{ReadOnly: true, Dir: p.Dir})
+			if derr != nil {
+				d = nil
+				if !errors.Is(derr, os.ErrNotExist) {
+					fmt.Fprintf(a.err, "note: the destination is not reachable (%s); names are shown without its limits\n", a.red.URL(a.red.String(derr.Error())))
+				}
+			} else {
+				defer d.Close()
+			}
 			failed := 0
-			for _, d := range engine.Discover(cmd.Context(), src, names, sample, 0) {
+			for _, d := range engine.Discover(cmd.Context(), engine.DiscoverOptions{Source: src, Pipeline: p, Destination: d, Streams: names, Sample: sample}) {
 				fmt.Fprintf(a.out, "stream %s (%d records sampled", d.Stream, d.Records)
 				if d.Rejected > 0 {
 					fmt.Fprintf(a.out, ", %d rejected: %s", d.Rejected, strings.Join(d.Reasons, "; "))
@@ -155,7 +210,7 @@ func (a *app) discoverCmd() *cobra.Command {
 				fmt.Fprintln(a.out, ")")
 				if d.Err != nil {
 					failed++
-					fmt.Fprintf(a.out, "  error: %s\n", a.red.String(d.Err.Error()))
+					fmt.Fprintf(a.out, "  error: %s\n", a.red.URL(a.red.String(d.Err.Error())))
 				}
 				if d.Table == nil {
 					continue
@@ -200,15 +255,24 @@ func (a *app) stateCmd() *cobra.Command {
 	var yes bool
 	show := &cobra.Command{
 		Use:   "show PIPELINE.yaml",
-		Short: "Show the sync state of each stream and partition",
+		Short: "Show the sync state of each stream and partition (read-only)",
 		Args:  exactArgs(1, "PIPELINE.yaml"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, d, err := a.destination(cmd.Context(), args[0])
+			p, store, closeAll, err := a.stateStore(cmd.Context(), args[0], true)
+			if errors.Is(err, os.ErrNotExist) {
+				fmt.Fprintf(a.out, "no state for pipeline %s: its database does not exist yet\n", p.Name)
+				return nil
+			}
 			if err != nil {
 				return err
 			}
-			defer d.Close()
-			entries, err := d.State().List(cmd.Context(), p.Name, stream)
+			defer closeAll()
+			if stream != "" {
+				if _, err := pick(p, []string{stream}); err != nil {
+					return err
+				}
+			}
+			entries, err := store.List(cmd.Context(), p.Name, stream)
 			if err != nil {
 				return err
 			}
@@ -218,7 +282,7 @@ func (a *app) stateCmd() *cobra.Command {
 			}
 			t := &table{header: []string{"STREAM", "PARTITION", "CURSOR", "PASS", "UPDATED", "RUN"}}
 			for _, e := range entries {
-				st, err := engineState(e.State)
+				st, err := engine.DecodeState(e.State)
 				cursor, pass := "", ""
 				if err != nil {
 					cursor = "unreadable: " + string(e.State)
@@ -242,30 +306,52 @@ func (a *app) stateCmd() *cobra.Command {
 	reset := &cobra.Command{
 		Use:   "reset PIPELINE.yaml",
 		Short: "Clear sync state so the next run starts from the beginning",
-		Args:  exactArgs(1, "PIPELINE.yaml"),
+		Long: `Clear sync state so the next run starts from the beginning. It asks for
+confirmation on a terminal; without one (a script, a pipe) it needs --yes.
+It refuses while a run of the stream holds the stream's lock.`,
+		Args: exactArgs(1, "PIPELINE.yaml"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, d, err := a.destination(cmd.Context(), args[0])
+			p, store, closeAll, err := a.stateStore(cmd.Context(), args[0], false)
 			if err != nil {
 				return err
 			}
-			defer d.Close()
-			if !yes && isTerminal(os.Stdin) {
-				what := "every stream"
-				if stream != "" {
-					what = "stream " + stream
+			defer closeAll()
+			names := p.StreamOrder
+			what := "every stream"
+			if stream != "" {
+				if names, err = pick(p, []string{stream}); err != nil {
+					return err
+				}
+				what = "stream " + stream
+			}
+			if !yes {
+				if !isTerminal(a.in) {
+					return usageError{fmt.Errorf("state reset clears the state of %s of pipeline %s; without a terminal to confirm on, pass --yes", what, p.Name)}
 				}
 				fmt.Fprintf(a.err, "Clear the state of %s of pipeline %s? The next run re-reads everything. [y/N] ", what, p.Name)
-				var answer string
-				fmt.Fscanln(os.Stdin, &answer)
+				answer, _ := bufio.NewReader(a.in).ReadString('\n')
 				if !strings.EqualFold(strings.TrimSpace(answer), "y") {
 					return errors.New("not cleared")
 				}
 			}
-			n, err := d.State().Reset(cmd.Context(), p.Name, stream)
+			// A run holding a stream's lock would write its state back: refuse.
+			holder := dest.Holder{RunID: "state-reset", Since: time.Now()}
+			for _, name := range names {
+				release, err := store.Lock(cmd.Context(), p.Name, name, holder)
+				if err != nil {
+					var le *dest.LockedError
+					if errors.As(err, &le) {
+						return fmt.Errorf("not cleared: %w", err)
+					}
+					return err
+				}
+				defer release()
+			}
+			total, err := store.Reset(cmd.Context(), p.Name, stream)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.out, "cleared %d state entries of pipeline %s\n", n, p.Name)
+			fmt.Fprintf(a.out, "cleared %d state entries of pipeline %s\n", total, p.Name)
 			return nil
 		},
 	}
@@ -275,44 +361,66 @@ func (a *app) stateCmd() *cobra.Command {
 	return cmd
 }
 
-// destination opens a pipeline's destination.
-func (a *app) destination(ctx context.Context, path string) (*spec.Pipeline, dest.Destination, error) {
-	p, r, err := a.loadPipeline(path)
+// stateStore opens the store that keeps a pipeline's state (its state:
+// section, or its destination), read-only or not, without needing the
+// API's secrets.
+func (a *app) stateStore(ctx context.Context, path string, readOnly bool) (*spec.Pipeline, dest.StateStore, func(), error) {
+	p, r, err := a.loadPipeline(path, true)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	d, err := dest.Open(ctx, dest.Config{Spec: p.Destination, URL: r.DestinationURL, Path: r.DestinationPath})
+	typ, cfg := p.Destination.Type, r.Destination
+	if p.State != nil {
+		typ, cfg = p.State.Type, r.State
+	}
+	d, err := dest.Open(ctx, typ, cfg, dest.Options{ReadOnly: readOnly, Dir: p.Dir})
 	if err != nil {
-		return nil, nil, fmt.Errorf("destination %s: %s", p.Destination.Type, a.red.URL(err.Error()))
+		if errors.Is(err, os.ErrNotExist) {
+			return p, nil, nil, err
+		}
+		return nil, nil, nil, fmt.Errorf("destination %s: %s", typ, a.red.URL(a.red.String(err.Error())))
 	}
-	return p, d, nil
-}
-
-func engineState(raw []byte) (engine.PartitionState, error) {
-	return engine.DecodeState(raw)
+	sk, ok := d.(dest.StateKeeper)
+	if !ok {
+		d.Close()
+		return nil, nil, nil, fmt.Errorf("the %s destination keeps no state", typ)
+	}
+	return p, sk.State(), func() { d.Close() }, nil
 }
 
 func (a *app) queryCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "query PIPELINE.yaml|FILE.db SQL",
 		Short: "Run a SQL query against a pipeline's destination (or a SQLite file) and print the rows",
-		Args:  exactArgs(2, "a pipeline file or SQLite file, and a query"),
+		Long: `Run a SQL query against a pipeline's destination, or a SQLite file, and
+print the rows. The database is opened read-only: nothing is created or
+changed, and the API's secrets are not needed.`,
+		Args: exactArgs(2, "a pipeline file or SQLite file, and a query"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var d dest.Destination
 			var err error
 			if ext := filepath.Ext(args[0]); ext == ".yaml" || ext == ".yml" {
-				_, d, err = a.destination(cmd.Context(), args[0])
+				var p *spec.Pipeline
+				var r *spec.Resolved
+				if p, r, err = a.loadPipeline(args[0], true); err != nil {
+					return err
+				}
+				d, err = dest.Open(cmd.Context(), p.Destination.Type, r.Destination, dest.Options{ReadOnly: true, Dir: p.Dir})
 			} else {
 				if _, serr := os.Stat(args[0]); serr != nil {
-					return serr
+					return usageError{serr}
 				}
-				d, err = dest.Open(cmd.Context(), dest.Config{Spec: &spec.Destination{Type: "sqlite"}, Path: args[0]})
+				d, err = dest.Open(cmd.Context(), "sqlite", &sqlite.Config{Path: args[0]}, dest.Options{ReadOnly: true})
 			}
 			if err != nil {
-				return err
+				return fmt.Errorf("%s", a.red.URL(a.red.String(err.Error())))
 			}
 			defer d.Close()
-			cols, rows, err := d.Query(cmd.Context(), args[1])
+			q, ok := d.(dest.Querier)
+			if !ok {
+				return errors.New("this destination does not answer queries")
+			}
+			cols, rows, err := q.Query(cmd.Context(), args[1])
 			if err != nil {
 				return err
 			}
@@ -335,8 +443,11 @@ func (a *app) queryCmd() *cobra.Command {
 
 func (a *app) schemaCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:       "schema connector|pipeline",
-		Short:     "Print the JSON Schema of connector or pipeline files, for editors",
+		Use:   "schema connector|pipeline",
+		Short: "Print the JSON Schema of connector or pipeline files, for editors",
+		Long: `Print the JSON Schema of connector or pipeline files, for editors. It is
+generated from the components built into this binary (source kinds,
+destinations, auth schemes), so it describes exactly what it accepts.`,
 		Args:      exactArgs(1, "connector or pipeline"),
 		ValidArgs: []string{"connector", "pipeline"},
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -353,6 +464,12 @@ func (a *app) schemaCmd() *cobra.Command {
 	}
 }
 
-func openSQLite(ctx context.Context, path string) (dest.Destination, error) {
-	return dest.Open(ctx, dest.Config{Spec: &spec.Destination{Type: "sqlite"}, Path: path})
+// isTerminal reports whether f is a terminal.
+func isTerminal(f any) bool {
+	file, ok := f.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := file.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -3,12 +3,16 @@ package cli
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ferry-dev/ferry/internal/demo"
 	"github.com/ferry-dev/ferry/internal/demo/shopapi"
+	"github.com/ferry-dev/ferry/internal/dest"
+	"github.com/ferry-dev/ferry/internal/dest/sqlite"
 	"github.com/ferry-dev/ferry/internal/engine"
 )
 
@@ -48,34 +52,36 @@ adapt.`,
 			if err != nil {
 				return err
 			}
-			a.lookup = srv.Lookup()
+			abs, err := filepath.Abs(db)
+			if err != nil {
+				return err
+			}
+			a.lookup = srv.Lookup(abs)
 			r, err := p.Resolve(a.lookup)
 			if err != nil {
 				return err
 			}
 			a.red.Add(r.Secrets...)
-			if r.DestinationPath, err = filepath.Abs(db); err != nil {
-				return err
-			}
 			fmt.Fprintf(a.err, "Sample shop API on %s; syncing into %s\n\n", srv.URL, db)
 			sum, err := a.sync(cmd.Context(), p, r, engine.Options{}, !quiet)
 			if sum == nil {
 				return err
 			}
 			// What landed.
-			d, oerr := openSQLite(cmd.Context(), r.DestinationPath)
+			d, oerr := dest.Open(cmd.Context(), "sqlite", &sqlite.Config{Path: abs}, dest.Options{ReadOnly: true})
 			if oerr == nil {
 				defer d.Close()
 				t := &table{header: []string{"TABLE", "ROWS"}, right: map[int]bool{1: true}}
 				for _, st := range sum.Streams {
-					n, _ := d.Count(cmd.Context(), st.Table)
+					n, _ := d.(dest.Reader).Count(cmd.Context(), st.Table)
 					t.add(st.Table, fmt.Sprint(n))
 				}
 				fmt.Fprintln(a.out)
 				t.write(a.out)
 			}
-			fmt.Fprintf(a.out, "\nLook at the data:\n  ferry query %s 'SELECT id, customer_id, status, total, updated_at FROM orders ORDER BY updated_at DESC LIMIT 5'\n", db)
-			fmt.Fprintf(a.out, "Run `ferry demo` again: the second run only fetches what changed.\n")
+			self := a.self
+			fmt.Fprintf(a.out, "\nLook at the data:\n  %s query %s 'SELECT id, customer_id, status, total, updated_at FROM orders ORDER BY updated_at DESC LIMIT 5'\n", self, shellQuote(db))
+			fmt.Fprintf(a.out, "Run `%s demo` again: the second run only fetches what changed.\n", self)
 			return err
 		},
 	}
@@ -83,4 +89,45 @@ adapt.`,
 	cmd.Flags().StringVar(&export, "export", "", "write the demo's connector and pipeline files to this directory and exit")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no live progress display")
 	return cmd
+}
+
+// selfCommand is how the user at the terminal runs this same ferry: ferry
+// when it is on the PATH, go run ./cmd/ferry when it was started that way,
+// its path otherwise.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "ferry"
+	}
+	if onPath, err := exec.LookPath("ferry"); err == nil {
+		if a, b := resolve(onPath), resolve(exe); a == b {
+			return "ferry"
+		}
+	}
+	if strings.Contains(exe, string(filepath.Separator)+"go-build") {
+		if _, err := os.Stat(filepath.Join("cmd", "ferry")); err == nil {
+			return "go run ./cmd/ferry"
+		}
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, exe); err == nil && !strings.HasPrefix(rel, "..") {
+			return "./" + rel
+		}
+	}
+	return shellQuote(exe)
+}
+
+func resolve(p string) string {
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	return p
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && !strings.ContainsAny(s, " \t\n'\"\\$`!*?[]{}()<>|&;#~") {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

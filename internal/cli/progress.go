@@ -58,7 +58,7 @@ func (p *progress) draw(final bool) {
 			return // the summary follows
 		}
 		for _, s := range p.streams {
-			if s.Status() != engine.Running {
+			if s.State() != engine.Running {
 				continue
 			}
 			n := s.Records.Load()
@@ -66,7 +66,14 @@ func (p *progress) draw(final bool) {
 				continue
 			}
 			p.last[s.Name] = n
-			fmt.Fprintf(p.w, "%s: %d rows, %d pages, %s\n", s.Name, n, s.Pages.Load(), rate(n, s.Elapsed()))
+			line := fmt.Sprintf("%s: %d rows, %d pages, %s", s.Name, n, s.Pages.Load(), rate(n, s.Elapsed()))
+			if r := s.HTTPRetries.Load(); r > 0 {
+				line += fmt.Sprintf(", %d retries (waited %s)", r, waited(s))
+			}
+			if ps := s.PartitionsStarted.Load(); ps > 0 {
+				line += fmt.Sprintf(", partitions %d done of %d started", s.PartitionsDone.Load(), ps)
+			}
+			fmt.Fprintln(p.w, line)
 		}
 		return
 	}
@@ -74,10 +81,18 @@ func (p *progress) draw(final bool) {
 	if p.lines > 0 {
 		fmt.Fprintf(&b, "\x1b[%dA", p.lines) // back to the first line
 	}
-	t := &table{header: []string{"", "STREAM", "ROWS", "PAGES", "ROWS/S", "REJECTED", "TIME"}, right: map[int]bool{2: true, 3: true, 4: true, 5: true, 6: true}}
+	t := &table{header: []string{"", "STREAM", "ROWS", "PAGES", "ROWS/S", "REJECTED", "RETRIES", "PARTITIONS", "TIME"}, right: map[int]bool{2: true, 3: true, 4: true, 5: true, 6: true, 7: true, 8: true}}
 	for _, s := range p.streams {
 		n := s.Records.Load()
-		t.add(symbol(s.Status()), s.Name, fmt.Sprint(n), fmt.Sprint(s.Pages.Load()), rate(n, s.Elapsed()), fmt.Sprint(s.Rejected.Load()), s.Elapsed().Round(100*time.Millisecond).String())
+		retries := "-"
+		if r := s.HTTPRetries.Load(); r > 0 {
+			retries = fmt.Sprintf("%d (%s)", r, waited(s))
+		}
+		parts := "-"
+		if ps := s.PartitionsStarted.Load(); ps > 0 {
+			parts = fmt.Sprintf("%d/%d", s.PartitionsDone.Load(), ps)
+		}
+		t.add(symbol(s.State()), s.Name, fmt.Sprint(n), fmt.Sprint(s.Pages.Load()), rate(n, s.Elapsed()), fmt.Sprint(s.Rejected.Load()), retries, parts, s.Elapsed().Round(100*time.Millisecond).String())
 	}
 	var tb strings.Builder
 	t.write(&tb)
@@ -86,6 +101,11 @@ func (p *progress) draw(final bool) {
 	}
 	p.lines = len(t.rows) + 1
 	io.WriteString(p.w, b.String())
+}
+
+// waited is how long a stream's requests waited before retries.
+func waited(s *engine.StreamProgress) string {
+	return (time.Duration(s.Waited.Load()) * time.Microsecond).Round(100 * time.Millisecond).String()
 }
 
 func symbol(status int32) string {

@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferry-dev/ferry/internal/dest"
 	"github.com/ferry-dev/ferry/internal/engine"
 	"github.com/ferry-dev/ferry/internal/spec"
 )
@@ -24,10 +24,16 @@ func (a *app) runCmd() *cobra.Command {
 
 Rows and sync state are committed together, every checkpoint_rows rows or
 checkpoint_interval; an interrupted run resumes where the last commit
-left off.`,
+left off. Two runs of one stream never overlap: the second fails at once,
+naming the run that holds the stream.
+
+--fail-on-drift refuses any change to an existing table's layout (a new
+column, a widened type): the stream fails before the change is applied.
+
+` + exitCodes,
 		Args: exactArgs(1, "PIPELINE.yaml"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, r, err := a.loadPipeline(args[0])
+			p, r, err := a.loadPipeline(args[0], false)
 			if err != nil {
 				return err
 			}
@@ -36,12 +42,13 @@ left off.`,
 		},
 	}
 	cmd.Flags().StringSliceVar(&streams, "stream", nil, "sync only these streams (repeatable)")
-	cmd.Flags().BoolVar(&failOnDrift, "fail-on-drift", false, "fail when a table's columns were added or changed")
+	cmd.Flags().BoolVar(&failOnDrift, "fail-on-drift", false, "refuse changes to existing tables' layouts (new columns, widened types): the stream fails before applying them")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no live progress display")
 	return cmd
 }
 
 // sync runs a pipeline with the progress display and prints the summary.
+// It sets the exit code of a partial or stopped run.
 func (a *app) sync(ctx context.Context, p *spec.Pipeline, r *spec.Resolved, opts engine.Options, show bool) (*engine.Summary, error) {
 	log, err := a.logger()
 	if err != nil {
@@ -63,23 +70,34 @@ func (a *app) sync(ctx context.Context, p *spec.Pipeline, r *spec.Resolved, opts
 	}
 	if sum != nil {
 		a.printSummary(a.out, sum)
+		switch sum.Status {
+		case dest.Partial:
+			if err == nil {
+				a.exit = exitPartial
+			}
+		case dest.Stopped:
+			a.exit = exitStopped
+		}
 	}
 	return sum, err
 }
 
 func (a *app) printSummary(w io.Writer, s *engine.Summary) {
-	t := &table{header: []string{"STREAM", "TABLE", "MODE", "STATUS", "ROWS", "REJECTED", "PAGES", "TIME"}, right: map[int]bool{4: true, 5: true, 6: true, 7: true}}
+	t := &table{header: []string{"STREAM", "TABLE", "MODE", "STATUS", "RECORDS", "REJECTED", "PAGES", "REQUESTS", "TIME"}, right: map[int]bool{4: true, 5: true, 6: true, 7: true, 8: true}}
 	for _, st := range s.Streams {
-		t.add(st.Stream, st.Table, st.Mode, st.Status, fmt.Sprint(st.Records), fmt.Sprint(st.Rejected), fmt.Sprint(st.Pages), st.Duration.Round(10*time.Millisecond).String())
+		t.add(st.Stream, st.Table, string(st.Mode), string(st.Status), fmt.Sprint(st.Records), fmt.Sprint(st.Rejected), fmt.Sprint(st.Pages), fmt.Sprint(st.Requests), st.Duration.Round(10*time.Millisecond).String())
 	}
-	fmt.Fprintf(w, "\nRun %s %s in %s (%d requests, %d retries)\n", s.RunID, s.Status, s.Duration.Round(10*time.Millisecond), s.Requests, s.Retries)
+	fmt.Fprintf(w, "\nRun %s %s in %s (%d requests, %d retried)\n", s.RunID, s.Status, s.Duration.Round(10*time.Millisecond), s.Requests, s.Retries)
 	t.write(w)
 	for _, st := range s.Streams {
 		if len(st.Changes) > 0 {
 			fmt.Fprintf(w, "schema changes in %s: %s\n", st.Table, strings.Join(st.Changes, ", "))
 		}
+		if len(st.Unfilled) > 0 {
+			fmt.Fprintf(w, "note: %s: this run gave no values to %s (the previous run did)\n", st.Table, strings.Join(st.Unfilled, ", "))
+		}
 		if st.Rejected > 0 {
-			fmt.Fprintf(w, "%d records of %s were rejected; see the %s table\n", st.Rejected, st.Stream, "_ferry_rejected")
+			fmt.Fprintf(w, "%d records of %s were rejected; see the %s table\n", st.Rejected, st.Stream, dest.RejectedTable)
 		}
 	}
 }
@@ -92,14 +110,4 @@ func exactArgs(n int, names string) cobra.PositionalArgs {
 		}
 		return nil
 	}
-}
-
-// isTerminal reports whether w is a terminal.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

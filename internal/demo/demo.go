@@ -30,6 +30,7 @@ const (
 const (
 	EnvURL   = "FERRY_DEMO_URL"
 	EnvToken = "FERRY_DEMO_TOKEN"
+	EnvDB    = "FERRY_DEMO_DB"
 )
 
 // Export writes the demo's connector and pipeline files into dir.
@@ -93,14 +94,19 @@ func Start(opts shopapi.Options) (*Server, error) {
 func (s *Server) Close() error { return s.srv.Close() }
 
 // Lookup returns an environment lookup that answers the demo's variables
-// and falls back to the process environment.
-func (s *Server) Lookup() func(string) (string, bool) {
+// (db is the SQLite file to sync into) and falls back to the process
+// environment.
+func (s *Server) Lookup(db string) func(string) (string, bool) {
 	return func(k string) (string, bool) {
 		switch k {
 		case EnvURL:
 			return s.URL, true
 		case EnvToken:
 			return s.Token, true
+		case EnvDB:
+			if db != "" {
+				return db, true
+			}
 		}
 		return os.LookupEnv(k)
 	}

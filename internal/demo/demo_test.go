@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dev/ferry/internal/dest"
 	"github.com/ferry-dev/ferry/internal/redact"
 
 	_ "github.com/ferry-dev/ferry/internal/components/all"
@@ -36,7 +37,7 @@ func TestDemoWhileDataChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := p.Resolve(srv.Lookup())
+	r, err := p.Resolve(srv.Lookup(""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +51,7 @@ func TestDemoWhileDataChanges(t *testing.T) {
 		}
 		check := func(table string, want []string) {
 			t.Helper()
-			_, rows, err := e.Destination().Query(context.Background(), "SELECT id FROM "+table)
+			_, rows, err := e.Destination().(dest.Querier).Query(context.Background(), "SELECT id FROM "+table)
 			if err != nil {
 				t.Fatal(err)
 			}

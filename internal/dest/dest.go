@@ -1,61 +1,176 @@
-// Package dest defines what a Ferry destination is and keeps the registry
-// of destination types. A destination stores rows and, in the same
-// transaction, the sync state that covers them; it also keeps the
-// rejected records, the layout of each table it created, and a log of
-// runs.
+// Package dest defines what a Ferry destination is. A destination stores
+// the rows of streams; most destinations (every SQL database) also keep,
+// in the same transaction as the rows, the sync state that covers them,
+// the rejected records, the layout of each table they created and a log
+// of runs. Those are capabilities, found by interface assertion, so that a
+// destination that has none of them (an HTTP endpoint, a message broker)
+// implements Destination and StreamWriter only.
 //
 // A new destination is one package that calls Register in its init
 // function, plus one blank import in internal/components/all. SQL
 // databases share internal/dest/sqldest and only say how their dialect
 // spells things.
+//
+// This package is a contract: it imports only internal/schema,
+// internal/record, internal/component and the standard library.
 package dest
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"time"
 
+	"github.com/ferry-dev/ferry/internal/component"
 	"github.com/ferry-dev/ferry/internal/record"
-	"github.com/ferry-dev/ferry/internal/registry"
 	"github.com/ferry-dev/ferry/internal/schema"
-	"github.com/ferry-dev/ferry/internal/spec"
 )
 
-// Destination is an open connection to one database for one run.
+// Mode is a sync mode: how a pass over a stream changes its table.
+type Mode string
+
+// The sync modes.
+const (
+	// FullRefreshOverwrite reads everything and replaces the table at the
+	// end of the pass, atomically (readers see the old table until then).
+	FullRefreshOverwrite Mode = "full_refresh_overwrite"
+	// FullRefreshAppend reads everything and appends it to the table.
+	FullRefreshAppend Mode = "full_refresh_append"
+	// IncrementalAppend reads records newer than the saved cursor and
+	// appends them.
+	IncrementalAppend Mode = "incremental_append"
+	// IncrementalDedup reads records newer than the saved cursor and
+	// upserts them by primary key, the newest cursor winning.
+	IncrementalDedup Mode = "incremental_dedup"
+)
+
+// Modes lists the sync modes.
+var Modes = []Mode{FullRefreshOverwrite, FullRefreshAppend, IncrementalAppend, IncrementalDedup}
+
+// Incremental reports whether the mode reads from a saved cursor.
+func (m Mode) Incremental() bool { return m == IncrementalAppend || m == IncrementalDedup }
+
+// Upserts reports whether rows replace rows with the same primary key.
+func (m Mode) Upserts() bool { return m == IncrementalDedup || m == FullRefreshOverwrite }
+
+// Appends reports whether every record adds a row.
+func (m Mode) Appends() bool { return m == IncrementalAppend || m == FullRefreshAppend }
+
+// Status is how a run, or one stream of a run, ended.
+type Status string
+
+// The statuses.
+const (
+	// Succeeded: every record read became a row (or was deliberately
+	// dropped by the incremental cursor), and state advanced.
+	Succeeded Status = "succeeded"
+	// Partial: the run completed but not everything landed: some streams
+	// failed while others succeeded, or some records were rejected.
+	Partial Status = "partial"
+	// Failed: nothing the run was asked to do completed.
+	Failed Status = "failed"
+	// Cancelled: the run was interrupted; what was committed stays, and
+	// the next run resumes there.
+	Cancelled Status = "cancelled"
+	// Stopped: the run stopped early on purpose (a request budget or a
+	// rate limit that resets later); what was read is committed and the
+	// next run resumes there.
+	Stopped Status = "stopped"
+)
+
+// Destination is an open connection to one destination for one run.
 // Its methods are safe for concurrent use; each StreamWriter is used by
 // one goroutine.
+//
+// Capabilities beyond writing are separate interfaces: Namer, StateKeeper,
+// RunLog, Querier, Reader, Checker. Callers find them by type assertion.
 type Destination interface {
-	// MaxIdentLen is the longest identifier the database accepts, in bytes.
-	MaxIdentLen() int
-	// TableName turns a stream's table name into the destination's
-	// identifier (normalised, prefixed, shortened).
-	TableName(name string) string
 	// OpenStream prepares to write one stream. It fails, naming the table,
 	// when the table exists but Ferry did not create it (unless the mode
 	// replaces it) or when its shape conflicts with what Ferry recorded.
+	// A destination opened read-only fails with ErrReadOnly.
 	OpenStream(ctx context.Context, cfg StreamConfig) (StreamWriter, error)
-	// State reads and clears sync state outside any stream's transaction.
-	State() StateStore
-	// RecordRun stores a run's summary in the runs log.
-	RecordRun(ctx context.Context, run Run) error
-	// Count returns the number of rows in a table (-1 if it does not exist).
-	Count(ctx context.Context, table string) (int64, error)
-	// Query runs a read-only query for people (ferry query) and returns
-	// the column names and rows rendered as text.
-	Query(ctx context.Context, sql string) ([]string, [][]string, error)
 	// Close releases connections. Uncommitted writes are rolled back.
 	Close() error
+}
+
+// ErrReadOnly is returned by a destination opened with Options.ReadOnly
+// when asked to write.
+var ErrReadOnly = errors.New("the destination was opened read-only")
+
+// Namer is implemented by destinations whose identifiers have rules.
+type Namer interface {
+	// TableName turns a stream's table name into the destination's
+	// identifier (normalised, prefixed, shortened).
+	TableName(name string) string
+	// MaxIdentLen is the longest identifier the destination accepts, in
+	// bytes (0 for no limit).
+	MaxIdentLen() int
+}
+
+// Limits is implemented by destinations that bound the shape of a table.
+type Limits interface {
+	// MaxColumns is how many columns a table may have (0 for no limit).
+	MaxColumns() int
+	// ReservedColumns lists column names the destination refuses or
+	// reserves (system columns); data keys with these names are renamed.
+	ReservedColumns() []string
+}
+
+// StateKeeper is implemented by destinations that keep sync state in
+// their own transactions: the checkpoints of every chunk a StreamWriter
+// writes are committed with its rows, so a run has an exactly-once effect.
+type StateKeeper interface {
+	State() StateStore
+}
+
+// RunLog is implemented by destinations that keep a log of runs.
+type RunLog interface {
+	// RecordRun stores a run's summary (replacing one with the same id).
+	RecordRun(ctx context.Context, run Run) error
+}
+
+// Querier is implemented by destinations that answer ad-hoc queries for
+// people (ferry query).
+type Querier interface {
+	// Query runs a read-only query and returns the column names and rows
+	// rendered as text.
+	Query(ctx context.Context, query string) ([]string, [][]string, error)
+}
+
+// Reader is implemented by destinations whose tables can be read back
+// through Ferry: the conformance suite, and serving tables.
+type Reader interface {
+	// Layout returns the layout Ferry recorded for a table, nil if none.
+	Layout(ctx context.Context, table string) (*schema.Table, error)
+	// Count returns the number of rows in a table (-1 if it does not exist).
+	Count(ctx context.Context, table string) (int64, error)
+	// ReadRows calls fn with the column names and each row of a table,
+	// ordered by the columns in orderBy (none: any order). Values are nil,
+	// bool, int64, float64, string or time.Time (UTC), as Chunk.Value
+	// gives them: Decimal and JSON values are strings.
+	ReadRows(ctx context.Context, table string, orderBy []string, fn func(cols []string, row []any) error) error
+}
+
+// Checker is implemented by destinations that can prove, without writing,
+// that a run could write: the server answers, the credentials work, the
+// database and schema exist, and the user may create tables.
+type Checker interface {
+	// Check returns a one-line description of what it found.
+	Check(ctx context.Context) (string, error)
 }
 
 // StreamConfig says what a StreamWriter writes.
 type StreamConfig struct {
 	Pipeline string
 	Stream   string
-	// Table is the destination identifier from TableName.
+	// Table is the destination identifier (from Namer.TableName when the
+	// destination has one).
 	Table string
-	// Mode is the sync mode (spec.FullRefreshOverwrite, …).
-	Mode string
+	// Mode is the sync mode.
+	Mode Mode
 	// RunID identifies the run.
 	RunID string
 	// Resume is true when a pass interrupted in an earlier run continues:
@@ -67,6 +182,11 @@ type StreamConfig struct {
 // itself. Nothing is durable before Commit or Finish returns nil; after a
 // crash, a new StreamWriter sees exactly what the last successful Commit
 // left.
+//
+// A writer of a destination that is a StateKeeper stores each chunk's
+// checkpoints in the same transaction as its rows. Other writers ignore
+// them: the engine stores state elsewhere after each Commit, which makes
+// delivery at-least-once.
 type StreamWriter interface {
 	// Existing returns the table's layout as Ferry last recorded it, or nil
 	// when the table does not exist yet. For full_refresh_overwrite it is
@@ -83,6 +203,14 @@ type StreamWriter interface {
 	// version of the table migrates the table first. A destination that
 	// cannot change tables inside a transaction commits what came before
 	// (with its checkpoints) ahead of the change.
+	//
+	// Cancellation: a ctx that ends while Write runs may leave the open
+	// transaction unusable (drivers abort the statement in flight), and
+	// the next Commit then fails, losing every chunk written since the
+	// last commit. A caller that wants to keep those chunks must not cancel
+	// a Write that has started: it passes a context that is not cancelled
+	// with the run (bounded by a timeout instead) and checks for
+	// cancellation between chunks, then commits.
 	Write(ctx context.Context, c *record.Chunk) error
 	// Commit makes every row written since the last commit durable together
 	// with the checkpoints that came with it, atomically.
@@ -103,16 +231,55 @@ type StreamWriter interface {
 	Committed() int64
 }
 
-// StateStore keeps sync state per pipeline, stream and partition.
+// StateStore keeps sync state per pipeline, stream and partition. The
+// engine decides what state means; a store keeps what it is given.
 type StateStore interface {
 	// Load returns the state of one partition, nil if none.
 	Load(ctx context.Context, pipeline, stream, partition string) (json.RawMessage, error)
+	// Save stores the state of partitions (outside any stream's
+	// transaction; a destination's own writers save state themselves).
+	Save(ctx context.Context, pipeline, runID string, states []record.Checkpoint) error
 	// List returns every partition's state of a pipeline (of one stream
 	// when stream is not ""), ordered by stream and partition.
 	List(ctx context.Context, pipeline, stream string) ([]StateEntry, error)
 	// Reset deletes the state of a pipeline (of one stream when stream is
-	// not "") and returns how many partitions it cleared.
+	// not "") and returns how many partitions it cleared. It does not take
+	// the stream locks: callers that must not race a run take them first.
 	Reset(ctx context.Context, pipeline, stream string) (int, error)
+	// Lock takes the lock of one stream of a pipeline, so that no other
+	// run of the stream (in this process or another, on this machine or
+	// another that shares the store) runs at the same time. It never
+	// waits: when another holder has the lock it fails with a *LockedError
+	// naming it. The lock ends with release, or when the process ends.
+	Lock(ctx context.Context, pipeline, stream string, holder Holder) (release func(), err error)
+}
+
+// Holder identifies who holds a stream lock.
+type Holder struct {
+	RunID string    `json:"run_id"`
+	Host  string    `json:"host,omitempty"`
+	PID   int       `json:"pid,omitempty"`
+	Since time.Time `json:"since"`
+}
+
+// LockedError reports a stream locked by another run.
+type LockedError struct {
+	Pipeline, Stream string
+	// Holder is who has the lock, as far as the store knows (zero when the
+	// store cannot tell).
+	Holder Holder
+}
+
+func (e *LockedError) Error() string {
+	if e.Holder.RunID == "" {
+		return fmt.Sprintf("stream %s of pipeline %s is being synced by another run; wait for it to end", e.Stream, e.Pipeline)
+	}
+	who := "run " + e.Holder.RunID
+	if e.Holder.Host != "" {
+		who += fmt.Sprintf(" (pid %d on %s)", e.Holder.PID, e.Holder.Host)
+	}
+	return fmt.Sprintf("stream %s of pipeline %s is being synced by %s since %s; wait for it to end",
+		e.Stream, e.Pipeline, who, e.Holder.Since.UTC().Format(time.RFC3339))
 }
 
 // StateEntry is one partition's state.
@@ -130,45 +297,61 @@ type Run struct {
 	Pipeline   string
 	StartedAt  time.Time
 	FinishedAt time.Time
-	Status     string // "succeeded", "failed", "partial"
+	Status     Status
 	// Summary is a JSON document: per stream counts, schema changes, errors.
 	Summary json.RawMessage
 }
 
-// Rejection is a stored rejected record.
-type Rejection struct {
-	record.Reject
-	RunID string
+// Options are what every destination gets besides its configuration.
+type Options struct {
+	// ReadOnly opens the destination for reading (state, queries, serving):
+	// it creates and migrates nothing, and OpenStream fails.
+	ReadOnly bool
+	// Dir is the directory relative paths are resolved against (the
+	// pipeline file's).
+	Dir string
+	// Logger receives the destination's logs (nil: discard).
+	Logger *slog.Logger
 }
 
-// Config is a destination's configuration, resolved.
-type Config struct {
-	Spec *spec.Destination
-	// URL and Path are expanded from environment variables.
-	URL  string
-	Path string
+// Factory opens a destination from its configuration, a pointer to the
+// type it registered.
+type Factory func(ctx context.Context, cfg any, opts Options) (Destination, error)
+
+// Register makes a destination type available by name, with the type its
+// section of a pipeline file decodes into (the fields besides type:).
+// It panics on a duplicate name or a nil factory.
+func Register[C any](name, summary string, open func(ctx context.Context, cfg *C, opts Options) (Destination, error)) {
+	if open == nil {
+		panic("dest: Register " + name + " with a nil open function")
+	}
+	component.Register(component.Info{
+		Kind:    component.Destination,
+		Name:    name,
+		Summary: summary,
+		Config:  func() any { return new(C) },
+		Factory: Factory(func(ctx context.Context, cfg any, opts Options) (Destination, error) {
+			c, ok := cfg.(*C)
+			if !ok {
+				return nil, fmt.Errorf("destination %s: configuration is %T, want %T", name, cfg, c)
+			}
+			return open(ctx, c, opts)
+		}),
+	})
 }
 
-// Factory opens a destination.
-type Factory func(ctx context.Context, cfg Config) (Destination, error)
-
-var destinations = registry.New[Factory]("destination type")
-
-// Register makes a destination type available by name. It panics on a
-// duplicate name or a nil factory.
-func Register(name string, f Factory) { destinations.Register(name, f) }
-
-// Open opens the destination cfg describes.
-func Open(ctx context.Context, cfg Config) (Destination, error) {
-	f, err := destinations.Get(cfg.Spec.Type)
+// Open opens a destination of type typ with its configuration cfg (a
+// pointer to the registered configuration type, as spec decodes it).
+func Open(ctx context.Context, typ string, cfg any, opts Options) (Destination, error) {
+	info, err := component.Lookup(component.Destination, typ)
 	if err != nil {
 		return nil, err
 	}
-	return f(ctx, cfg)
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return info.Factory.(Factory)(ctx, cfg, opts)
 }
-
-// Types lists the registered destination types.
-func Types() []string { return destinations.Names() }
 
 // TransientError marks a failure of the database connection (server
 // restarting, connection reset) rather than of the statement or the data:
@@ -186,10 +369,12 @@ func IsTransient(err error) bool {
 	return errors.As(err, &te)
 }
 
-// Metadata table names, shared by every destination.
+// Metadata table names, shared by every destination that keeps them.
 const (
 	StateTable    = schema.MetaPrefix + "state"
 	TablesTable   = schema.MetaPrefix + "tables"
 	RejectedTable = schema.MetaPrefix + "rejected"
 	RunsTable     = schema.MetaPrefix + "runs"
+	MetaTable     = schema.MetaPrefix + "meta"
+	LocksTable    = schema.MetaPrefix + "locks"
 )

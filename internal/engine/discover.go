@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 
-	"github.com/ferry-dev/ferry/internal/normalize"
+	"github.com/ferry-dev/ferry/internal/dest"
 	"github.com/ferry-dev/ferry/internal/record"
 	"github.com/ferry-dev/ferry/internal/schema"
 	"github.com/ferry-dev/ferry/internal/source"
+	"github.com/ferry-dev/ferry/internal/spec"
 )
 
 // Discovered is the schema inferred from a sample of a stream.
@@ -20,42 +21,51 @@ type Discovered struct {
 	Err      error
 }
 
-// Discover reads up to sample records of each stream, from the start and
-// without state, and infers the table each would get. maxIdentLen is the
-// destination's identifier limit (0 for none).
-func Discover(ctx context.Context, src source.Source, names []string, sample, maxIdentLen int) []Discovered {
+// DiscoverOptions say what Discover samples.
+type DiscoverOptions struct {
+	Source source.Source
+	// Pipeline gives table names and schema settings.
+	Pipeline *spec.Pipeline
+	// Destination gives identifier limits and the tables as they are
+	// (nil: as if none existed, no limits).
+	Destination dest.Destination
+	Streams     []string
+	Sample      int
+}
+
+// Discover reads up to Sample records of each stream, from the start and
+// without state, and infers the table a run would give each: with the
+// pipeline's schema settings and the destination's limits, through the
+// same normalizer a run uses.
+func Discover(ctx context.Context, opts DiscoverOptions) []Discovered {
 	var out []Discovered
-	for _, name := range names {
-		out = append(out, discoverOne(ctx, src, name, sample, maxIdentLen))
+	for _, name := range opts.Streams {
+		out = append(out, discoverOne(ctx, opts, name))
 	}
 	return out
 }
 
-func discoverOne(ctx context.Context, src source.Source, name string, sample, maxIdentLen int) Discovered {
+func discoverOne(ctx context.Context, opts DiscoverOptions, name string) Discovered {
 	d := Discovered{Stream: name}
-	info, ok := source.Find(src, name)
+	info, ok := source.Find(opts.Source, name)
 	if !ok {
 		d.Err = errors.New("no such stream")
 		return d
 	}
-	n, err := normalize.New(normalize.Options{
-		Table:        schema.Normalize(name),
-		PrimaryKey:   info.PrimaryKey,
-		Cursor:       info.Cursor,
-		Hints:        info.Hints,
-		MaxIdentLen:  maxIdentLen,
-		ParentFields: info.ParentFields,
-		RunID:        "discover",
-	})
+	table := schema.Normalize(opts.Pipeline.TableOf(name))
+	if opts.Destination != nil {
+		table = TableName(opts.Destination, opts.Pipeline.TableOf(name))
+	}
+	n, err := NewNormalizer(table, info, opts.Pipeline.SchemaOf(name), opts.Destination, nil, "discover")
 	if err != nil {
 		d.Err = err
 		return d
 	}
-	err = src.Read(ctx, source.ReadRequest{
+	err = opts.Source.Read(ctx, source.ReadRequest{
 		Stream: name,
 		Start:  func(context.Context, *record.Partition) (source.Start, error) { return source.Start{}, nil },
 		Emit: func(_ context.Context, p *record.Page) error {
-			c, res, err := n.Page(p, normalize.Filter{})
+			c, res, err := n.Page(p, nil)
 			if err != nil {
 				return err
 			}
@@ -66,7 +76,7 @@ func discoverOne(ctx context.Context, src source.Source, name string, sample, ma
 					d.Reasons = append(d.Reasons, r.Reason)
 				}
 			}
-			if d.Records+d.Rejected >= sample {
+			if d.Records+d.Rejected >= opts.Sample {
 				return source.ErrStop
 			}
 			return nil

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dev/ferry/internal/dest"
+	"github.com/ferry-dev/ferry/internal/normalize"
+	"github.com/ferry-dev/ferry/internal/record"
 	"github.com/ferry-dev/ferry/internal/redact"
 
 	"github.com/ferry-dev/ferry/internal/apitest"
@@ -810,24 +814,37 @@ func TestSchemaEvolvesAcrossRuns(t *testing.T) {
 	if got := e.query("SELECT id, v, new FROM things ORDER BY id"); !slices.Equal(got, []string{"1|1|NULL", "2|2.5|1", "3|three|NULL"}) {
 		t.Fatalf("rows = %v", got)
 	}
-	// A run whose data no longer fills a column reports it missing, and
-	// --fail-on-drift turns drift into an error (the rows still land).
+	// A run whose data no longer fills a column did not change the table:
+	// that is not drift, so --fail-on-drift lets it pass, and the summary
+	// notes the unfilled column.
 	api.Records = []map[string]any{{"id": 4, "v": "four"}}
 	sum, err = e.runWith(engine.Options{FailOnDrift: true})
-	if err == nil || !strings.Contains(err.Error(), "schema drift in [things]") {
-		t.Fatalf("fail-on-drift: %v", err)
+	if err != nil {
+		t.Fatalf("fail-on-drift on an unchanged table: %v", err)
 	}
-	if got := strings.Join(sum.Streams[0].Changes, ", "); got != "- new bool" {
-		t.Fatalf("changes = %q", got)
+	if len(sum.Streams[0].Changes) != 0 || strings.Join(sum.Streams[0].Unfilled, ",") != "new" {
+		t.Fatalf("changes = %q, unfilled = %q", sum.Streams[0].Changes, sum.Streams[0].Unfilled)
 	}
 	if n := e.count("things"); n != 4 {
 		t.Fatalf("rows = %d", n)
 	}
+	// --fail-on-drift refuses a change before applying it: the stream
+	// fails naming it, and the table keeps its layout.
+	api.Records = []map[string]any{{"id": 5, "v": "five", "extra": 1}}
+	_, err = e.runWith(engine.Options{FailOnDrift: true})
+	var se *normalize.SchemaError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "extra") {
+		t.Fatalf("fail-on-drift with a new column: %v", err)
+	}
+	if got := e.query("SELECT COUNT(*) FROM pragma_table_info('things') WHERE name = 'extra'"); got[0] != "0" {
+		t.Fatalf("the refused column was added")
+	}
 	// The runs log keeps each run's changes.
-	if got := e.query("SELECT COUNT(*) FROM _ferry_runs WHERE summary LIKE '%- new bool%'"); got[0] != "1" {
+	if got := e.query("SELECT COUNT(*) FROM _ferry_runs WHERE summary LIKE '%+ new bool%'"); got[0] != "1" {
 		t.Fatalf("runs log: %v", got)
 	}
 	// No change, no drift.
+	api.Records = []map[string]any{{"id": 6, "v": "six"}}
 	if _, err := e.runWith(engine.Options{FailOnDrift: true}); err != nil {
 		t.Fatalf("unchanged data: %v", err)
 	}
@@ -838,11 +855,11 @@ func TestDiscover(t *testing.T) {
 	api.Token = "s3cret-token"
 	e := newEnv(t, connector(api.URL, "  users: {path: /users, records: data, primary_key: id, cursor: updated_at, paginate: {type: page_number, size: 10, size_param: per_page}}\n"), pipelineSQLite)
 	p, r := e.load()
-	src, err := source.New(p.Connector.Inline, source.Options{Config: r.Config})
+	src, err := source.New(p.Connector.Inline.Type, p.Connector.Inline.Body, source.Options{Config: r.Config, Redactor: redact.New()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := engine.Discover(context.Background(), src, []string{"users"}, 15, 0)
+	got := engine.Discover(context.Background(), engine.DiscoverOptions{Source: src, Pipeline: p, Streams: []string{"users"}, Sample: 15})
 	if len(got) != 1 || got[0].Err != nil || got[0].Records != 20 {
 		t.Fatalf("discover = %+v", got)
 	}
@@ -946,29 +963,25 @@ func TestInterruptCommitsAndResumes(t *testing.T) {
 	users := apitest.Users(600)
 	api := apitest.New(t, users, apitest.PageNumber, 20)
 	api.Token = "s3cret-token"
-	var slow atomic.Bool
-	slow.Store(true)
-	inner := api.Config.Handler
-	api.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if slow.Load() {
-			time.Sleep(10 * time.Millisecond)
-		}
-		inner.ServeHTTP(w, r)
-	})
 	e := newEnv(t, connector(api.URL, "  users: {path: /users, records: data, primary_key: id, cursor: updated_at, incremental: {param: updated_since}, paginate: {type: page_number, size: 20, size_param: per_page}}\n"),
 		pipelineSQLite+"sync: {checkpoint_rows: 1000000, checkpoint_interval: 1h}\n")
 	p, r := e.load()
-	run, err := engine.New(context.Background(), engine.Options{Pipeline: p, Resolved: r})
+	inner, err := dest.Open(context.Background(), p.Destination.Type, r.Destination, dest.Options{Dir: p.Dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		for run.Progress()[0].Records.Load() < 100 {
-			time.Sleep(5 * time.Millisecond)
+	defer cancel()
+	// Ctrl-C while the fifth page (rows 81–100) is being written.
+	d := &cancellingDest{sqlDest: inner.(sqlDest), onWrite: func(n int) {
+		if n == 5 {
+			cancel()
 		}
-		cancel()
-	}()
+	}}
+	run, err := engine.New(context.Background(), engine.Options{Pipeline: p, Resolved: r, Destination: d})
+	if err != nil {
+		t.Fatal(err)
+	}
 	sum, err := run.Execute(ctx)
 	run.Close()
 	if err == nil || sum.Streams[0].Status != "cancelled" || !strings.Contains(sum.Streams[0].Error, "interrupted") {
@@ -980,11 +993,139 @@ func TestInterruptCommitsAndResumes(t *testing.T) {
 	if n < 100 || int64(n) != sum.Streams[0].Records {
 		t.Fatalf("rows after the interruption = %d, summary says %d", n, sum.Streams[0].Records)
 	}
-	slow.Store(false)
 	if _, err := e.run(); err != nil {
 		t.Fatal(err)
 	}
 	if got := sorted(e.query("SELECT id FROM users")); !slices.Equal(got, idsOf(users)) {
 		t.Fatalf("after resuming: %d rows", len(got))
+	}
+}
+
+// sqlDest is a destination with the capabilities of Ferry's SQL ones.
+type sqlDest interface {
+	dest.Destination
+	dest.StateKeeper
+	dest.Namer
+	dest.RunLog
+}
+
+// cancellingDest wraps a destination: its writers call onWrite(n) at the
+// start of the n-th Write, then write.
+type cancellingDest struct {
+	sqlDest
+	onWrite func(n int)
+}
+
+func (d *cancellingDest) OpenStream(ctx context.Context, cfg dest.StreamConfig) (dest.StreamWriter, error) {
+	w, err := d.sqlDest.OpenStream(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &cancellingWriter{StreamWriter: w, onWrite: d.onWrite}, nil
+}
+
+type cancellingWriter struct {
+	dest.StreamWriter
+	onWrite func(n int)
+	n       int
+}
+
+func (w *cancellingWriter) Write(ctx context.Context, c *record.Chunk) error {
+	w.n++
+	w.onWrite(w.n)
+	return w.StreamWriter.Write(ctx, c)
+}
+
+// TestCancelDuringWriteKeepsTheTransaction: a run cancelled while a chunk
+// is being written finishes that chunk and commits it with every chunk
+// before it (and the CREATE TABLE), instead of rolling them back.
+func TestCancelDuringWriteKeepsTheTransaction(t *testing.T) {
+	users := apitest.Users(200)
+	api := apitest.New(t, users, apitest.PageNumber, 20)
+	api.Token = "s3cret-token"
+	e := newEnv(t, connector(api.URL, "  users: {path: /users, records: data, primary_key: id, cursor: updated_at, incremental: {param: updated_since}, paginate: {type: page_number, size: 20, size_param: per_page}}\n"),
+		pipelineSQLite+"sync: {checkpoint_rows: 1000000, checkpoint_interval: 1h}\n")
+	p, r := e.load()
+	inner, err := dest.Open(context.Background(), p.Destination.Type, r.Destination, dest.Options{Dir: p.Dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d := &cancellingDest{sqlDest: inner.(sqlDest), onWrite: func(n int) {
+		if n == 6 {
+			cancel() // the run is cancelled while chunk 6 is being written
+		}
+	}}
+	run, err := engine.New(context.Background(), engine.Options{Pipeline: p, Resolved: r, Destination: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := run.Execute(ctx)
+	run.Close()
+	if err == nil || sum.Streams[0].Status != "cancelled" {
+		t.Fatalf("cancelled run: %v %+v", err, sum.Streams[0])
+	}
+	// Six pages of 20 were written when the cancellation landed; all of
+	// them are committed.
+	if n := e.count("users"); n != 120 || sum.Streams[0].Records != 120 {
+		t.Fatalf("rows committed = %d (summary %d), want the 120 of the six chunks written", n, sum.Streams[0].Records)
+	}
+	if _, err := e.run(); err != nil {
+		t.Fatal(err)
+	}
+	if got := sorted(e.query("SELECT id FROM users")); !slices.Equal(got, idsOf(users)) {
+		t.Fatalf("after resuming: %d rows", len(got))
+	}
+}
+
+// TestCancelAfterTheSourceFinished: a run cancelled after the source read
+// its last page but before every chunk was written must not finish the
+// pass (which would save the last page's cursor over rows never written);
+// it commits what was written, reports the interruption, and the next run
+// resumes there.
+func TestCancelAfterTheSourceFinished(t *testing.T) {
+	users := apitest.Users(60)
+	api := apitest.New(t, users, apitest.PageNumber, 20)
+	api.Token = "s3cret-token"
+	e := newEnv(t, connector(api.URL, "  users: {path: /users, records: data, primary_key: id, cursor: updated_at, incremental: {param: updated_since}, paginate: {type: page_number, size: 20, size_param: per_page}}\n"),
+		pipelineSQLite+"sync: {checkpoint_rows: 1000000, checkpoint_interval: 1h}\n")
+	p, r := e.load()
+	inner, err := dest.Open(context.Background(), p.Destination.Type, r.Destination, dest.Options{Dir: p.Dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var run *engine.Run
+	d := &cancellingDest{sqlDest: inner.(sqlDest), onWrite: func(n int) {
+		if n != 1 {
+			return
+		}
+		// Wait until all three pages are converted (so the source is done),
+		// then cancel while the first chunk is being written.
+		deadline := time.Now().Add(10 * time.Second)
+		for run.Progress()[0].Pages.Load() < 3 && time.Now().Before(deadline) {
+			runtime.Gosched()
+		}
+		cancel()
+	}}
+	run, err = engine.New(context.Background(), engine.Options{Pipeline: p, Resolved: r, Destination: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := run.Execute(ctx)
+	run.Close()
+	if err == nil || sum.Streams[0].Status != "cancelled" {
+		t.Fatalf("cancelled run: %v %+v", err, sum.Streams[0])
+	}
+	if n := e.count("users"); n != 20 {
+		t.Fatalf("rows committed = %d, want the 20 of the chunk written", n)
+	}
+	if _, err := e.run(); err != nil {
+		t.Fatal(err)
+	}
+	if got := sorted(e.query("SELECT id FROM users")); !slices.Equal(got, idsOf(users)) {
+		t.Fatalf("after resuming: %d rows, want %d", len(got), len(users))
 	}
 }

@@ -2,14 +2,16 @@
 // source, converts them into typed chunks, writes them to the destination
 // and decides when to commit, so that rows and the state covering them
 // become durable together. It owns the meaning of state (cursors, passes,
-// resume positions); sources and destinations only carry it.
+// resume positions, the identities of boundary records); sources and
+// destinations only carry it.
 //
 // Per stream, three goroutines form a pipeline joined by small channels:
 //
-//	source.Read ──pages──▶ normalizer ──chunks──▶ writer (Write, Commit, Finish)
+//	source.Read ──pages──▶ converter ──chunks──▶ writer (Write, Commit, Finish)
 //
 // so fetching, decoding and database writes overlap while memory stays
-// bounded by the channel sizes, not by the data.
+// bounded by the channel sizes, not by the data. What the run does is
+// published to an Observer as events.
 package engine
 
 import (
@@ -22,13 +24,13 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/ferry-dev/ferry/internal/redact"
-
 	"github.com/ferry-dev/ferry/internal/dest"
+	"github.com/ferry-dev/ferry/internal/redact"
 	"github.com/ferry-dev/ferry/internal/schema"
 	"github.com/ferry-dev/ferry/internal/source"
 	"github.com/ferry-dev/ferry/internal/spec"
@@ -45,49 +47,82 @@ type Options struct {
 	Logger *slog.Logger
 	// Redactor hides secrets; the run adds the pipeline's secrets to it.
 	Redactor *redact.Redactor
-	// FailOnDrift makes a run fail when a table's columns changed.
+	// Observer is told what the run does (default: nobody).
+	Observer Observer
+	// FailOnDrift refuses any change to an existing table's layout (a new
+	// column, a widened type): the stream fails before the change is
+	// applied, as with schema policy freeze, naming the change.
 	FailOnDrift bool
 	// RetryFor bounds how long a stream keeps retrying while the database
 	// is unavailable (default 2 minutes).
 	RetryFor time.Duration
+	// Destination, when set, is used instead of opening the pipeline's;
+	// the run takes it over and closes it.
+	Destination dest.Destination
+	// Source, when set, is used instead of building the connector's; the
+	// run takes it over and closes it.
+	Source source.Source
+	// State, when set, keeps the sync state instead of the destination
+	// (or the pipeline's state: section). State outside the destination
+	// is saved after each commit: delivery is at-least-once, and a crash
+	// between the commit and the save re-delivers the rows of that commit.
+	State dest.StateStore
 }
 
 // Run is one execution of a pipeline.
 type Run struct {
-	ID      string
-	opts    Options
-	log     *slog.Logger
-	red     *redact.Redactor
-	src     source.Source
-	dst     dest.Destination
-	streams []*StreamProgress
-	started time.Time
+	ID    string
+	opts  Options
+	log   *slog.Logger
+	red   *redact.Redactor
+	obs   Observer
+	src   source.Source
+	dst   dest.Destination
+	state dest.StateStore
+	// ownState is true when the state store is the destination's own, so
+	// checkpoints commit in the rows' transaction (exactly-once effect).
+	ownState  bool
+	stateDest dest.Destination // the pipeline's state: destination, if any
+	streams   []*StreamProgress
+	byName    map[string]*StreamProgress
+	started   time.Time
+
+	requests, retries atomic.Int64
 }
 
 // StreamProgress is a stream's live counters, safe to read while the run
 // goes on.
 type StreamProgress struct {
-	Name    string
-	Table   string
-	Mode    string
-	Records atomic.Int64 // rows written
-	Pages   atomic.Int64
+	Name  string
+	Table string
+	Mode  dest.Mode
+	// Records counts rows written; Committed the rows made durable.
+	Records   atomic.Int64
+	Committed atomic.Int64
+	Pages     atomic.Int64
 	// Rejected counts records sent to the rejected table; Filtered those
-	// dropped by the incremental cursor.
+	// dropped by the incremental cursor or as repeats.
 	Rejected atomic.Int64
 	Filtered atomic.Int64
 	Commits  atomic.Int64
-	// Committed counts rows made durable; Records also counts rows in the
-	// open transaction.
-	Committed atomic.Int64
 	// Retries counts restarts after the database was unavailable.
-	Retries  atomic.Int64
-	status   atomic.Int32
-	started  atomic.Int64 // unix micro
-	finished atomic.Int64
+	Retries atomic.Int64
+	// Requests, HTTPRetries and Waited count the source's requests for the
+	// stream, those retried, and the time spent waiting before retries
+	// (backoff, Retry-After), in microseconds.
+	Requests    atomic.Int64
+	HTTPRetries atomic.Int64
+	Waited      atomic.Int64
+	// PartitionsStarted and PartitionsDone count the partitions of a child
+	// stream this run read.
+	PartitionsStarted atomic.Int64
+	PartitionsDone    atomic.Int64
+	status            atomic.Int32
+	started           atomic.Int64 // unix micro
+	finished          atomic.Int64
 }
 
-// Stream statuses.
+// Stream states, for progress displays.
 const (
 	Pending int32 = iota
 	Running
@@ -95,8 +130,8 @@ const (
 	Failed
 )
 
-// Status returns the stream's status.
-func (p *StreamProgress) Status() int32 { return p.status.Load() }
+// State returns the stream's state (Pending, Running, Succeeded, Failed).
+func (p *StreamProgress) State() int32 { return p.status.Load() }
 
 // Elapsed returns how long the stream has run.
 func (p *StreamProgress) Elapsed() time.Duration {
@@ -117,7 +152,7 @@ type Summary struct {
 	Pipeline string          `json:"pipeline"`
 	Started  time.Time       `json:"started"`
 	Duration time.Duration   `json:"duration"`
-	Status   string          `json:"status"`
+	Status   dest.Status     `json:"status"`
 	Streams  []StreamSummary `json:"streams"`
 	Requests int64           `json:"requests"`
 	Retries  int64           `json:"retries"`
@@ -125,19 +160,31 @@ type Summary struct {
 
 // StreamSummary is what a run did to one stream.
 type StreamSummary struct {
-	Stream   string          `json:"stream"`
-	Table    string          `json:"table"`
-	Mode     string          `json:"mode"`
-	Status   string          `json:"status"`
-	Records  int64           `json:"records"`
-	Pages    int64           `json:"pages"`
-	Rejected int64           `json:"rejected"`
-	Filtered int64           `json:"filtered"`
-	Duration time.Duration   `json:"duration"`
-	Error    string          `json:"error,omitempty"`
-	NewTable bool            `json:"new_table,omitempty"`
-	Changes  []string        `json:"schema_changes,omitempty"`
-	Drift    []schema.Change `json:"-"`
+	Stream   string        `json:"stream"`
+	Table    string        `json:"table"`
+	Mode     dest.Mode     `json:"mode"`
+	Status   dest.Status   `json:"status"`
+	Records  int64         `json:"records"`
+	Pages    int64         `json:"pages"`
+	Rejected int64         `json:"rejected"`
+	Filtered int64         `json:"filtered"`
+	Requests int64         `json:"requests"`
+	Retries  int64         `json:"retries"`
+	Duration time.Duration `json:"duration"`
+	// Error is the failure's message, redacted and bounded.
+	Error    string `json:"error,omitempty"`
+	NewTable bool   `json:"new_table,omitempty"`
+	// Changes describes how the stream's tables changed (drift), for
+	// people; Drift holds the same as values.
+	Changes []string        `json:"schema_changes,omitempty"`
+	Drift   []schema.Change `json:"-"`
+	// Unfilled lists the columns the previous run gave values to and this
+	// one did not (informational, not drift: the table did not change).
+	Unfilled []string `json:"unfilled,omitempty"`
+	// Err is the stream's failure with its type intact (errors.As finds
+	// *dest.TransientError, *source.PartitionErrors, *normalize.SchemaError,
+	// *dest.LockedError, context.Canceled); its message is redacted.
+	Err error `json:"-"`
 }
 
 // NewRunID returns a sortable, unique run id such as
@@ -148,46 +195,109 @@ func NewRunID() string {
 	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
 }
 
-// New prepares a run: it opens the destination and builds the source, but
-// sends no request.
+// New prepares a run: it builds the source and opens the destination (and
+// the state store), but sends no request.
 func New(ctx context.Context, opts Options) (*Run, error) {
 	p := opts.Pipeline
-	r := &Run{ID: NewRunID(), opts: opts, log: opts.Logger, red: opts.Redactor}
+	r := &Run{ID: NewRunID(), opts: opts, log: opts.Logger, red: opts.Redactor, obs: opts.Observer, byName: map[string]*StreamProgress{}}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	if r.red == nil {
 		r.red = redact.New()
 	}
-	r.red.Add(opts.Resolved.Secrets...)
-	if u := opts.Resolved.DestinationURL; u != "" {
-		// The password of a connection URL is a secret too.
-		r.red.Add(urlPassword(u)...)
+	if r.obs == nil {
+		r.obs = ObserverFunc(func(Event) {})
 	}
+	r.red.Add(opts.Resolved.Secrets...)
 	names := p.StreamOrder
 	if len(opts.Streams) > 0 {
 		for _, s := range opts.Streams {
 			if !slices.Contains(p.StreamOrder, s) {
-				return nil, fmt.Errorf("pipeline %s has no stream %q (it has: %v)", p.Name, s, p.StreamOrder)
+				return nil, &UnknownStreamError{Pipeline: p.Name, Stream: s, Known: p.StreamOrder}
 			}
 		}
 		names = opts.Streams
 	}
-	src, err := source.New(p.Connector.Inline, source.Options{Config: opts.Resolved.Config, Redactor: r.red, Logger: r.log})
-	if err != nil {
-		return nil, fmt.Errorf("connector %s: %w", p.Connector.Inline.Name, err)
+	ok := false
+	defer func() {
+		if !ok {
+			r.Close()
+		}
+	}()
+	var err error
+	if r.src = opts.Source; r.src == nil {
+		conn := p.Connector.Inline
+		r.src, err = source.New(conn.Type, conn.Body, source.Options{Name: conn.Name, Config: opts.Resolved.Config, Redactor: r.red, Logger: r.log, Observer: r, Dir: p.Dir})
+		if err != nil {
+			return nil, fmt.Errorf("connector %s: %w", conn.Name, err)
+		}
 	}
-	r.src = src
-	dst, err := dest.Open(ctx, dest.Config{Spec: p.Destination, URL: opts.Resolved.DestinationURL, Path: opts.Resolved.DestinationPath})
-	if err != nil {
-		return nil, fmt.Errorf("destination %s: %s", p.Destination.Type, r.red.URL(err.Error()))
+	if r.dst = opts.Destination; r.dst == nil {
+		r.dst, err = dest.Open(ctx, p.Destination.Type, opts.Resolved.Destination, dest.Options{Dir: p.Dir, Logger: r.log})
+		if err != nil {
+			return nil, r.redacted(fmt.Errorf("destination %s: %w", p.Destination.Type, err))
+		}
 	}
-	r.dst = dst
+	if err := r.openState(ctx); err != nil {
+		return nil, err
+	}
 	for _, n := range names {
-		sp := &StreamProgress{Name: n, Table: dst.TableName(p.TableOf(n)), Mode: p.ModeOf(n)}
+		sp := &StreamProgress{Name: n, Table: TableName(r.dst, p.TableOf(n)), Mode: p.ModeOf(n)}
 		r.streams = append(r.streams, sp)
+		r.byName[n] = sp
 	}
+	ok = true
 	return r, nil
+}
+
+// openState chooses the state store: the option, the pipeline's state:
+// section, or the destination's own.
+func (r *Run) openState(ctx context.Context) error {
+	p := r.opts.Pipeline
+	switch {
+	case r.opts.State != nil:
+		r.state = r.opts.State
+		if sk, ok := r.dst.(dest.StateKeeper); ok && sk.State() == r.state {
+			r.ownState = true
+		}
+	case p.State != nil:
+		d, err := dest.Open(ctx, p.State.Type, r.opts.Resolved.State, dest.Options{Dir: p.Dir, Logger: r.log})
+		if err != nil {
+			return r.redacted(fmt.Errorf("state %s: %w", p.State.Type, err))
+		}
+		r.stateDest = d
+		sk, ok := d.(dest.StateKeeper)
+		if !ok {
+			return fmt.Errorf("state: the %s destination cannot keep state", p.State.Type)
+		}
+		r.state = sk.State()
+	default:
+		sk, ok := r.dst.(dest.StateKeeper)
+		if !ok {
+			return fmt.Errorf("the %s destination keeps no sync state: give the pipeline a state: section (a database that does, such as {type: postgres, url: …})", p.Destination.Type)
+		}
+		r.state, r.ownState = sk.State(), true
+	}
+	return nil
+}
+
+// TableName returns the destination's identifier for a stream's table.
+func TableName(d dest.Destination, name string) string {
+	if n, ok := d.(dest.Namer); ok {
+		return n.TableName(name)
+	}
+	return schema.Normalize(name)
+}
+
+// UnknownStreamError reports a stream the pipeline does not have.
+type UnknownStreamError struct {
+	Pipeline, Stream string
+	Known            []string
+}
+
+func (e *UnknownStreamError) Error() string {
+	return fmt.Sprintf("pipeline %s has no stream %q (it has: %s)", e.Pipeline, e.Stream, strings.Join(e.Known, ", "))
 }
 
 // Progress returns the streams' live counters.
@@ -199,16 +309,47 @@ func (r *Run) Source() source.Source { return r.src }
 // Destination returns the run's destination.
 func (r *Run) Destination() dest.Destination { return r.dst }
 
-// Close releases the destination.
-func (r *Run) Close() error { return r.dst.Close() }
+// Close releases the source, the destination and the state store.
+func (r *Run) Close() error {
+	var errs []error
+	if r.src != nil {
+		errs = append(errs, r.src.Close())
+	}
+	if r.dst != nil {
+		errs = append(errs, r.dst.Close())
+	}
+	if r.stateDest != nil {
+		errs = append(errs, r.stateDest.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Requested counts a source request and publishes it (source.Observer).
+func (r *Run) Requested(req source.Request) {
+	r.requests.Add(1)
+	if req.Retry {
+		r.retries.Add(1)
+	}
+	if sp := r.byName[req.Stream]; sp != nil {
+		sp.Requests.Add(1)
+		if req.Retry {
+			sp.HTTPRetries.Add(1)
+			sp.Waited.Add(req.Wait.Microseconds())
+		}
+	}
+	r.obs.Observe(Requested{Base: r.base(), Request: req})
+}
+
+func (r *Run) base() Base { return Base{RunID: r.ID, At: time.Now()} }
 
 // Execute syncs every stream and records the run. Streams run in parallel
 // up to sync.parallelism (a child stream reads its parent stream itself,
 // so it need not wait for it). It returns the summary and, if any stream
-// failed, an error naming them.
+// failed, a *RunError wrapping each stream's typed error.
 func (r *Run) Execute(ctx context.Context) (*Summary, error) {
 	r.started = time.Now()
 	p := r.opts.Pipeline
+	r.obs.Observe(RunStarted{Base: r.base(), Pipeline: p.Name, Streams: r.streamNames()})
 	parallel := spec.DefaultParallelism
 	if p.Sync != nil && p.Sync.Parallelism > 0 {
 		parallel = p.Sync.Parallelism
@@ -223,61 +364,98 @@ func (r *Run) Execute(ctx context.Context) (*Summary, error) {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				results[i] = StreamSummary{Stream: sp.Name, Table: sp.Table, Mode: sp.Mode, Status: "cancelled", Error: ctx.Err().Error()}
+				err := fmt.Errorf("interrupted before it started: %w", ctx.Err())
+				results[i] = StreamSummary{Stream: sp.Name, Table: sp.Table, Mode: sp.Mode, Status: dest.Cancelled, Error: err.Error(), Err: err}
 				return
 			}
 			defer func() { <-sem }()
 			results[i] = r.stream(ctx, sp)
+			r.obs.Observe(StreamFinished{Base: r.base(), Summary: results[i], Err: results[i].Err})
 		}()
 	}
 	wg.Wait()
 	sum := &Summary{RunID: r.ID, Pipeline: p.Name, Started: r.started, Duration: time.Since(r.started), Streams: results}
-	st := r.src.Stats()
-	sum.Requests, sum.Retries = st.Requests, st.Retries
+	sum.Requests, sum.Retries = r.requests.Load(), r.retries.Load()
+	sum.Status = runStatus(results)
+	raw, _ := json.Marshal(sum)
+	if rl, ok := r.dst.(dest.RunLog); ok {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := rl.RecordRun(rctx, dest.Run{ID: r.ID, Pipeline: p.Name, StartedAt: r.started, FinishedAt: time.Now(), Status: sum.Status, Summary: raw}); err != nil {
+			r.log.Warn("could not record the run", "error", r.red.String(err.Error()))
+		}
+	}
+	var err error
 	var failed []string
+	var errs []error
 	for _, s := range results {
-		if s.Status != "succeeded" {
+		if s.Err != nil {
 			failed = append(failed, s.Stream)
+			errs = append(errs, &StreamError{Stream: s.Stream, Err: s.Err})
+		}
+	}
+	if len(failed) > 0 {
+		err = &RunError{Failed: failed, Errs: errs}
+	}
+	r.obs.Observe(RunFinished{Base: r.base(), Summary: sum, Err: err})
+	return sum, err
+}
+
+func (r *Run) streamNames() []string {
+	out := make([]string, len(r.streams))
+	for i, s := range r.streams {
+		out[i] = s.Name
+	}
+	return out
+}
+
+// runStatus sums up the streams: succeeded when all did; failed when none
+// did; cancelled when interrupted and nothing failed; partial otherwise
+// (some failed, or some records were rejected).
+func runStatus(results []StreamSummary) dest.Status {
+	var ok, failed, cancelled, partial, stopped int
+	for _, s := range results {
+		switch s.Status {
+		case dest.Succeeded:
+			ok++
+		case dest.Partial:
+			partial++
+		case dest.Cancelled:
+			cancelled++
+		case dest.Stopped:
+			stopped++
+		default:
+			failed++
 		}
 	}
 	switch {
-	case len(failed) == 0:
-		sum.Status = "succeeded"
-	case len(failed) == len(results):
-		sum.Status = "failed"
-	default:
-		sum.Status = "partial"
+	case len(results) == 0:
+		return dest.Succeeded
+	case failed == len(results):
+		return dest.Failed
+	case cancelled > 0 && failed == 0 && partial == 0:
+		return dest.Cancelled
+	case failed > 0 || partial > 0:
+		return dest.Partial
+	case stopped > 0:
+		return dest.Stopped
 	}
-	raw, _ := json.Marshal(sum)
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := r.dst.RecordRun(rctx, dest.Run{ID: r.ID, Pipeline: p.Name, StartedAt: r.started, FinishedAt: time.Now(), Status: sum.Status, Summary: raw}); err != nil {
-		r.log.Warn("could not record the run", "error", r.red.String(err.Error()))
-	}
-	if len(failed) > 0 {
-		var errs []error
-		for _, s := range results {
-			if s.Status != "succeeded" {
-				errs = append(errs, fmt.Errorf("stream %s: %s", s.Stream, s.Error))
-			}
-		}
-		return sum, &RunError{Failed: failed, Errs: errs}
-	}
-	if r.opts.FailOnDrift {
-		var drifted []string
-		for _, s := range results {
-			if len(s.Drift) > 0 {
-				drifted = append(drifted, s.Stream)
-			}
-		}
-		if len(drifted) > 0 {
-			return sum, fmt.Errorf("schema drift in %v (--fail-on-drift)", drifted)
-		}
-	}
-	return sum, nil
+	return dest.Succeeded
 }
 
-// RunError lists the streams that failed.
+// StreamError is one stream's failure.
+type StreamError struct {
+	Stream string
+	Err    error
+}
+
+func (e *StreamError) Error() string { return "stream " + e.Stream + ": " + e.Err.Error() }
+
+// Unwrap returns the stream's error.
+func (e *StreamError) Unwrap() error { return e.Err }
+
+// RunError lists the streams that failed; errors.As and errors.Is see
+// each stream's error.
 type RunError struct {
 	Failed []string
 	Errs   []error
@@ -290,17 +468,38 @@ func (e *RunError) Error() string {
 // Unwrap returns the stream errors.
 func (e *RunError) Unwrap() []error { return e.Errs }
 
-// urlPassword returns the password of a connection URL, if any.
-func urlPassword(raw string) []string {
-	u, err := parseURL(raw)
-	if err != nil || u.User == nil {
-		return nil
-	}
-	if p, ok := u.User.Password(); ok && p != "" {
-		return []string{p}
-	}
-	return nil
-}
-
 // Env is the process environment lookup, for spec.Pipeline.Resolve.
 func Env(key string) (string, bool) { return os.LookupEnv(key) }
+
+// maxErrorText bounds an error's message in summaries and the runs log.
+const maxErrorText = 4 << 10
+
+// redacted returns err with its message redacted and bounded, keeping the
+// error chain for errors.As.
+func (r *Run) redacted(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &redactedError{msg: bound(r.red.URL(r.red.String(err.Error()))), err: err}
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// bound cuts a message to maxErrorText bytes at a UTF-8 boundary, saying
+// how much was cut.
+func bound(s string) string {
+	if len(s) <= maxErrorText {
+		return s
+	}
+	cut := maxErrorText
+	for cut > 0 && s[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d more bytes)", s[:cut], len(s)-cut)
+}

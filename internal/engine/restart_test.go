@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dev/ferry/internal/dest/dbtest"
 	"github.com/ferry-dev/ferry/internal/redact"
 
 	"github.com/ferry-dev/ferry/internal/apitest"
 	"github.com/ferry-dev/ferry/internal/dest"
-	"github.com/ferry-dev/ferry/internal/dest/sqldest"
 	"github.com/ferry-dev/ferry/internal/engine"
 	"github.com/ferry-dev/ferry/internal/spec"
 )
@@ -37,7 +37,6 @@ func TestDatabaseConnectionsKilled(t *testing.T) {
 }
 
 func killDuringSync(t *testing.T, kind string) {
-	c := newCrashTarget(t, kind)
 	users := apitest.Users(2000)
 	api := apitest.New(t, users, apitest.PageNumber, 50)
 	var slow atomic.Bool
@@ -45,27 +44,43 @@ func killDuringSync(t *testing.T, kind string) {
 	inner := api.Config.Handler
 	api.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if slow.Load() {
-			time.Sleep(15 * time.Millisecond)
+			time.Sleep(15 * time.Millisecond) // a slow API, so the kill lands mid-sync
 		}
 		inner.ServeHTTP(w, r)
 	})
-	name := fmt.Sprintf("ferry_kill_%d", os.Getpid())
-	var destYAML, kill string
+	var destYAML string
+	var kill func()
 	switch kind {
 	case "postgres":
-		u, _ := url.Parse(c.url)
+		base, schema := dbtest.Postgres(t)
+		u, _ := url.Parse(base)
 		q := u.Query()
-		q.Set("application_name", name)
+		q.Set("application_name", schema)
 		u.RawQuery = q.Encode()
-		destYAML = fmt.Sprintf("{type: postgres, url: %q, schema: %s}", u.String(), name)
-		t.Cleanup(func() { c.exec(t, c.url, "DROP SCHEMA IF EXISTS "+name+" CASCADE") })
-		kill = fmt.Sprintf("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '%s' AND pid <> pg_backend_pid()", name)
+		destYAML = fmt.Sprintf("{type: postgres, url: %q, schema: %s}", u.String(), schema)
+		kill = func() {
+			stmt := fmt.Sprintf("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '%s' AND pid <> pg_backend_pid()", schema)
+			if err := dbtest.PostgresExec(base, stmt); err != nil {
+				t.Fatal(err)
+			}
+		}
 	case "mysql":
-		c.exec(t, c.url, "CREATE DATABASE "+name)
-		t.Cleanup(func() { c.exec(t, c.url, "DROP DATABASE IF EXISTS "+name) })
-		u, _ := url.Parse(c.url)
-		u.Path = "/" + name
-		destYAML = fmt.Sprintf("{type: mysql, url: %q}", u.String())
+		u := dbtest.MySQL(t)
+		destYAML = fmt.Sprintf("{type: mysql, url: %q}", u)
+		pu, _ := url.Parse(u)
+		name := strings.TrimPrefix(pu.Path, "/")
+		kill = func() {
+			ids, err := dbtest.MySQLInts("SELECT id FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()", name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ids) == 0 {
+				t.Fatalf("no connection of the sync to kill")
+			}
+			for _, id := range ids {
+				dbtest.MySQLExec(fmt.Sprintf("KILL CONNECTION %d", id))
+			}
+		}
 	}
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "connector.yaml"), []byte(fmt.Sprintf(`name: kill
@@ -97,38 +112,12 @@ streams:
 	for run.Progress()[0].Committed.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	admin := c.open(t, dir)
-	defer admin.Close()
 	select {
 	case err := <-done:
 		t.Fatalf("the sync ended before the kill (%v): the test proves nothing", err)
 	default:
 	}
-	adminDB := admin.(interface{ DB() sqldest.DB }).DB()
-	switch kind {
-	case "postgres":
-		if err := adminDB.Exec(context.Background(), kill); err != nil {
-			t.Fatal(err)
-		}
-	case "mysql":
-		rows, err := adminDB.Query(context.Background(), "SELECT id FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()", name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ids []int64
-		for rows.Next() {
-			var id int64
-			rows.Scan(&id)
-			ids = append(ids, id)
-		}
-		rows.Close()
-		if len(ids) == 0 {
-			t.Fatalf("no connection of the sync to kill")
-		}
-		for _, id := range ids {
-			adminDB.Exec(context.Background(), fmt.Sprintf("KILL CONNECTION %d", id))
-		}
-	}
+	kill()
 	slow.Store(false)
 	if err := <-done; err != nil {
 		t.Fatalf("sync after the connections were cut: %v", err)
@@ -137,13 +126,17 @@ streams:
 	// its last commit; a connection cut between transactions is replaced
 	// by the driver without anyone noticing. Either way the data is exact.
 	t.Logf("stream restarts after the kill: %d", run.Progress()[0].Retries.Load())
-	_, got, err := admin.Query(context.Background(), "SELECT id FROM "+admin.(interface{ Dialect() sqldest.Dialect }).Dialect().Table("users"))
+	admin, err := dest.Open(context.Background(), p.Destination.Type, r.Destination, dest.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer admin.Close()
 	var ids []string
-	for _, row := range got {
-		ids = append(ids, row[0])
+	if err := admin.(dest.Reader).ReadRows(context.Background(), "users", nil, func(cols []string, row []any) error {
+		ids = append(ids, fmt.Sprint(row[slices.Index(cols, "id")]))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	slices.Sort(ids)
 	if want := idsOf(users); !slices.Equal(ids, want) {
@@ -169,21 +162,33 @@ func (unavailableState) Load(context.Context, string, string, string) (json.RawM
 	return nil, nil
 }
 
+func (unavailableState) Lock(context.Context, string, string, dest.Holder) (func(), error) {
+	return func() {}, nil
+}
+
+// unavailableConfig is the test destination's (empty) configuration.
+type unavailableConfig struct{}
+
 func init() {
-	dest.Register("unavailable-for-tests", func(context.Context, dest.Config) (dest.Destination, error) { return unavailable{}, nil })
+	dest.Register("unavailable-for-tests", "A destination whose database never answers.", func(context.Context, *unavailableConfig, dest.Options) (dest.Destination, error) {
+		return unavailable{}, nil
+	})
 }
 
 // TestDatabaseStaysDown: retries are bounded, and the error says so.
 func TestDatabaseStaysDown(t *testing.T) {
 	api := apitest.New(t, apitest.Users(3), apitest.None, 0)
 	p, err := spec.ParsePipeline(filepath.Join(t.TempDir(), "p.yaml"), []byte(fmt.Sprintf(`connector: {name: x, base_url: %q, streams: {users: {path: /users, records: data}}}
-destination: {type: sqlite, path: x.db}
+destination: {type: unavailable-for-tests}
 `, api.URL)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Destination.Type = "unavailable-for-tests"
-	run, err := engine.New(context.Background(), engine.Options{Pipeline: p, Resolved: &spec.Resolved{}, RetryFor: 2500 * time.Millisecond})
+	r, err := p.Resolve(os.LookupEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := engine.New(context.Background(), engine.Options{Pipeline: p, Resolved: r, RetryFor: 2500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,27 +3,28 @@ package engine
 import (
 	"encoding/json"
 	"fmt"
-	"slices"
-	"strconv"
-	"time"
 
-	"github.com/ferry-dev/ferry/internal/normalize"
-	"github.com/ferry-dev/ferry/internal/schema"
+	"github.com/ferry-dev/ferry/internal/cursor"
 	"github.com/ferry-dev/ferry/internal/source"
 )
 
 // PartitionState is the sync state of one partition (or of a stream
-// without partitions), stored as JSON in the destination's state table in
-// the same transaction as the rows it covers. Its JSON shape is persisted:
-// add fields, never rename them (state_test.go holds golden copies).
+// without partitions), stored as JSON in the state store, in the same
+// transaction as the rows it covers when the store is the destination's.
+// Its JSON shape is persisted: add fields, never rename them
+// (state_test.go holds golden copies).
 type PartitionState struct {
 	// Cursor is the high-water mark of the cursor field over every
 	// completed pass, as the source wrote it.
 	Cursor string `json:"cursor,omitempty"`
-	// Seen holds hashes (normalize.RecordHash, hex) of the records already
-	// synced whose cursor equals Cursor, so the next sync, which reads from
-	// Cursor inclusive, skips exactly those.
+	// Seen holds the identities (hex) of the records already synced whose
+	// cursor equals Cursor, so the next sync, which reads from Cursor
+	// inclusive, skips exactly those.
 	Seen []string `json:"seen,omitempty"`
+	// SeenKeys is true when the identities in Seen and MaxSeen are hashes
+	// of primary keys; states written before it hold hashes of whole
+	// records, which are still recognised.
+	SeenKeys bool `json:"seen_keys,omitempty"`
 	// Pass is the pass in progress, present only between a pass's first
 	// commit and its end; a run that finds it resumes the pass.
 	Pass *Pass `json:"pass,omitempty"`
@@ -45,78 +46,16 @@ type Pass struct {
 	Position json.RawMessage `json:"position,omitempty"`
 	// MaxCursor is the largest cursor among the pass's committed rows.
 	MaxCursor string `json:"max_cursor,omitempty"`
-	// MaxSeen holds the hashes of the pass's rows at MaxCursor.
+	// MaxSeen holds the identities of the pass's rows at MaxCursor.
 	MaxSeen []string `json:"max_seen,omitempty"`
+	// Recent holds the identities of the latest rows an appending pass
+	// kept, so that a record the API repeats across the resume point is
+	// not appended twice.
+	Recent []string `json:"recent,omitempty"`
 }
 
-// maxSeen bounds how many boundary hashes a state keeps. Beyond it the
-// next sync re-reads the extra boundary records: harmless when
-// deduplicating, a few duplicates when appending.
-const maxSeen = 10000
-
-// boundary accumulates the largest cursor and the hashes of its rows.
-type boundary struct {
-	cursor string
-	seen   map[uint64]bool
-}
-
-func newBoundary(cursor string, hashes []string) boundary {
-	b := boundary{cursor: cursor, seen: map[uint64]bool{}}
-	for _, h := range hashes {
-		if v, err := strconv.ParseUint(h, 16, 64); err == nil {
-			b.seen[v] = true
-		}
-	}
-	return b
-}
-
-// add merges the rows at cursor c (hashes) into the boundary.
-func (b *boundary) add(c string, hashes []uint64) {
-	switch cmp := compareCursors(c, b.cursor); {
-	case cmp > 0:
-		b.cursor = c
-		clear(b.seen)
-		fallthrough
-	case cmp == 0:
-		for _, h := range hashes {
-			if len(b.seen) >= maxSeen {
-				break
-			}
-			b.seen[h] = true
-		}
-	}
-}
-
-// merge merges another boundary into b.
-func (b *boundary) merge(o boundary) {
-	hs := make([]uint64, 0, len(o.seen))
-	for h := range o.seen {
-		hs = append(hs, h)
-	}
-	b.add(o.cursor, hs)
-}
-
-func (b boundary) hashes() []string {
-	out := make([]string, 0, len(b.seen))
-	for h := range b.seen {
-		out = append(out, fmt.Sprintf("%016x", h))
-	}
-	slices.Sort(out)
-	return out
-}
-
-// compareCursors orders cursor texts; "" is the smallest.
-func compareCursors(a, b string) int {
-	switch {
-	case a == b:
-		return 0
-	case a == "":
-		return -1
-	case b == "":
-		return 1
-	}
-	return normalize.ParseCursor(a).Compare(normalize.ParseCursor(b))
-}
+// recentKept is how many identities a pass keeps in Recent.
+const recentKept = 1000
 
 // DecodeState reads a stored partition state.
 func DecodeState(raw json.RawMessage) (PartitionState, error) {
@@ -139,25 +78,18 @@ func encodeState(s PartitionState) json.RawMessage {
 }
 
 // since computes where an incremental read starts: the saved cursor moved
-// back by the lookback, or the stream's start value for a first sync.
-func since(st source.Stream, cursor string) (string, error) {
-	if cursor == "" {
+// back by the lookback, and by one granule for an exclusive filter, or the
+// stream's start value for a first sync.
+func since(st source.Stream, saved string) (string, error) {
+	if saved == "" {
 		return st.Start, nil
 	}
-	lb := st.Lookback
-	if lb.Duration == 0 && lb.Amount == 0 {
-		return cursor, nil
+	s, err := cursor.Lookback(st.Lookback).Before(saved)
+	if err != nil {
+		return "", err
 	}
-	c := normalize.ParseCursor(cursor)
-	switch {
-	case c.Type == schema.Timestamp && !lb.IsAmount:
-		t := time.UnixMicro(c.Int - lb.Duration.Microseconds()).UTC()
-		return t.Format(time.RFC3339Nano), nil
-	case c.Type == schema.Int && lb.IsAmount:
-		return strconv.FormatInt(c.Int-lb.Amount, 10), nil
-	case c.Type == schema.Timestamp:
-		return "", fmt.Errorf("lookback %d is a number but cursor %q is a timestamp: write it as a duration such as 2h", lb.Amount, cursor)
-	default:
-		return "", fmt.Errorf("lookback %s is a duration but cursor %q is not a timestamp", lb.Duration, cursor)
+	if st.Exclusive {
+		s = cursor.Granule(s, st.Granularity)
 	}
+	return s, nil
 }

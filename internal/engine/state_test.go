@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ferry-dev/ferry/internal/source"
-	"github.com/ferry-dev/ferry/internal/spec"
 )
 
 // TestStateGolden pins the JSON shape of stored state: a renamed field
@@ -55,7 +54,7 @@ func compact(t *testing.T, raw json.RawMessage) []byte {
 }
 
 func TestSince(t *testing.T) {
-	ts := source.Stream{Start: "2020-01-01T00:00:00Z", Lookback: spec.Lookback{Duration: 90 * time.Minute}}
+	ts := source.Stream{Start: "2020-01-01T00:00:00Z", Lookback: source.Lookback{Duration: 90 * time.Minute}}
 	tests := []struct {
 		st     source.Stream
 		cursor string
@@ -64,33 +63,15 @@ func TestSince(t *testing.T) {
 	}{
 		{ts, "", "2020-01-01T00:00:00Z", false},
 		{ts, "2024-05-01T12:00:00+02:00", "2024-05-01T08:30:00Z", false},
-		{source.Stream{Lookback: spec.Lookback{Amount: 100, IsAmount: true}}, "1000", "900", false},
+		{source.Stream{Lookback: source.Lookback{Amount: 100, IsAmount: true}}, "1000", "900", false},
 		{source.Stream{}, "abc", "abc", false},
 		{ts, "1000", "", true},
-		{source.Stream{Lookback: spec.Lookback{Amount: 5, IsAmount: true}}, "2024-01-01T00:00:00Z", "", true},
+		{source.Stream{Lookback: source.Lookback{Amount: 5, IsAmount: true}}, "2024-01-01T00:00:00Z", "", true},
 	}
 	for _, tt := range tests {
 		got, err := since(tt.st, tt.cursor)
 		if (err != nil) != tt.err || got != tt.want {
 			t.Errorf("since(%q) = %q, %v; want %q (error %v)", tt.cursor, got, err, tt.want, tt.err)
 		}
-	}
-}
-
-func TestBoundary(t *testing.T) {
-	b := newBoundary("5", []string{"0000000000000001"})
-	b.add("4", []uint64{9})
-	b.add("5", []uint64{2})
-	if b.cursor != "5" || len(b.seen) != 2 {
-		t.Fatalf("boundary = %+v", b)
-	}
-	b.add("10", []uint64{3})
-	if b.cursor != "10" || !reflect.DeepEqual(b.hashes(), []string{"0000000000000003"}) {
-		t.Fatalf("boundary after a larger cursor = %+v", b)
-	}
-	empty := newBoundary("", nil)
-	empty.merge(b)
-	if empty.cursor != "10" || len(empty.seen) != 1 {
-		t.Fatalf("merge = %+v", empty)
 	}
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/ferry-dev/ferry/internal/cursor"
 	"github.com/ferry-dev/ferry/internal/dest"
 	"github.com/ferry-dev/ferry/internal/normalize"
 	"github.com/ferry-dev/ferry/internal/record"
@@ -17,8 +19,6 @@ import (
 	"github.com/ferry-dev/ferry/internal/spec"
 )
 
-var parseURL = url.Parse
-
 // channel sizes between the stages: small, so memory does not follow the
 // data, but enough to keep every stage busy.
 const (
@@ -26,18 +26,25 @@ const (
 	chunkBuffer = 4
 )
 
+// writeGrace bounds how long writes that have started go on once the run
+// is cancelled (a chunk is one page: far more than any healthy database
+// needs). Until then, nothing cancels them.
+const writeGrace = 2 * time.Minute
+
 // streamRun is the state of one stream's sync.
 type streamRun struct {
 	r      *Run
 	sp     *StreamProgress
 	info   source.Stream
-	mode   string
+	mode   dest.Mode
 	child  bool
 	passID string
 	resume bool
 	state  dest.StateStore
 	norm   *normalize.Normalizer
+	typed  *normalize.Typed
 	w      dest.StreamWriter
+	limit  spec.RejectLimit
 
 	mu    sync.Mutex
 	parts map[string]*partTrack // partitions being read
@@ -54,14 +61,21 @@ type streamRun struct {
 	base    int64           // rows committed by earlier attempts of this run
 	top     PartitionState  // the stream-level state as loaded
 	lastTop *PartitionState // the stream-level state of the last page (streams without partitions)
+	// pendingState holds the checkpoints written since the last commit,
+	// when the state store is not the destination's: they are saved after
+	// the commit.
+	pendingState []record.Checkpoint
+	// pendingAcks holds the acknowledgements of the pages written since
+	// the last commit.
+	pendingAcks []func(error)
 }
 
 // partTrack follows one partition through a pass.
 type partTrack struct {
 	saved  PartitionState // as loaded at the partition's start
 	since  string
-	filter normalize.Filter
-	max    boundary // largest cursor of the pass so far, and its rows
+	filter *cursor.Filter
+	prior  cursor.Boundary // the pass's boundary as resumed
 }
 
 // stream syncs one stream and returns its summary. While the database is
@@ -79,17 +93,19 @@ func (r *Run) stream(ctx context.Context, sp *StreamProgress) StreamSummary {
 	deadline := begun.Add(retryFor)
 	wait := time.Second
 	var err error
-	for {
-		err = r.syncStream(ctx, sp, &sum)
+	for attempt := 1; ; attempt++ {
+		err = r.syncStream(ctx, sp, &sum, attempt)
 		if err == nil || !dest.IsTransient(err) || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
 			break
 		}
 		sp.Retries.Add(1)
 		r.log.Warn("the database is unavailable; retrying the stream from its last commit", "stream", sp.Name, "in", wait, "error", r.red.String(err.Error()))
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
-		case <-time.After(wait):
+		case <-t.C:
 		}
+		t.Stop()
 		wait = min(2*wait, 30*time.Second)
 	}
 	if err != nil && dest.IsTransient(err) {
@@ -99,34 +115,53 @@ func (r *Run) stream(ctx context.Context, sp *StreamProgress) StreamSummary {
 	sp.finished.Store(time.Now().UnixMicro())
 	sum.Records, sum.Pages = sp.Committed.Load(), sp.Pages.Load()
 	sum.Rejected, sum.Filtered = sp.Rejected.Load(), sp.Filtered.Load()
+	sum.Requests, sum.Retries = sp.Requests.Load(), sp.HTTPRetries.Load()
 	sum.Duration = sp.Elapsed()
 	if err != nil {
 		sp.status.Store(Failed)
-		sum.Status = "failed"
+		sum.Status = dest.Failed
 		if ctx.Err() != nil {
-			sum.Status = "cancelled"
-			err = fmt.Errorf("interrupted; %d rows and their state were committed, and the next run resumes there", sp.Committed.Load())
+			sum.Status = dest.Cancelled
+			err = fmt.Errorf("interrupted; %d rows and their state were committed, and the next run resumes there: %w", sp.Committed.Load(), ctx.Err())
 		}
-		sum.Error = r.red.URL(r.red.String(err.Error()))
-		if sum.Status == "cancelled" {
+		sum.Err = r.redacted(err)
+		sum.Error = sum.Err.Error()
+		if sum.Status == dest.Cancelled {
 			r.log.Warn("stream interrupted", "stream", sp.Name, "committed_rows", sp.Committed.Load())
 		} else {
-			r.log.Error("stream failed", "stream", sp.Name, "error", sum.Error)
+			r.log.Debug("stream failed", "stream", sp.Name, "error", sum.Error)
 		}
 		return sum
 	}
 	sp.status.Store(Succeeded)
-	sum.Status = "succeeded"
+	sum.Status = dest.Succeeded
+	if sum.Rejected > 0 {
+		sum.Status = dest.Partial
+	}
 	return sum
 }
 
-func (r *Run) syncStream(ctx context.Context, sp *StreamProgress, sum *StreamSummary) error {
+// holder describes this run for stream locks.
+func (r *Run) holder() dest.Holder {
+	host, _ := os.Hostname()
+	return dest.Holder{RunID: r.ID, Host: host, PID: os.Getpid(), Since: r.started}
+}
+
+func (r *Run) syncStream(ctx context.Context, sp *StreamProgress, sum *StreamSummary, attempt int) error {
 	p := r.opts.Pipeline
 	info, ok := source.Find(r.src, sp.Name)
 	if !ok {
 		return fmt.Errorf("the source has no stream %q", sp.Name)
 	}
-	s := &streamRun{r: r, sp: sp, info: info, mode: sp.Mode, child: info.Parent != "", state: r.dst.State(), parts: map[string]*partTrack{}, done: map[string]int64{}, filled: map[string]bool{}, base: sp.Committed.Load()}
+	release, err := r.state.Lock(ctx, p.Name, sp.Name, r.holder())
+	if err != nil {
+		return err
+	}
+	defer release()
+	s := &streamRun{r: r, sp: sp, info: info, mode: sp.Mode, child: info.Parent != "", state: r.state, parts: map[string]*partTrack{}, done: map[string]int64{}, filled: map[string]bool{}, base: sp.Committed.Load()}
+	if st := p.Streams[sp.Name]; st != nil && st.MaxRejected != "" {
+		s.limit, _ = spec.ParseRejectLimit(string(st.MaxRejected)) // checked by spec
+	}
 	// The stream's own state row says whether a pass is to be resumed.
 	raw, err := s.state.Load(ctx, p.Name, sp.Name, "")
 	if err != nil {
@@ -142,25 +177,16 @@ func (r *Run) syncStream(ctx context.Context, sp *StreamProgress, sum *StreamSum
 		s.passID, s.resume = top.Pass.ID, true
 		r.log.Info("resuming an interrupted pass", "stream", sp.Name, "pass", s.passID)
 	}
+	r.obs.Observe(StreamStarted{Base: r.base(), Stream: sp.Name, Table: sp.Table, Mode: sp.Mode, Resume: s.resume, Attempt: attempt})
 	s.w, err = r.dst.OpenStream(ctx, dest.StreamConfig{Pipeline: p.Name, Stream: sp.Name, Table: sp.Table, Mode: sp.Mode, RunID: r.ID, Resume: s.resume})
 	if err != nil {
 		return err
 	}
 	sch := p.SchemaOf(sp.Name)
-	s.norm, err = normalize.New(normalize.Options{
-		Table:         sp.Table,
-		PrimaryKey:    info.PrimaryKey,
-		Cursor:        info.Cursor,
-		Hints:         info.Hints,
-		Policy:        sch.Policy,
-		Nested:        sch.Nested,
-		MaxDepth:      sch.MaxDepth,
-		MaxIdentLen:   r.dst.MaxIdentLen(),
-		ParentFields:  info.ParentFields,
-		RunID:         r.ID,
-		Existing:      s.w.Existing(),
-		TrackBoundary: info.Cursor != "" && (sp.Mode == spec.IncrementalAppend || sp.Mode == spec.IncrementalDedup),
-	})
+	if r.opts.FailOnDrift {
+		sch.Policy = schema.Freeze
+	}
+	s.norm, err = NewNormalizer(sp.Table, info, sch, r.dst, s.w, r.ID)
 	if err != nil {
 		s.w.Abort(ctx)
 		return fmt.Errorf("table %s: %w", sp.Table, err)
@@ -168,24 +194,56 @@ func (r *Run) syncStream(ctx context.Context, sp *StreamProgress, sum *StreamSum
 	existing := s.w.Existing()
 	sum.NewTable = existing == nil
 	err = s.run(ctx)
+	if err == nil {
+		err = s.checkEnd()
+	}
+	sum.Drift, sum.Changes, sum.Unfilled = nil, nil, nil
 	if !sum.NewTable {
-		sum.Drift, sum.Changes = nil, nil
-		drift := append([]schema.Change(nil), s.changes...)
+		sum.Drift = append([]schema.Change(nil), s.changes...)
+		for _, c := range sum.Drift {
+			sum.Changes = append(sum.Changes, c.String())
+		}
 		// Columns the previous run filled and this one did not, when this
-		// run brought data.
+		// run brought data: worth knowing, though the table did not change.
 		if sp.Committed.Load() > 0 {
 			for _, name := range s.top.Filled {
 				if c := existing.Column(name); c != nil && !s.filled[name] {
-					drift = append(drift, schema.Change{Kind: schema.Missing, Column: name, From: c.Type})
+					sum.Unfilled = append(sum.Unfilled, name)
 				}
 			}
 		}
-		sum.Drift = drift
-		for _, c := range drift {
-			sum.Changes = append(sum.Changes, c.String())
+		if len(sum.Drift) > 0 {
+			r.obs.Observe(DriftFound{Base: r.base(), Stream: sp.Name, Table: sp.Table, Changes: sum.Drift})
 		}
 	}
 	return err
+}
+
+// NewNormalizer returns the normalizer of a stream's table, as a run, the
+// discovery of a stream and the destination suite all need it: the
+// stream's keys, cursor and hints, the pipeline's schema settings, the
+// destination's identifier and column limits, and the layouts the writer
+// has (w may be nil: no table exists yet).
+func NewNormalizer(table string, info source.Stream, sch spec.SchemaSettings, d dest.Destination, w dest.StreamWriter, runID string) (*normalize.Normalizer, error) {
+	opts := normalize.Options{
+		Table:        table,
+		PrimaryKey:   info.PrimaryKey,
+		Cursor:       info.Cursor,
+		Hints:        info.Hints,
+		Policy:       sch.Policy,
+		Nested:       sch.Nested,
+		MaxDepth:     sch.MaxDepth,
+		ParentFields: info.ParentFields,
+		RunID:        runID,
+	}
+	if n, ok := d.(dest.Namer); ok {
+		opts.MaxIdentLen = n.MaxIdentLen()
+	}
+	if w != nil {
+		opts.Existing = w.Existing()
+		opts.ChildExisting = w.ExistingChild
+	}
+	return normalize.New(opts)
 }
 
 // noteCommitted publishes how many rows are durable.
@@ -193,7 +251,7 @@ func (s *streamRun) noteCommitted() { s.sp.Committed.Store(s.base + s.w.Committe
 
 // incremental reports whether the stream reads from a saved cursor.
 func (s *streamRun) incremental() bool {
-	return s.info.Cursor != "" && (s.mode == spec.IncrementalAppend || s.mode == spec.IncrementalDedup)
+	return s.info.Cursor != "" && s.mode.Incremental()
 }
 
 // start decides where a partition begins (called by the source).
@@ -219,6 +277,9 @@ func (s *streamRun) start(ctx context.Context, part *record.Partition) (source.S
 		delete(s.parts, part.Key)
 		s.mu.Unlock()
 	}
+	if err == nil && !out.Skip && s.child {
+		s.sp.PartitionsStarted.Add(1)
+	}
 	return out, err
 }
 
@@ -241,12 +302,19 @@ func (s *streamRun) startTrack(ctx context.Context, part *record.Partition, t *p
 	}
 	t.saved = st
 	out := source.Start{}
+	hasKey := len(s.info.PrimaryKey) > 0
+	if s.incremental() || hasKey {
+		t.filter = &cursor.Filter{Dedupe: hasKey}
+	}
 	if st.Pass != nil && st.Pass.ID == s.passID {
 		t.since = st.Pass.Since
-		t.max = newBoundary(st.Pass.MaxCursor, st.Pass.MaxSeen)
+		t.prior = cursor.NewBoundary(st.Pass.MaxCursor, st.Pass.MaxSeen)
 		out.Resume = st.Pass.Position
+		if t.filter != nil && s.mode.Appends() {
+			t.filter.Remember(cursor.ParseHashes(st.Pass.Recent))
+		}
 	} else {
-		t.max = newBoundary("", nil)
+		t.prior = cursor.NewBoundary("", nil)
 		if s.incremental() {
 			var err error
 			if t.since, err = since(s.info, st.Cursor); err != nil {
@@ -258,20 +326,22 @@ func (s *streamRun) startTrack(ctx context.Context, part *record.Partition, t *p
 		out.Since = t.since
 		// Records below the start are dropped (for APIs that cannot filter),
 		// and so are those at the saved cursor that were synced before. In
-		// append mode the lookback window is not re-added: only dedup can
-		// take records again.
+		// append mode neither the lookback window nor the granule an
+		// exclusive filter re-reads is added again: only dedup can take
+		// records again.
 		min := t.since
-		if s.mode == spec.IncrementalAppend && st.Cursor != "" {
+		if s.mode == dest.IncrementalAppend && st.Cursor != "" {
 			min = st.Cursor
 		}
 		if min != "" {
-			c := normalize.ParseCursor(min)
+			c := cursor.Parse(min)
 			t.filter.Min = &c
 		}
 		if st.Cursor != "" {
-			c := normalize.ParseCursor(st.Cursor)
+			c := cursor.Parse(st.Cursor)
 			t.filter.Boundary = &c
-			t.filter.Seen = newBoundary(st.Cursor, st.Seen).seen
+			t.filter.Seen = cursor.NewBoundary(st.Cursor, st.Seen).Seen()
+			t.filter.SeenByContent = hasKey && !st.SeenKeys
 		}
 	}
 	return out, nil
@@ -296,9 +366,22 @@ func (s *streamRun) convert(p *record.Page) (*record.Chunk, error) {
 	if t == nil {
 		return nil, fmt.Errorf("stream %s: page for partition %q that was never started", s.sp.Name, key)
 	}
-	c, res, err := s.norm.Page(p, t.filter)
+	var c *record.Chunk
+	var res normalize.Result
+	var err error
+	if p.Chunk != nil {
+		if s.typed == nil {
+			s.typed = normalize.NewTyped(s.norm)
+		}
+		c, res, err = s.typed.Convert(p, t.filter)
+	} else {
+		c, res, err = s.norm.Page(p, t.filter)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p.Request, err)
+	}
+	if s.incremental() && res.NoCursor > 0 && res.NoCursor == res.Rows+res.Filtered {
+		return nil, s.missingCursor(p, res.NoCursor)
 	}
 	s.changes = append(s.changes, res.Changes...)
 	for j, col := range c.Table.Columns {
@@ -312,32 +395,105 @@ func (s *streamRun) convert(p *record.Page) (*record.Chunk, error) {
 			}
 		}
 	}
-	if res.MaxCursor != nil {
-		t.max.add(res.MaxCursor.Text, res.AtMax)
-	}
 	s.sp.Pages.Add(1)
 	s.sp.Rejected.Add(int64(res.Rejected))
 	s.sp.Filtered.Add(int64(res.Filtered))
+	if p.Ack != nil {
+		c.Acks = append(c.Acks, p.Ack)
+	}
+	s.r.obs.Observe(PageFetched{Base: s.r.base(), Stream: s.sp.Name, Partition: key, Records: len(p.Records), Rows: res.Rows, Rejected: res.Rejected, Filtered: res.Filtered, Last: p.Last})
+	if s.info.Unbounded {
+		// An unbounded stream's state is its source position, never a pass
+		// to finish.
+		st := PartitionState{Cursor: t.saved.Cursor, Pass: &Pass{ID: s.passID, Position: p.Position}}
+		c.Checkpoints = append(c.Checkpoints, record.Checkpoint{Stream: s.sp.Name, Partition: key, State: encodeState(st)})
+		return c, nil
+	}
+	hasKey := len(s.info.PrimaryKey) > 0
+	max := t.prior.Clone()
+	max.Merge(t.filter.Max())
 	var st PartitionState
 	if p.Last {
-		st = PartitionState{Cursor: t.saved.Cursor, Seen: t.saved.Seen}
+		st = PartitionState{Cursor: t.saved.Cursor, Seen: t.saved.Seen, SeenKeys: t.saved.SeenKeys}
 		if s.incremental() {
-			b := newBoundary(t.saved.Cursor, t.saved.Seen)
-			b.merge(t.max)
-			st.Cursor, st.Seen = b.cursor, b.hashes()
+			b := cursor.NewBoundary(t.saved.Cursor, t.saved.Seen)
+			seenKeys := t.saved.SeenKeys
+			if hasKey && !seenKeys && max.Cursor != "" && cursor.CompareText(max.Cursor, t.saved.Cursor) >= 0 {
+				// State from before identities were keys: this pass saw the
+				// boundary again, and its identities replace the old hashes.
+				b, seenKeys = cursor.NewBoundary(t.saved.Cursor, nil), true
+			}
+			if t.saved.Cursor == "" {
+				seenKeys = true
+			}
+			b.Merge(max)
+			st.Cursor, st.Seen, st.SeenKeys = b.Cursor, b.Hashes(), seenKeys && hasKey
 		}
 		if s.child {
 			st.Completed = s.passID
+			s.sp.PartitionsDone.Add(1)
 		}
 	} else {
-		st = PartitionState{Cursor: t.saved.Cursor, Seen: t.saved.Seen, Completed: t.saved.Completed,
-			Pass: &Pass{ID: s.passID, Since: t.since, Position: p.Position, MaxCursor: t.max.cursor, MaxSeen: t.max.hashes()}}
+		pass := &Pass{ID: s.passID, Since: t.since, Position: p.Position, MaxCursor: max.Cursor, MaxSeen: max.Hashes()}
+		if t.filter != nil && s.mode.Appends() && hasKey {
+			pass.Recent = cursor.HashHex(t.filter.Recent(recentKept))
+		}
+		st = PartitionState{Cursor: t.saved.Cursor, Seen: t.saved.Seen, SeenKeys: t.saved.SeenKeys, Completed: t.saved.Completed, Pass: pass}
 	}
 	if key == "" && !s.child {
 		s.lastTop = &st
 	}
 	c.Checkpoints = append(c.Checkpoints, record.Checkpoint{Stream: s.sp.Name, Partition: key, State: encodeState(st)})
 	return c, nil
+}
+
+// missingCursor explains a page none of whose records has the cursor
+// field: incremental sync would silently be off.
+func (s *streamRun) missingCursor(p *record.Page, n int) error {
+	var keys []string
+	if len(p.Records) > 0 {
+		keys = normalize.Keys(p.Records[0])
+	}
+	msg := fmt.Sprintf("cursor field %q is in none of the %d records of this page, so incremental sync cannot work", s.info.Cursor, n)
+	if len(keys) > 0 {
+		msg += "; the records have: " + strings.Join(keys, ", ")
+		if hint := spec.DidYouMean(s.info.Cursor, keys); hint != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", hint)
+		}
+	}
+	return fmt.Errorf("%s: %s", p.Request, msg)
+}
+
+// checkEnd applies the rules a stream that read everything must still
+// pass: its rejected records within the limit, its column hints matching
+// fields of the data.
+func (s *streamRun) checkEnd() error {
+	rows, rejected := s.sp.Committed.Load()-s.base, s.sp.Rejected.Load()
+	if s.limit.Exceeded(rejected, rows+rejected) {
+		limit := "every record of a non-empty run"
+		if st := s.r.opts.Pipeline.Streams[s.sp.Name]; st != nil && st.MaxRejected != "" {
+			limit = string(st.MaxRejected)
+		}
+		return &RejectedError{Stream: s.sp.Name, Rejected: rejected, Read: rows + rejected, Limit: limit}
+	}
+	if s.sp.Records.Load() > 0 {
+		if unused := s.norm.UnusedHints(); len(unused) > 0 {
+			return fmt.Errorf("columns: %s match no field of the records read nor any column of table %s; check the names (a dotted name reaches into an object with nested: flatten or unnest, or into the elements of an unnested array)",
+				strings.Join(unused, ", "), s.sp.Table)
+		}
+	}
+	return nil
+}
+
+// RejectedError reports a stream whose rejected records broke its limit.
+type RejectedError struct {
+	Stream         string
+	Rejected, Read int64
+	Limit          string
+}
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("%d of the %d records read were rejected (the limit is %s; streams.%s.max_rejected sets it); the reasons are in the %s table", e.Rejected, e.Read, e.Limit, e.Stream, dest.RejectedTable)
 }
 
 // run drives the three stages and the commit policy.
@@ -382,15 +538,19 @@ func (s *streamRun) run(parent context.Context) error {
 			c, err := s.convert(pg)
 			if err != nil {
 				convErr = err
+				ackAll([]func(error){pg.Ack}, err)
 				cancel()
-				for range pages { // let the reader finish
+				for pg := range pages { // let the reader finish
+					ackAll([]func(error){pg.Ack}, err)
 				}
 				return
 			}
 			select {
 			case chunks <- c:
 			case <-ctx.Done():
-				for range pages {
+				ackAll(c.Acks, ctx.Err())
+				for pg := range pages {
+					ackAll([]func(error){pg.Ack}, ctx.Err())
 				}
 				return
 			}
@@ -402,31 +562,59 @@ func (s *streamRun) run(parent context.Context) error {
 	if s.child && !s.resume {
 		first = append(first, record.Checkpoint{Stream: s.sp.Name, Partition: "", State: encodeState(PartitionState{Pass: &Pass{ID: s.passID}})})
 	}
-	writeErr := s.write(ctx, chunks, first, every, interval)
-	if writeErr != nil {
+	// Writes run under a context the run's cancellation does not reach
+	// (some loaders go on in the background after Write returns), ended
+	// writeGrace after a cancellation, or when the stream ends.
+	wctx, stopWrites := context.WithCancel(context.WithoutCancel(parent))
+	defer stopWrites()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-wctx.Done():
+			return
+		}
+		t := time.NewTimer(writeGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			stopWrites()
+		case <-wctx.Done():
+		}
+	}()
+	complete, writeErr := s.write(ctx, wctx, chunks, first, every, interval)
+	if writeErr != nil || !complete {
 		cancel()
-		for range chunks {
+		for c := range chunks {
+			ackAll(c.Acks, firstErr(writeErr, context.Canceled))
 		}
 	}
 	wg.Wait()
 
-	wctx, wcancel := context.WithTimeout(context.WithoutCancel(parent), time.Minute)
-	defer wcancel()
 	srcErr := readErr
 	if errors.Is(srcErr, context.Canceled) && parent.Err() == nil {
 		srcErr = nil // we cancelled it because a later stage failed
 	}
+	if !complete && writeErr == nil && convErr == nil && srcErr == nil {
+		// The writer stopped before the last chunk although the source
+		// finished: the run was cancelled meanwhile. A pass whose chunks
+		// were not all written never finishes; what was written is
+		// committed below and the next run resumes there.
+		srcErr = parent.Err()
+		if srcErr == nil {
+			srcErr = errors.New("the writer stopped before the last chunk")
+		}
+	}
 	switch {
 	case writeErr != nil:
-		s.w.Abort(wctx)
+		s.abort(wctx, writeErr)
 		return writeErr
-	case convErr != nil || srcErr != nil:
-		// Keep what was read before the failure: the next run resumes there.
-		if err := s.w.Commit(wctx); err != nil {
-			s.w.Abort(wctx)
+	case convErr != nil || srcErr != nil, s.info.Unbounded:
+		// Keep what was read before the failure (or, for an unbounded
+		// stream, before the end): the next run resumes there.
+		if err := s.commit(wctx); err != nil {
+			s.abort(wctx, err)
 			return errors.Join(firstErr(convErr, srcErr), err)
 		}
-		s.noteCommitted()
 		s.w.Abort(wctx)
 		return firstErr(convErr, srcErr)
 	}
@@ -444,12 +632,64 @@ func (s *streamRun) run(parent context.Context) error {
 		slices.Sort(top.Filled)
 	}
 	final := []record.Checkpoint{{Stream: s.sp.Name, Partition: "", State: encodeState(top)}}
+	if !s.r.ownState {
+		s.pendingState, final = append(s.pendingState, final...), nil
+	}
 	if err := s.w.Finish(wctx, final); err != nil {
-		s.w.Abort(wctx)
+		s.abort(wctx, err)
 		return err
 	}
-	s.sp.Commits.Add(1)
+	if err := s.afterCommit(wctx); err != nil {
+		return err
+	}
 	s.noteCommitted()
+	return nil
+}
+
+// ackAll calls acknowledgements with err.
+func ackAll(acks []func(error), err error) {
+	for _, a := range acks {
+		if a != nil {
+			a(err)
+		}
+	}
+}
+
+// abort rolls back and fails the pending acknowledgements.
+func (s *streamRun) abort(ctx context.Context, err error) {
+	s.w.Abort(ctx)
+	s.pendingState = nil
+	ackAll(s.pendingAcks, err)
+	s.pendingAcks = nil
+}
+
+// commit commits the open transaction and what depends on it.
+func (s *streamRun) commit(ctx context.Context) error {
+	if err := s.w.Commit(ctx); err != nil {
+		return err
+	}
+	return s.afterCommit(ctx)
+}
+
+// afterCommit runs once rows are durable: the state, when it lives
+// outside the destination, is saved; the pages' acknowledgements go out.
+func (s *streamRun) afterCommit(ctx context.Context) error {
+	s.sp.Commits.Add(1)
+	before := s.sp.Committed.Load()
+	s.noteCommitted()
+	parts := len(s.pendingState)
+	if len(s.pendingState) > 0 {
+		if err := s.state.Save(ctx, s.r.opts.Pipeline.Name, s.r.ID, s.pendingState); err != nil {
+			err = fmt.Errorf("the rows are committed but their state could not be saved (the next run reads them again): %w", err)
+			ackAll(s.pendingAcks, err)
+			s.pendingAcks = nil
+			return err
+		}
+		s.pendingState = s.pendingState[:0]
+	}
+	ackAll(s.pendingAcks, nil)
+	s.pendingAcks = s.pendingAcks[:0]
+	s.r.obs.Observe(Committed{Base: s.r.base(), Stream: s.sp.Name, Rows: s.sp.Committed.Load() - before, Total: s.sp.Committed.Load(), Partitions: parts})
 	return nil
 }
 
@@ -475,7 +715,9 @@ func firstErr(errs ...error) error {
 }
 
 // write consumes chunks, committing every `every` rows or `interval`.
-func (s *streamRun) write(ctx context.Context, chunks <-chan *record.Chunk, first []record.Checkpoint, every int, interval time.Duration) error {
+// complete is true when it wrote every chunk up to the closing of chunks;
+// it is false when ctx ended first. Writes and commits use wctx.
+func (s *streamRun) write(ctx, wctx context.Context, chunks <-chan *record.Chunk, first []record.Checkpoint, every int, interval time.Duration) (complete bool, err error) {
 	pendingRows := 0
 	dirty := false
 	last := time.Now()
@@ -486,11 +728,9 @@ func (s *streamRun) write(ctx context.Context, chunks <-chan *record.Chunk, firs
 		if !dirty {
 			return nil
 		}
-		if err := s.w.Commit(ctx); err != nil {
+		if err := s.commit(wctx); err != nil {
 			return err
 		}
-		s.sp.Commits.Add(1)
-		s.noteCommitted()
 		s.forgetDone(written)
 		pendingRows, dirty, last = 0, false, time.Now()
 		return nil
@@ -499,15 +739,29 @@ func (s *streamRun) write(ctx context.Context, chunks <-chan *record.Chunk, firs
 		select {
 		case c, ok := <-chunks:
 			if !ok {
-				return nil
+				return true, nil
+			}
+			// A chunk that has started is written to the end, whatever
+			// happens to ctx meanwhile: cancelling a driver call mid-way
+			// leaves the transaction unusable and would throw away every
+			// chunk already in it. Cancellation is noticed between chunks,
+			// and the run then commits what was written.
+			if ctx.Err() != nil {
+				ackAll(c.Acks, ctx.Err())
+				return false, nil
 			}
 			if len(first) > 0 {
 				c.Checkpoints = append(first, c.Checkpoints...)
 				first = nil
 			}
+			if !s.r.ownState {
+				s.pendingState = append(s.pendingState, c.Checkpoints...)
+				c.Checkpoints = nil
+			}
+			s.pendingAcks = append(s.pendingAcks, c.Acks...)
 			before := s.w.Rejected()
-			if err := s.w.Write(ctx, c); err != nil {
-				return err
+			if err := s.w.Write(wctx, c); err != nil {
+				return false, err
 			}
 			written++
 			refused := s.w.Rejected() - before // rows the database could not store
@@ -518,17 +772,17 @@ func (s *streamRun) write(ctx context.Context, chunks <-chan *record.Chunk, firs
 			dirty = true
 			if pendingRows >= every || time.Since(last) >= interval {
 				if err := commit(); err != nil {
-					return err
+					return false, err
 				}
 			}
 		case <-tick.C:
 			if time.Since(last) >= interval {
 				if err := commit(); err != nil {
-					return err
+					return false, err
 				}
 			}
 		case <-ctx.Done():
-			return nil // the stages upstream report why
+			return false, nil // the stages upstream, or the caller, report why
 		}
 	}
 }

@@ -209,7 +209,8 @@ func bound(s string) (string, bool) {
 
 // statusMessage sets se's Message from a JSON error body, or its
 // BodyInfo from any other.
-func statusMessage(se *StatusError, red *redact.Redactor, h http.Header, body []byte, cut bool) {
+func statusMessage(se *StatusError, red Redactor, h http.Header, body []byte, cut bool) {
+	red = orNone(red)
 	msg, note, ok := apiMessage(body, cut)
 	if !ok || strings.TrimSpace(msg) == "" {
 		se.BodyInfo = describeBody(red, h, body, cut)
@@ -221,7 +222,7 @@ func statusMessage(se *StatusError, red *redact.Redactor, h http.Header, body []
 	// closes an element rendered as JSON).
 	msg, _, partial := strings.Cut(msg, cutMark)
 	if partial {
-		msg = red.Prefix(msg)
+		msg = redact.PrefixWith(red, msg)
 	} else {
 		msg = red.String(msg)
 	}
@@ -231,7 +232,7 @@ func statusMessage(se *StatusError, red *redact.Redactor, h http.Header, body []
 	}
 	se.Message = msg
 	if note, _, partial = strings.Cut(note, cutMark); partial {
-		note = red.Prefix(note) + "…"
+		note = redact.PrefixWith(red, note) + "…"
 	}
 	se.MessageNote, _ = bound(red.String(collapse(red.String(note))))
 }
@@ -373,7 +374,7 @@ func partialString(raw []byte) (string, bool) {
 // `body is not JSON: (HTML page) text/html, 12 KiB: "502 Bad Gateway"`,
 // `body is not JSON: text/plain, 35 bytes: "first line"`, or for JSON the
 // start of it, `body: "{…}"`. Secrets are redacted; "" for an empty body.
-func describeBody(red *redact.Redactor, h http.Header, body []byte, cut bool) string {
+func describeBody(red Redactor, h http.Header, body []byte, cut bool) string {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return ""
 	}

@@ -90,7 +90,7 @@ type Config struct {
 	RetryStatuses []int
 	// Redactor hides secrets in errors, logs and AttemptInfo. nil still
 	// hides URL passwords and sensitive query parameters.
-	Redactor *redact.Redactor
+	Redactor Redactor
 	// Transport sends requests. nil means a clone of http.DefaultTransport
 	// keeping at least max(16, Concurrency) idle connections per host.
 	Transport http.RoundTripper
@@ -110,6 +110,14 @@ type Config struct {
 	CredentialOrigins []string
 	// Observer is told about every attempt. nil tells no one.
 	Observer Observer
+}
+
+// Redactor hides secrets in text; *redact.Redactor implements it.
+type Redactor interface {
+	String(s string) string
+	URL(raw string) string
+	// MaxLen is the length of the longest form of a secret String hides.
+	MaxLen() int
 }
 
 // Authenticator adds credentials to an outgoing request. Apply is called on
@@ -148,6 +156,8 @@ type AttemptInfo struct {
 	// RetryIn is how long the client waits before the next attempt, 0 if
 	// none follows.
 	RetryIn time.Duration
+	// Label is the Request's.
+	Label string
 }
 
 // Request is a request Do can send any number of times.
@@ -158,6 +168,9 @@ type Request struct {
 	// Body is sent as is on every attempt; nil sends none. If the Header has
 	// no Content-Type, a non-nil Body is sent as application/json.
 	Body []byte
+	// Label is copied into each AttemptInfo, for observers (the stream the
+	// request is for).
+	Label string
 }
 
 // Response is a response read whole.
@@ -200,6 +213,9 @@ type Client struct {
 	retry    map[int]bool    // statuses retried besides 5xx
 	retry5xx bool            // retry every 5xx
 	log      *slog.Logger    // never nil
+	// ownTransport is true when the client made its transport (Close
+	// closes its idle connections).
+	ownTransport bool
 
 	mu        sync.Mutex
 	notBefore time.Time // no attempt starts before this (a 429's pause)
@@ -235,18 +251,23 @@ func New(cfg Config) *Client {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	cfg.UserAgent = cmp.Or(cfg.UserAgent, DefaultUserAgent)
+	if cfg.Redactor == nil {
+		cfg.Redactor = redact.New()
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Transport == nil {
+	own := cfg.Transport == nil
+	if own {
 		cfg.Transport = newTransport(cfg.Concurrency)
 	}
 	c := &Client{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		retry:   make(map[int]bool),
-		mem:     newBudget(cfg.MaxBodyBytes),
-		origins: map[string]bool{},
+		cfg:          cfg,
+		log:          cfg.Logger,
+		retry:        make(map[int]bool),
+		mem:          newBudget(cfg.MaxBodyBytes),
+		origins:      map[string]bool{},
+		ownTransport: own,
 	}
 	c.hc = &http.Client{Transport: cfg.Transport, CheckRedirect: c.checkRedirect}
 	for _, o := range cfg.CredentialOrigins {
@@ -361,7 +382,7 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 		for _, at := range tr.extra() {
 			c.requests.Add(1)
 			c.retries.Add(1)
-			c.observe(AttemptInfo{Method: method, URL: redURL, Attempt: n, Duration: at.Sub(began), Err: errResent})
+			c.observe(AttemptInfo{Method: method, URL: redURL, Attempt: n, Duration: at.Sub(began), Err: errResent, Label: req.Label})
 			c.log.LogAttrs(ctx, slog.LevelInfo, "retrying http request",
 				slog.String("method", method),
 				slog.String("url", redURL),
@@ -372,7 +393,7 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 			n, began = n+1, at
 		}
 
-		info := AttemptInfo{Method: method, URL: redURL, Attempt: n, Duration: time.Since(began)}
+		info := AttemptInfo{Method: method, URL: redURL, Attempt: n, Duration: time.Since(began), Label: req.Label}
 		var (
 			se     *StatusError
 			ra     time.Duration // Retry-After
@@ -691,8 +712,8 @@ func (c *Client) statusError(method, redURL string, resp *Response, attempts int
 // checkURL rejects what no attempt could send. Its error quotes nothing
 // of raw: url.Parse's would, and the part it quotes may be a piece of a
 // password.
-func checkURL(red *redact.Redactor, raw string) error {
-	u, err := red.ParseURL(raw)
+func checkURL(red Redactor, raw string) error {
+	u, err := redact.ParseURLWith(red, raw)
 	if err != nil {
 		var ue *redact.URLError
 		if errors.As(err, &ue) {
@@ -769,6 +790,16 @@ func (c *Client) pausedFor() time.Duration {
 }
 
 // observe tells the Observer about an attempt.
+// Close releases the client's idle connections. A client built on a
+// Config.Transport of the caller's leaves it alone.
+func (c *Client) Close() {
+	if c.ownTransport {
+		if t, ok := c.hc.Transport.(interface{ CloseIdleConnections() }); ok {
+			t.CloseIdleConnections()
+		}
+	}
+}
+
 func (c *Client) observe(info AttemptInfo) {
 	if c.cfg.Observer != nil {
 		c.cfg.Observer.Attempt(info)

@@ -140,7 +140,7 @@ type RequestError struct {
 	Attempts int    // attempts made, 0 if none was
 	Err      error
 
-	red *redact.Redactor
+	red Redactor
 }
 
 // Error reads like
@@ -151,10 +151,19 @@ func (e *RequestError) Error() string {
 	if e.Attempts > 1 {
 		msg += "after " + strconv.Itoa(e.Attempts) + " attempts: "
 	}
+	red := orNone(e.red)
 	if e.Err == nil {
-		return e.red.String(msg + "unknown error")
+		return red.String(msg + "unknown error")
 	}
-	return e.red.String(msg + e.Err.Error())
+	return red.String(msg + e.Err.Error())
+}
+
+// orNone returns r, or a Redactor that knows no secret when r is nil.
+func orNone(r Redactor) Redactor {
+	if r == nil {
+		return redact.New()
+	}
+	return r
 }
 
 // Unwrap returns the cause, so errors.Is(err, context.Canceled) and
@@ -165,10 +174,10 @@ func (e *RequestError) Unwrap() error { return e.Err }
 // matchable with errors.Is and errors.As.
 type redactedError struct {
 	err error
-	red *redact.Redactor
+	red Redactor
 }
 
-func (e *redactedError) Error() string { return e.red.String(e.err.Error()) }
+func (e *redactedError) Error() string { return orNone(e.red).String(e.err.Error()) }
 func (e *redactedError) Unwrap() error { return e.err }
 
 // excerptLimit is how many bytes of a body an excerpt shows at most.
@@ -178,11 +187,12 @@ const excerptLimit = 200
 // whitespace collapsed to one space, invalid UTF-8 and non-printable
 // characters replaced by '?', and "…" appended when it was shortened. cut
 // says body is itself only the start of a longer body.
-func excerpt(red *redact.Redactor, body []byte, cut bool) string {
+func excerpt(red Redactor, body []byte, cut bool) string {
+	red = orNone(red)
 	s := red.String(string(body))
 	if cut {
 		// A secret may straddle the cut; drop what could be its start.
-		s = red.Prefix(string(body))
+		s = redact.PrefixWith(red, string(body))
 	}
 	var b strings.Builder
 	// Keep enough past the limit that the second redaction below sees
@@ -211,7 +221,7 @@ func excerpt(red *redact.Redactor, body []byte, cut bool) string {
 	// secret, so redact again.
 	out := red.String(b.String())
 	if stopped {
-		out = red.Prefix(b.String())
+		out = redact.PrefixWith(red, b.String())
 	}
 	if len(out) > excerptLimit {
 		cutAt := excerptLimit
@@ -259,7 +269,7 @@ func formatBytes(n int64) string {
 // Describe summarises a response body for an error message: whether it is
 // an HTML page and its start on one line, secrets redacted, e.g.
 // `(HTML page) "<html><body>Bad gateway…"`.
-func Describe(red *redact.Redactor, h http.Header, body []byte) string {
+func Describe(red Redactor, h http.Header, body []byte) string {
 	s := strconv.Quote(excerpt(red, body, false))
 	if looksHTML(h, body) {
 		return "(HTML page) " + s

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dev/ferry/internal/cursor"
 	"github.com/ferry-dev/ferry/internal/record"
 )
 
@@ -32,15 +33,16 @@ func BenchmarkPage(b *testing.B) {
 	for i := range pages {
 		pages[i] = benchPage(b, 1000, i*1000)
 	}
-	n, err := New(Options{Table: "t", PrimaryKey: []string{"id"}, Cursor: "updated_at", TrackBoundary: true, RunID: "bench"})
+	n, err := New(Options{Table: "t", PrimaryKey: []string{"id"}, Cursor: "updated_at", RunID: "bench"})
 	if err != nil {
 		b.Fatal(err)
 	}
+	f := &cursor.Filter{Dedupe: false}
 	b.ReportAllocs()
 	b.ResetTimer()
 	rows := 0
 	for i := 0; i < b.N; i++ {
-		c, _, err := n.Page(pages[i%len(pages)], Filter{})
+		c, _, err := n.Page(pages[i%len(pages)], f)
 		if err != nil {
 			b.Fatal(err)
 		}

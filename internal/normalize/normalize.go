@@ -13,27 +13,17 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/go-json-experiment/json/jsontext"
 
+	"github.com/ferry-dev/ferry/internal/cursor"
 	"github.com/ferry-dev/ferry/internal/jsonpath"
 	"github.com/ferry-dev/ferry/internal/jsonscan"
 	"github.com/ferry-dev/ferry/internal/record"
 	"github.com/ferry-dev/ferry/internal/schema"
-)
-
-// Schema policies and nested-data shapes, as in spec.
-const (
-	Evolve       = "evolve"
-	Freeze       = "freeze"
-	DiscardRow   = "discard_row"
-	DiscardValue = "discard_value"
-
-	NestedJSON    = "json"
-	NestedFlatten = "flatten"
-	NestedUnnest  = "unnest"
 )
 
 // Options configure a Normalizer for one table.
@@ -46,10 +36,13 @@ type Options struct {
 	// Cursor is the JSON key of the incremental cursor; a dotted path
 	// reaches into nested objects.
 	Cursor string
-	// Hints fixes the types of some keys.
+	// Hints fixes the types of some keys. A dotted key reaches into an
+	// object (addr.city, with nested flatten or unnest) or into the
+	// elements of an unnested array (items.sku, a child table's column).
+	// A hinted column is created when its field first appears.
 	Hints map[string]schema.Type
-	// Policy is Evolve (default), Freeze, DiscardRow or DiscardValue.
-	Policy string
+	// Policy is schema.Evolve (default), Freeze, DiscardRow or DiscardValue.
+	Policy schema.Policy
 	// MaxIdentLen is the destination's identifier limit in bytes.
 	MaxIdentLen int
 	// ParentFields are the columns copied from the partition onto each row.
@@ -58,8 +51,6 @@ type Options struct {
 	RunID string
 	// Existing is the table as the destination has it, or nil.
 	Existing *schema.Table
-	// TrackBoundary makes Page report Result.AtMax.
-	TrackBoundary bool
 	// ChildExisting returns the layout the destination has for a child
 	// table of unnested arrays, or nil.
 	ChildExisting func(table string) *schema.Table
@@ -69,7 +60,7 @@ type Options struct {
 	// arrays into rows of child tables (table__key) down to MaxDepth
 	// levels, linked to their parent row by _ferry_parent_row_id and to
 	// the root row by its primary key.
-	Nested   string
+	Nested   schema.Nesting
 	MaxDepth int
 
 	level int // nesting level of an unnested child table
@@ -97,35 +88,11 @@ type Result struct {
 	Rows     int // rows in the chunk
 	Rejected int // records sent to the rejected list
 	Filtered int // records dropped by the cursor filter
-	// MaxCursor is the largest cursor among the rows, if any.
-	MaxCursor *Cursor
-	// AtMax holds the hashes (RecordHash) of the rows whose cursor equals
-	// MaxCursor.
-	AtMax []uint64
+	// NoCursor counts the rows without a value in the cursor field (for a
+	// stream that has one).
+	NoCursor int
 	// Changes are the columns added or widened by this page.
 	Changes []schema.Change
-}
-
-// Filter drops records an incremental sync already has: those whose
-// cursor is below Min, and those whose cursor equals Boundary (the saved
-// cursor) and whose hash is in Seen — the records the previous sync read
-// at that exact cursor value. Records sharing the boundary value that the
-// previous sync did not see are kept, so none is lost and none repeated.
-type Filter struct {
-	Min      *Cursor
-	Boundary *Cursor
-	Seen     map[uint64]bool
-}
-
-// RecordHash identifies a record's exact content across runs (FNV-1a of
-// its JSON bytes).
-func RecordHash(rec []byte) uint64 {
-	h := uint64(14695981039346656037)
-	for _, b := range rec {
-		h ^= uint64(b)
-		h *= 1099511628211
-	}
-	return h
 }
 
 // Normalizer converts pages for one table. It is not safe for concurrent
@@ -145,15 +112,14 @@ type Normalizer struct {
 	metaAt     int // _ferry_extracted_at
 	metaRun    int // _ferry_run_id
 	runID      []byte
-	// trackHashes makes Page report the hashes of the rows at the maximum
-	// cursor (for incremental syncs).
-	trackHashes bool
-	atMax       [][]byte // records at the page's maximum cursor so far
 	// keyAt predicts, by position in the record, which top-level key comes
 	// next and its column: records of one API list their keys in the same
 	// order, so most lookups skip the map.
 	keyAt []keyGuess
 	pos   int // position of the current top-level member
+	// hints are the fixed types of fields that have no column yet, by path
+	// key.
+	hints map[string]schema.Type
 	// restricted is true when the table existed before this run and the
 	// policy is not evolve: new columns and widenings then follow the
 	// policy. A table's first run always evolves.
@@ -181,23 +147,22 @@ type cell struct {
 // New returns a Normalizer. Existing columns keep their names and types.
 func New(opts Options) (*Normalizer, error) {
 	if opts.Policy == "" {
-		opts.Policy = Evolve
+		opts.Policy = schema.Evolve
 	}
 	if opts.MaxDepth <= 0 {
 		opts.MaxDepth = 2
 	}
 	n := &Normalizer{
-		opts:        opts,
-		namer:       schema.NewNamer(opts.MaxIdentLen),
-		byKey:       map[string]int{},
-		cursorIdx:   -1,
-		runID:       []byte(opts.RunID),
-		unnest:      unnest{level: opts.level},
-		trackHashes: opts.TrackBoundary,
+		opts:      opts,
+		namer:     schema.NewNamer(opts.MaxIdentLen),
+		byKey:     map[string]int{},
+		cursorIdx: -1,
+		runID:     []byte(opts.RunID),
+		unnest:    unnest{level: opts.level},
 	}
 	if opts.Existing != nil {
 		n.table = opts.Existing.Clone()
-		n.restricted = opts.Policy != Evolve
+		n.restricted = opts.Policy != schema.Evolve
 	} else {
 		n.table = &schema.Table{Name: opts.Table}
 	}
@@ -222,16 +187,19 @@ func New(opts Options) (*Normalizer, error) {
 	n.metaAt = n.ensureColumn(schema.Column{Name: schema.ColExtractedAt, Type: schema.Timestamp, Origin: schema.FromMeta})
 	n.metaRun = n.ensureColumn(schema.Column{Name: schema.ColRunID, Type: schema.Text, Origin: schema.FromMeta})
 	n.rowIDIdx, n.listIdx = -1, -1
-	if opts.Nested == NestedUnnest {
+	if opts.Nested == schema.Unnest {
 		n.initUnnest()
 	}
 	n.pk = make([]int, len(opts.PrimaryKey))
 	for i, k := range opts.PrimaryKey {
 		n.pk[i] = n.lookupPK(k)
 	}
-	// Hinted columns exist from the start with their fixed type.
+	// Hinted columns that exist take their fixed type; the others are
+	// created with it when their field first appears.
+	n.hints = map[string]schema.Type{}
 	for key, typ := range opts.Hints {
-		if i, ok := n.byKey[key]; ok {
+		pk := pathKey(strings.Split(key, "."))
+		if i, ok := n.byKey[pk]; ok {
 			n.table.Columns[i].Hinted = true
 			if n.table.Columns[i].Type != typ && n.table.Columns[i].Type != schema.Unknown {
 				return nil, fmt.Errorf("column %s of table %s is %s but the connector fixes it as %s", n.table.Columns[i].Name, t.Name, n.table.Columns[i].Type, typ)
@@ -239,7 +207,7 @@ func New(opts Options) (*Normalizer, error) {
 			n.table.Columns[i].Type = typ
 			continue
 		}
-		n.addColumn(key, []string{key}, typ, true)
+		n.hints[pk] = typ
 	}
 	if opts.Cursor != "" {
 		if strings.Contains(opts.Cursor, ".") {
@@ -421,7 +389,11 @@ func boolText(b bool) []byte {
 // Records that cannot become rows are added to the chunk's Rejects. The
 // error is non-nil only when the schema policy forbids a change (freeze);
 // the stream must then fail.
-func (n *Normalizer) Page(p *record.Page, f Filter) (*record.Chunk, Result, error) {
+//
+// f, when not nil, decides which records are kept (the incremental cursor
+// and the identities a sync already has); it sees every record that
+// became a row, with its cursor value and the hash of its primary key.
+func (n *Normalizer) Page(p *record.Page, f *cursor.Filter) (*record.Chunk, Result, error) {
 	c := record.NewChunk(n.table, len(p.Records))
 	c.Source = p.Request
 	n.chunk = c
@@ -443,10 +415,11 @@ func (n *Normalizer) Page(p *record.Page, f Filter) (*record.Chunk, Result, erro
 			parentCells = append(parentCells, pc)
 		}
 	}
-	var maxCur cell
-	haveMax := false
-	atMax := n.atMax[:0]
-	for _, rec := range p.Records {
+	for ri, rec := range p.Records {
+		op := record.Upsert
+		if ri < len(p.Ops) {
+			op = p.Ops[ri]
+		}
 		n.gen++
 		if n.gen == 0 {
 			n.gen = 1
@@ -485,29 +458,16 @@ func (n *Normalizer) Page(p *record.Page, f Filter) (*record.Chunk, Result, erro
 			res.Rejected++
 			continue
 		}
-		// Cursor: filter and track the maximum. Hashes are computed only
-		// where needed: for records at the boundary, and at the end for
-		// the records at the page's maximum.
-		cur, hasCur := n.cursorCell(rec)
-		if hasCur && f.Min != nil && compareCell(cur, *f.Min) < 0 {
-			res.Filtered++
-			continue
+		// Cursor and identity: the filter keeps or drops the record.
+		cur, hasCur := n.cursorValue(rec)
+		if n.opts.Cursor != "" && !hasCur {
+			res.NoCursor++
 		}
-		if hasCur && f.Boundary != nil && len(f.Seen) > 0 && compareCell(cur, *f.Boundary) == 0 && f.Seen[RecordHash(rec)] {
-			res.Filtered++
-			continue
-		}
-		if hasCur {
-			cmp := 1
-			if haveMax {
-				cmp = compareCells(cur, maxCur)
-			}
-			if cmp > 0 {
-				maxCur, haveMax = cur, true
-				atMax = atMax[:0]
-			}
-			if cmp >= 0 && n.trackHashes {
-				atMax = append(atMax, rec)
+		if f != nil {
+			key, hasKey := n.keyHash()
+			if !f.Keep(cur, hasCur, key, hasKey, rec) {
+				res.Filtered++
+				continue
 			}
 		}
 		for _, d := range n.drops {
@@ -519,8 +479,11 @@ func (n *Normalizer) Page(p *record.Page, f Filter) (*record.Chunk, Result, erro
 		if n.rowIDIdx >= 0 {
 			n.set(n.rowIDIdx, n.nextRowID(c))
 		}
-		n.appendRow(c)
+		n.appendRow(c, op)
 		c.Raw = append(c.Raw, rec)
+		if op == record.Delete {
+			continue // a deleted row's children go with it
+		}
 		if err := n.flushArrays(p, n.rootValues()); err != nil {
 			return nil, res, err
 		}
@@ -529,14 +492,6 @@ func (n *Normalizer) Page(p *record.Page, f Filter) (*record.Chunk, Result, erro
 	res.Rows = c.Len
 	res.Changes = append(res.Changes, n.changes...)
 	n.changes = n.changes[:0]
-	if haveMax {
-		mc := cellCursor(maxCur)
-		res.MaxCursor = &mc
-		for _, rec := range atMax {
-			res.AtMax = append(res.AtMax, RecordHash(rec))
-		}
-	}
-	n.atMax = atMax[:0]
 	return c, res, nil
 }
 
@@ -545,8 +500,8 @@ func (n *Normalizer) set(i int, v cell) {
 	n.cells[i] = v
 }
 
-// appendRow appends the current cells as one row.
-func (n *Normalizer) appendRow(c *record.Chunk) {
+// appendRow appends the current cells as one row with operation op.
+func (n *Normalizer) appendRow(c *record.Chunk, op record.Op) {
 	cols := n.table.Columns
 	for i := range cols {
 		v := &c.Cols[i]
@@ -575,7 +530,7 @@ func (n *Normalizer) appendRow(c *record.Chunk) {
 			v.AppendNull(t)
 		}
 	}
-	c.Ops = append(c.Ops, record.Upsert)
+	c.Ops = append(c.Ops, op)
 	c.Len++
 }
 
@@ -626,7 +581,7 @@ func (n *Normalizer) object(sc *jsonscan.Scanner, prefix []string, depth int) er
 // member stores the value of one object member.
 func (n *Normalizer) member(prefix []string, key, raw []byte, depth int) error {
 	kind := raw[0]
-	flatten := n.opts.Nested == NestedFlatten || n.opts.Nested == NestedUnnest
+	flatten := n.opts.Nested == schema.Flatten || n.opts.Nested == schema.Unnest
 	if kind == '{' && flatten && depth <= n.opts.MaxDepth {
 		// Objects become columns of their own, unless a column already
 		// holds this key whole.
@@ -636,7 +591,7 @@ func (n *Normalizer) member(prefix []string, key, raw []byte, depth int) error {
 			return n.object(&sub, append(append([]string(nil), prefix...), string(key)), depth+1)
 		}
 	}
-	if kind == '[' && n.opts.Nested == NestedUnnest && n.level+depth <= n.opts.MaxDepth {
+	if kind == '[' && n.opts.Nested == schema.Unnest && n.level+depth <= n.opts.MaxDepth {
 		// Arrays become rows of a child table, unless a column already
 		// holds this key whole.
 		if _, asColumn := n.lookup(prefix, key); !asColumn {
@@ -652,11 +607,15 @@ func (n *Normalizer) field(prefix []string, key []byte, raw []byte) error {
 	var err error
 	idx, known := n.lookup(prefix, key)
 	var hint schema.Type
+	var newPath []string // the field's path, when it has no column yet
 	if known {
 		col := &n.table.Columns[idx]
 		if col.Hinted {
 			hint = col.Type
 		}
+	} else {
+		newPath = append(append([]string(nil), prefix...), string(key))
+		hint = n.hints[pathKey(newPath)]
 	}
 	var v cell
 	if hint != schema.Unknown {
@@ -681,8 +640,8 @@ func (n *Normalizer) field(prefix []string, key []byte, raw []byte) error {
 		if n.restricted {
 			return n.policyNewColumn(prefix, key, raw, v.t)
 		}
-		p := append(append([]string(nil), prefix...), string(key))
-		idx = n.addColumn(pathKey(p), p, v.t, false)
+		idx = n.addColumn(pathKey(newPath), newPath, v.t, hint != schema.Unknown)
+		delete(n.hints, pathKey(newPath))
 	} else if ct := n.table.Columns[idx].Type; !ct.Contains(v.t) {
 		if err := n.policyWiden(idx, ct, schema.Widen(ct, v.t), key, raw); err != nil {
 			return dropped(err)
@@ -742,12 +701,12 @@ func (n *Normalizer) lookupTop(key []byte) (int, bool) {
 func (n *Normalizer) policyNewColumn(prefix []string, key, raw []byte, t schema.Type) error {
 	name := strings.Join(append(append([]string(nil), prefix...), string(key)), ".")
 	switch n.opts.Policy {
-	case Freeze:
+	case schema.Freeze:
 		return &SchemaError{Table: n.table.Name, Changes: []schema.Change{{Kind: schema.Added, Column: schema.Normalize(name), To: t}}, Key: name, Value: excerpt(raw)}
-	case DiscardRow:
+	case schema.DiscardRow:
 		n.reject = fmt.Sprintf("new field %q (%s) is not in the table and schema policy is discard_row", name, t)
 		n.rejCol = name
-	case DiscardValue:
+	case schema.DiscardValue:
 		n.drops = append(n.drops, drop{column: name, reason: fmt.Sprintf("value %s of new field %q dropped: schema policy is discard_value", excerpt(raw), name)})
 	}
 	return nil
@@ -757,7 +716,7 @@ func (n *Normalizer) policyNewColumn(prefix []string, key, raw []byte, t schema.
 func (n *Normalizer) policyWiden(idx int, ct, nt schema.Type, key, raw []byte) error {
 	col := n.table.Columns[idx]
 	if n.restricted {
-		if n.opts.Policy == Freeze {
+		if n.opts.Policy == schema.Freeze {
 			return &SchemaError{Table: n.table.Name, Changes: []schema.Change{{Kind: schema.Widened, Column: col.Name, From: ct, To: nt}}, Key: string(key), Value: excerpt(raw)}
 		}
 		return n.refuse(idx, string(key), raw, fmt.Sprintf("the value needs type %s but column %s is %s (schema policy %s)", nt, col.Name, ct, n.opts.Policy))
@@ -784,7 +743,7 @@ func (n *Normalizer) refuse(idx int, key string, raw []byte, why string) error {
 	if idx >= 0 {
 		col = n.table.Columns[idx].Name
 	}
-	if n.opts.Policy == DiscardValue {
+	if n.opts.Policy == schema.DiscardValue {
 		n.drops = append(n.drops, drop{column: col, reason: fmt.Sprintf("column %s: value %s dropped: %s", col, excerpt(raw), why)})
 		return errDropped
 	}
@@ -933,50 +892,69 @@ func (n *Normalizer) unescape(raw []byte) ([]byte, error) {
 	return out, nil
 }
 
-// cursorCell returns the record's cursor value.
-func (n *Normalizer) cursorCell(rec []byte) (cell, bool) {
+// cursorValue returns the record's cursor value. It aliases the record
+// or the chunk's arena.
+func (n *Normalizer) cursorValue(rec []byte) (cursor.Value, bool) {
+	var c cell
 	if n.cursorPath != nil {
 		raw, ok, err := jsonpath.Lookup(rec, n.cursorPath)
 		if err != nil || !ok {
-			return cell{}, false
+			return cursor.Value{}, false
 		}
-		c, err := n.scalar(raw)
-		if err != nil || c.t == schema.Unknown {
-			return cell{}, false
+		if c, err = n.scalar(raw); err != nil || c.t == schema.Unknown {
+			return cursor.Value{}, false
 		}
-		return c, true
+	} else {
+		if n.cursorIdx < 0 {
+			return cursor.Value{}, false
+		}
+		c = n.cells[n.cursorIdx]
+		if c.gen != n.gen || c.t == schema.Unknown {
+			return cursor.Value{}, false
+		}
 	}
-	if n.cursorIdx < 0 {
-		return cell{}, false
+	v := cursor.Value{Type: c.t, Int: c.i, Float: c.f, Raw: c.b}
+	switch c.t {
+	case schema.Bool:
+		v.Type = schema.Text
+	case schema.Int:
+		if v.Raw == nil {
+			v.Raw = strconv.AppendInt(nil, c.i, 10)
+		}
 	}
-	c := n.cells[n.cursorIdx]
-	if c.gen != n.gen || c.t == schema.Unknown {
-		return cell{}, false
-	}
-	return c, true
+	return v, true
 }
 
-func cellCursor(c cell) Cursor {
-	out := Cursor{Type: c.t, Int: c.i, Float: c.f, Text: string(c.b)}
-	if c.t == schema.Bool {
-		out.Type = schema.Text
+// keyHash returns a hash of the current row's primary key values, the
+// record's identity; false when the stream has no key.
+func (n *Normalizer) keyHash() (uint64, bool) {
+	if len(n.pk) == 0 {
+		return 0, false
 	}
-	return out
-}
-
-func compareCell(c cell, o Cursor) int {
-	switch {
-	case c.t == schema.Timestamp && o.Type == schema.Timestamp, c.t == schema.Int && o.Type == schema.Int:
-		return cmpInt(c.i, o.Int)
+	h := uint64(14695981039346656037)
+	mixByte := func(b byte) {
+		h ^= uint64(b)
+		h *= 1099511628211
 	}
-	return cellCursor(c).Compare(o)
-}
-
-func compareCells(a, b cell) int {
-	if a.t == b.t && (a.t == schema.Timestamp || a.t == schema.Int) {
-		return cmpInt(a.i, b.i)
+	for _, i := range n.pk {
+		if i < 0 {
+			return 0, false
+		}
+		c := n.cells[i]
+		mixByte(byte(c.t))
+		switch c.t {
+		case schema.Int, schema.Bool, schema.Timestamp:
+			for k := 0; k < 8; k++ {
+				mixByte(byte(c.i >> (8 * k)))
+			}
+		default:
+			for _, b := range c.b {
+				mixByte(b)
+			}
+		}
+		mixByte(0xff)
 	}
-	return cellCursor(a).Compare(cellCursor(b))
+	return h, true
 }
 
 // unquoted returns the unescaped content of a JSON string token, using buf
@@ -1028,4 +1006,44 @@ func excerpt(raw []byte) string {
 		cut--
 	}
 	return string(raw[:cut]) + "…"
+}
+
+// UnusedHints lists the keys of Options.Hints that match no column of
+// the table or of its child tables (as the destination has them, or as
+// this run's data made them): a hint for a field no record has is
+// almost always a typo.
+func (n *Normalizer) UnusedHints() []string {
+	var out []string
+	for key := range n.opts.Hints {
+		if !n.hintUsed(strings.Split(key, ".")) {
+			out = append(out, key)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// hintUsed reports whether a column (here or in a child table) answers
+// the hint path.
+func (n *Normalizer) hintUsed(p []string) bool {
+	if _, ok := n.byKey[pathKey(p)]; ok {
+		return true
+	}
+	for i := 1; i < len(p); i++ {
+		arr := pathKey(p[:i])
+		if c, ok := n.children[arr]; ok && c.hintUsed(p[i:]) {
+			return true
+		}
+		if n.opts.ChildExisting != nil {
+			name := schema.Truncate(n.table.Name+"__"+joinNormalized(p[:i]), n.table.Name+"\x00"+arr, n.opts.MaxIdentLen)
+			if t := n.opts.ChildExisting(name); t != nil {
+				for _, col := range t.Columns {
+					if pathKey(col.Path) == pathKey(p[i:]) {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
 }

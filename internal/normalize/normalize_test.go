@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-json-experiment/json/jsontext"
 
+	"github.com/ferry-dev/ferry/internal/cursor"
 	"github.com/ferry-dev/ferry/internal/jsonpath"
 	"github.com/ferry-dev/ferry/internal/record"
 	"github.com/ferry-dev/ferry/internal/schema"
@@ -72,7 +73,7 @@ func TestInferTypes(t *testing.T) {
 		 "long": 0.1000000000000000055511151231257827, "at": "2024-05-01T12:30:00.123456+02:00",
 		 "tags": ["a","b"], "addr": {"city": "Oslo"}, "nothing": null, "esc": "line\nbreak \u00e9",
 		 "zip": "01234"}
-	]`), Filter{})
+	]`), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,14 +129,14 @@ func TestWidening(t *testing.T) {
 				var chunks []*record.Chunk
 				if split {
 					for _, r := range recs {
-						c, _, err := n.Page(page(t, "["+r+"]"), Filter{})
+						c, _, err := n.Page(page(t, "["+r+"]"), nil)
 						if err != nil {
 							t.Fatal(err)
 						}
 						chunks = append(chunks, c)
 					}
 				} else {
-					c, _, err := n.Page(page(t, "["+strings.Join(recs, ",")+"]"), Filter{})
+					c, _, err := n.Page(page(t, "["+strings.Join(recs, ",")+"]"), nil)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -163,7 +164,7 @@ func TestWidening(t *testing.T) {
 
 func TestRejects(t *testing.T) {
 	n := mustNew(t, Options{PrimaryKey: []string{"id"}, Hints: map[string]schema.Type{"amount": schema.Decimal}})
-	c, res, err := n.Page(page(t, `[{"id":1,"amount":"12.50"},{"name":"no id"},[1,2],"str",{"id":2,"amount":"twelve"},{"id":3,"amount":7}]`), Filter{})
+	c, res, err := n.Page(page(t, `[{"id":1,"amount":"12.50"},{"name":"no id"},[1,2],"str",{"id":2,"amount":"twelve"},{"id":3,"amount":7}]`), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +184,8 @@ func TestRejects(t *testing.T) {
 	if strings.Join(reasons, "|") != strings.Join(want, "|") {
 		t.Fatalf("reasons:\n got %q\nwant %q", reasons, want)
 	}
-	if got := rows(c); got[0] != "amount:decimal=12.50 id:int=1" || got[1] != "amount:decimal=7 id:int=3" {
+	// The hinted column is created when its field first appears, after id.
+	if got := rows(c); got[0] != "id:int=1 amount:decimal=12.50" || got[1] != "id:int=3 amount:decimal=7" {
 		t.Fatalf("rows = %q", got)
 	}
 	if string(c.Rejects[0].Record) != `{"name":"no id"}` {
@@ -195,7 +197,7 @@ func TestHostileKeys(t *testing.T) {
 	long := strings.Repeat("k", 200)
 	n := mustNew(t, Options{MaxIdentLen: 63})
 	_, _, err := n.Page(page(t, `[{"\"; DROP TABLE x;--": 1, "select": 2, "Name": "a", "name": "b", "NAME": "c",
-		"日本語": 3, "`+long+`": 4, "`+long+`x": 5, "_ferry_run_id": "mine", "": 6, "a.b": 7}]`), Filter{})
+		"日本語": 3, "`+long+`": 4, "`+long+`x": 5, "_ferry_run_id": "mine", "": 6, "a.b": 7}]`), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,44 +218,62 @@ func TestHostileKeys(t *testing.T) {
 	}
 	// Names are deterministic: a fresh normalizer names them the same.
 	n2 := mustNew(t, Options{MaxIdentLen: 63})
-	n2.Page(page(t, `[{"NAME": "c", "name": "b", "Name": "a"}]`), Filter{})
+	n2.Page(page(t, `[{"NAME": "c", "name": "b", "Name": "a"}]`), nil)
 	n3 := mustNew(t, Options{MaxIdentLen: 63, Existing: n2.Table()})
-	n3.Page(page(t, `[{"Name": "a", "NAME": "c", "name": "b"}]`), Filter{})
+	n3.Page(page(t, `[{"Name": "a", "NAME": "c", "name": "b"}]`), nil)
 	if fmt.Sprint(n2.Table().Columns) != fmt.Sprint(n3.Table().Columns) {
 		t.Fatalf("names changed between runs:\n%v\n%v", n2.Table().Columns, n3.Table().Columns)
 	}
 }
 
 func TestCursorFilter(t *testing.T) {
-	n := mustNew(t, Options{Cursor: "updated_at", TrackBoundary: true})
-	min := ParseCursor("2024-01-02T00:00:00Z")
+	n := mustNew(t, Options{Cursor: "updated_at"})
+	min := cursor.Parse("2024-01-02T00:00:00Z")
 	p := page(t, `[{"id":1,"updated_at":"2024-01-01T00:00:00Z"},{"id":2,"updated_at":"2024-01-02T00:00:00Z"},{"id":3,"updated_at":"2024-01-03T00:00:00+01:00"},{"id":4}]`)
-	_, res, err := n.Page(p, Filter{Min: &min})
+	f := &cursor.Filter{Min: &min}
+	_, res, err := n.Page(p, f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Rows != 3 || res.Filtered != 1 || res.MaxCursor == nil || res.MaxCursor.Text != "2024-01-03T00:00:00+01:00" {
-		t.Fatalf("inclusive: %+v %+v", res, res.MaxCursor)
+	max := f.Max()
+	if res.Rows != 3 || res.Filtered != 1 || max.Cursor != "2024-01-03T00:00:00+01:00" {
+		t.Fatalf("inclusive: %+v %+v", res, max)
 	}
-	if len(res.AtMax) != 1 || res.AtMax[0] != RecordHash(p.Records[2]) {
-		t.Fatalf("AtMax = %v", res.AtMax)
+	if len(max.Seen()) != 1 || !max.Seen()[cursor.Hash(p.Records[2])] {
+		t.Fatalf("AtMax = %v", max.Seen())
 	}
-	// Boundary: of the records at the saved cursor, drop those seen before.
-	seen := map[uint64]bool{RecordHash(p.Records[1]): true}
-	_, res, _ = n.Page(p, Filter{Min: &min, Boundary: &min, Seen: seen})
+	if res.NoCursor != 1 {
+		t.Fatalf("rows without a cursor = %d, want 1", res.NoCursor)
+	}
+	// Boundary: of the records at the saved cursor, drop those seen before
+	// (without a primary key, a record is known by its content).
+	seen := map[uint64]bool{cursor.Hash(p.Records[1]): true}
+	_, res, _ = n.Page(p, &cursor.Filter{Min: &min, Boundary: &min, Seen: seen})
 	if res.Rows != 2 || res.Filtered != 2 {
 		t.Fatalf("boundary: %+v", res)
 	}
 	changed := page(t, `[{"id":2,"updated_at":"2024-01-02T00:00:00Z","v":"new"}]`)
-	_, res, _ = n.Page(changed, Filter{Min: &min, Boundary: &min, Seen: seen})
+	_, res, _ = n.Page(changed, &cursor.Filter{Min: &min, Boundary: &min, Seen: seen})
 	if res.Rows != 1 {
 		t.Fatalf("a changed record at the boundary was dropped: %+v", res)
 	}
+	// With a primary key, a record is known by its key: one that merely
+	// gained a field is still the record the last sync stored.
+	k := mustNew(t, Options{Cursor: "updated_at", PrimaryKey: []string{"id"}})
+	first := &cursor.Filter{}
+	if _, _, err := k.Page(page(t, `[{"id":2,"updated_at":"2024-01-02T00:00:00Z"}]`), first); err != nil {
+		t.Fatal(err)
+	}
+	_, res, _ = k.Page(changed, &cursor.Filter{Min: &min, Boundary: &min, Seen: first.Max().Seen()})
+	if res.Rows != 0 || res.Filtered != 1 {
+		t.Fatalf("a record that gained a field at the boundary was taken again: %+v", res)
+	}
 	// Nested cursor.
 	n = mustNew(t, Options{Cursor: "meta.seq"})
-	_, res, _ = n.Page(page(t, `[{"meta":{"seq":9}},{"meta":{"seq":10}},{"meta":{"seq":2}}]`), Filter{})
-	if res.MaxCursor == nil || res.MaxCursor.Text != "10" {
-		t.Fatalf("nested max = %+v", res.MaxCursor)
+	f = &cursor.Filter{}
+	_, _, _ = n.Page(page(t, `[{"meta":{"seq":9}},{"meta":{"seq":10}},{"meta":{"seq":2}}]`), f)
+	if m := f.Max(); m.Cursor != "10" {
+		t.Fatalf("nested max = %+v", m)
 	}
 }
 
@@ -270,7 +290,7 @@ func TestCursorCompare(t *testing.T) {
 		{"5", "5", 0},
 	}
 	for _, tt := range tests {
-		if got := ParseCursor(tt.a).Compare(ParseCursor(tt.b)); got != tt.want {
+		if got := cursor.Parse(tt.a).Compare(cursor.Parse(tt.b)); got != tt.want {
 			t.Errorf("Compare(%s, %s) = %d, want %d", tt.a, tt.b, got, tt.want)
 		}
 	}
@@ -278,26 +298,26 @@ func TestCursorCompare(t *testing.T) {
 
 func TestPolicies(t *testing.T) {
 	base := mustNew(t, Options{PrimaryKey: []string{"id"}})
-	if _, _, err := base.Page(page(t, `[{"id":1,"n":1}]`), Filter{}); err != nil {
+	if _, _, err := base.Page(page(t, `[{"id":1,"n":1}]`), nil); err != nil {
 		t.Fatal(err)
 	}
 	existing := base.Table()
 	input := `[{"id":2,"n":2,"extra":"x"},{"id":3,"n":"three"}]`
 
-	n := mustNew(t, Options{PrimaryKey: []string{"id"}, Existing: existing, Policy: Freeze})
-	_, _, err := n.Page(page(t, input), Filter{})
+	n := mustNew(t, Options{PrimaryKey: []string{"id"}, Existing: existing, Policy: schema.Freeze})
+	_, _, err := n.Page(page(t, input), nil)
 	if err == nil || !strings.Contains(err.Error(), `+ extra text`) || !strings.Contains(err.Error(), "frozen") {
 		t.Fatalf("freeze error = %v", err)
 	}
 
-	n = mustNew(t, Options{PrimaryKey: []string{"id"}, Existing: existing, Policy: DiscardRow})
-	c, res, err := n.Page(page(t, input), Filter{})
+	n = mustNew(t, Options{PrimaryKey: []string{"id"}, Existing: existing, Policy: schema.DiscardRow})
+	c, res, err := n.Page(page(t, input), nil)
 	if err != nil || res.Rows != 0 || res.Rejected != 2 {
 		t.Fatalf("discard_row: %v %+v %+v", err, res, c.Rejects)
 	}
 
-	n = mustNew(t, Options{PrimaryKey: []string{"id"}, Existing: existing, Policy: DiscardValue})
-	c, res, err = n.Page(page(t, input), Filter{})
+	n = mustNew(t, Options{PrimaryKey: []string{"id"}, Existing: existing, Policy: schema.DiscardValue})
+	c, res, err = n.Page(page(t, input), nil)
 	if err != nil || res.Rows != 2 || res.Rejected != 2 {
 		t.Fatalf("discard_value: %v %+v %+v", err, res, c.Rejects)
 	}
@@ -311,7 +331,7 @@ func TestPolicies(t *testing.T) {
 
 func TestFlatten(t *testing.T) {
 	n := mustNew(t, Options{Nested: "flatten", MaxDepth: 2})
-	c, _, err := n.Page(page(t, `[{"id":1,"a":{"b":{"c":{"d":1}},"e":2},"list":[1,2]}]`), Filter{})
+	c, _, err := n.Page(page(t, `[{"id":1,"a":{"b":{"c":{"d":1}},"e":2},"list":[1,2]}]`), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +345,7 @@ func TestParentFields(t *testing.T) {
 	n := mustNew(t, Options{ParentFields: []string{"customers_id"}, PrimaryKey: []string{"customers_id", "id"}})
 	p := page(t, `[{"id":"o1","customers_id":999},{"id":"o2"}]`)
 	p.Partition = &record.Partition{Key: `{"id":7}`, Fields: []record.Field{{Name: "customers_id", Value: json.RawMessage("7")}}}
-	c, res, err := n.Page(p, Filter{})
+	c, res, err := n.Page(p, nil)
 	if err != nil || res.Rows != 2 {
 		t.Fatalf("%v %+v", err, res)
 	}
@@ -428,7 +448,7 @@ func FuzzNormalize(f *testing.F) {
 		}
 		n := mustNew(t, Options{PrimaryKey: []string{"id"}})
 		p := page(t, body)
-		c, res, err := n.Page(p, Filter{})
+		c, res, err := n.Page(p, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -495,12 +515,12 @@ func hasDuplicateKeys(rec []byte) bool {
 }
 
 func TestUnnest(t *testing.T) {
-	n := mustNew(t, Options{PrimaryKey: []string{"id"}, Nested: NestedUnnest, MaxDepth: 2})
+	n := mustNew(t, Options{PrimaryKey: []string{"id"}, Nested: schema.Unnest, MaxDepth: 2})
 	c, res, err := n.Page(page(t, `[
 		{"id":1,"items":[{"sku":"a","qty":1,"opts":[{"k":"x"}]},{"sku":"b","qty":2}],"tags":["red","blue"],"meta":{"notes":[1]}},
 		{"id":2,"items":[],"tags":null},
 		{"name":"no id","items":[{"sku":"lost"}]}
-	]`), Filter{})
+	]`), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -557,9 +577,27 @@ func TestUnnest(t *testing.T) {
 		}
 	}
 	// MaxDepth bounds nesting: a third level stays JSON.
-	n = mustNew(t, Options{PrimaryKey: []string{"id"}, Nested: NestedUnnest, MaxDepth: 1})
-	c, _, _ = n.Page(page(t, `[{"id":1,"items":[{"opts":[{"k":"x"}]}]}]`), Filter{})
+	n = mustNew(t, Options{PrimaryKey: []string{"id"}, Nested: schema.Unnest, MaxDepth: 1})
+	c, _, _ = n.Page(page(t, `[{"id":1,"items":[{"opts":[{"k":"x"}]}]}]`), nil)
 	if len(c.Children) != 1 || c.Children[0].Table.Column("opts") == nil || c.Children[0].Table.Column("opts").Type != schema.JSON {
 		t.Fatalf("depth 1: %+v", c.Children)
+	}
+}
+
+// TestOps: a page's operations reach the rows; a deleted record needs
+// only its key, and its unnested arrays make no child rows.
+func TestOps(t *testing.T) {
+	n := mustNew(t, Options{PrimaryKey: []string{"id"}, Nested: schema.Unnest})
+	p := page(t, `[{"id":1,"items":[{"sku":"a"}]},{"id":2},{"id":3,"items":[{"sku":"b"}]}]`)
+	p.Ops = []record.Op{record.Upsert, record.Delete, record.Delete}
+	c, res, err := n.Page(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Rows != 3 || c.Ops[0] != record.Upsert || c.Ops[1] != record.Delete || c.Ops[2] != record.Delete {
+		t.Fatalf("ops = %v (%d rows)", c.Ops, res.Rows)
+	}
+	if len(c.Children) != 1 || c.Children[0].Len != 1 {
+		t.Fatalf("child rows: %d tables", len(c.Children))
 	}
 }

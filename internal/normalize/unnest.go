@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/ferry-dev/ferry/internal/jsonpath"
 	"github.com/ferry-dev/ferry/internal/record"
@@ -109,14 +110,25 @@ func (n *Normalizer) child(path []string) (*Normalizer, error) {
 	if n.opts.ChildExisting != nil {
 		existing = n.opts.ChildExisting(name)
 	}
+	// Hints for the elements' fields: items.sku for the array items.
+	var hints map[string]schema.Type
+	for h, t := range n.opts.Hints {
+		if rest, ok := strings.CutPrefix(h, strings.Join(path, ".")+"."); ok {
+			if hints == nil {
+				hints = map[string]schema.Type{}
+			}
+			hints[rest] = t
+		}
+	}
 	c, err := New(Options{
 		Table:         name,
+		Hints:         hints,
 		Policy:        n.opts.Policy,
 		MaxIdentLen:   n.opts.MaxIdentLen,
 		ParentFields:  append(append([]string(nil), rootKeys...), schema.ColParentRowID),
 		RunID:         n.opts.RunID,
 		Existing:      existing,
-		Nested:        NestedUnnest,
+		Nested:        schema.Unnest,
 		MaxDepth:      n.opts.MaxDepth,
 		ChildExisting: n.opts.ChildExisting,
 		level:         n.level + 1,
@@ -200,7 +212,7 @@ func (n *Normalizer) addArray(p *record.Page, raw []byte, parent []cell) error {
 		n.set(n.metaAt, cell{t: schema.Timestamp, i: p.FetchedAt})
 		n.set(n.metaRun, cell{t: schema.Text, b: n.runID})
 		n.set(n.rowIDIdx, n.nextRowID(c))
-		n.appendRow(c)
+		n.appendRow(c, record.Upsert)
 		c.Raw = append(c.Raw, elem)
 		if err := n.flushArrays(p, n.rootValues()); err != nil {
 			return err

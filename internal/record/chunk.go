@@ -1,6 +1,7 @@
 package record
 
 import (
+	"encoding/json"
 	"strconv"
 	"time"
 
@@ -34,6 +35,10 @@ type Chunk struct {
 	Children []*Chunk
 	// Source describes where the rows came from, for messages.
 	Source string
+	// Acks are the acknowledgements of the pages the rows came from
+	// (Page.Ack): the engine calls them after the commit that covers the
+	// chunk. Destinations ignore them.
+	Acks []func(error)
 
 	arena Arena
 }
@@ -241,4 +246,53 @@ func (a *Arena) Alloc(n int) []byte {
 // Copy returns a copy of b held by the arena.
 func (a *Arena) Copy(b []byte) []byte {
 	return append(a.Alloc(len(b)), b...)
+}
+
+// AppendJSON appends row i as a JSON object of the chunk's columns, NULL
+// as null, timestamps as RFC 3339 strings, decimals as numbers.
+func (c *Chunk) AppendJSON(dst []byte, i int) []byte {
+	dst = append(dst, '{')
+	for j, col := range c.Table.Columns {
+		if j > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendJSONString(dst, col.Name)
+		dst = append(dst, ':')
+		v := &c.Cols[j]
+		if v.Nulls[i] {
+			dst = append(dst, "null"...)
+			continue
+		}
+		switch col.Type {
+		case schema.Bool:
+			dst = strconv.AppendBool(dst, v.Ints[i] != 0)
+		case schema.Int:
+			dst = strconv.AppendInt(dst, v.Ints[i], 10)
+		case schema.Float:
+			dst = strconv.AppendFloat(dst, v.Floats[i], 'g', -1, 64)
+		case schema.Decimal, schema.JSON:
+			dst = append(dst, v.Bytes[i]...)
+		case schema.Timestamp:
+			dst = append(dst, '"')
+			dst = schema.FormatTimestamp(dst, v.Ints[i])
+			dst = append(dst, '"')
+		default:
+			dst = appendJSONString(dst, string(v.Bytes[i]))
+		}
+	}
+	return append(dst, '}')
+}
+
+// RowJSON returns the source record of row i: Raw[i] when the chunk has
+// it, the row rendered as JSON otherwise.
+func (c *Chunk) RowJSON(i int) []byte {
+	if i < len(c.Raw) && c.Raw[i] != nil {
+		return c.Raw[i]
+	}
+	return c.AppendJSON(nil, i)
+}
+
+func appendJSONString(dst []byte, s string) []byte {
+	b, _ := json.Marshal(s) // a string always encodes
+	return append(dst, b...)
 }

@@ -48,7 +48,8 @@ type Field struct {
 	Value json.RawMessage
 }
 
-// Page is a batch of records produced by one source request.
+// Page is a batch of records produced by one source request (or, for a
+// push source, one delivery; for a database source, one batch of rows).
 type Page struct {
 	// Stream names the stream the records belong to.
 	Stream string
@@ -57,6 +58,19 @@ type Page struct {
 	// Records are the raw JSON values selected from the response, each
 	// expected to be an object. They alias Body.
 	Records [][]byte
+	// Ops holds one operation per record; nil means every record is an
+	// Upsert. A Delete record needs only its primary key fields.
+	Ops []Op
+	// Chunk, when set instead of Records, holds rows a source already has
+	// typed (a database): it is converted to the table's layout without a
+	// JSON round trip. Its Table names the source's columns and types.
+	Chunk *Chunk
+	// Ack, when set, is called exactly once: with nil after the commit
+	// that made the page's rows (and the state covering them) durable, or
+	// with the error that prevented it (the run failed or was cancelled
+	// first). A push source answers its sender from Ack. It must return
+	// quickly and must not call back into the engine.
+	Ack func(error)
 	// Body is the response body the records point into.
 	Body []byte
 	// Position is where reading resumes after this page, in the source's own

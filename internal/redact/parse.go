@@ -100,3 +100,36 @@ func brokenUserinfo(raw string) int {
 	}
 	return i + 3 + at
 }
+
+// redactor is what PrefixWith and ParseURLWith need: a *Redactor, or
+// another implementation of the Redactor interfaces httpx and source
+// declare.
+type redactor interface {
+	String(s string) string
+	URL(raw string) string
+	MaxLen() int
+}
+
+// PrefixWith is r.Prefix when r is a *Redactor; for another redactor it is
+// r.String of s without its last r.MaxLen()-1 bytes, which is as safe but
+// drops more.
+func PrefixWith(r redactor, s string) string {
+	if rr, ok := r.(*Redactor); ok || r == nil {
+		return rr.Prefix(s)
+	}
+	return r.String(s[:max(0, len(s)-max(0, r.MaxLen()-1))])
+}
+
+// ParseURLWith is r.ParseURL when r is a *Redactor; for another redactor
+// the URL in the error is what a Redactor knowing no secret shows,
+// passed through r.String.
+func ParseURLWith(r redactor, raw string) (*url.URL, error) {
+	if rr, ok := r.(*Redactor); ok || r == nil {
+		return rr.ParseURL(raw)
+	}
+	u, err := New().ParseURL(raw)
+	if ue, ok := err.(*URLError); ok {
+		ue.URL = r.String(ue.URL)
+	}
+	return u, err
+}

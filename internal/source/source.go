@@ -1,10 +1,14 @@
-// Package source defines what a Ferry source is, and keeps the registry of
-// source kinds. A source reads streams of records and emits them as pages,
-// each carrying the position to resume from; it never writes anything and
-// never decides what state is committed: the engine does.
+// Package source defines what a Ferry source is. A source reads streams of
+// records and emits them as pages, each carrying the position to resume
+// from; it never writes anything and never decides what state is
+// committed: the engine does.
 //
 // A new kind of source is one package that calls Register in its init
-// function, plus one blank import in internal/components/all.
+// function, with the type its connector files decode into, plus one blank
+// import in internal/components/all.
+//
+// This package is a contract: it imports only internal/schema,
+// internal/record, internal/component and the standard library.
 package source
 
 import (
@@ -15,14 +19,11 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 
-	"github.com/ferry-dev/ferry/internal/redact"
-
-	"github.com/ferry-dev/ferry/internal/httpx"
+	"github.com/ferry-dev/ferry/internal/component"
 	"github.com/ferry-dev/ferry/internal/record"
-	"github.com/ferry-dev/ferry/internal/registry"
 	"github.com/ferry-dev/ferry/internal/schema"
-	"github.com/ferry-dev/ferry/internal/spec"
 )
 
 // Stream describes a stream a source offers.
@@ -38,15 +39,36 @@ type Stream struct {
 	Parent string
 	// ParentFields are the columns each child row gets from its partition.
 	ParentFields []string
-	// Hints fixes the types of some keys.
+	// Hints fixes the types of some keys (dotted keys reach into objects
+	// and, for unnested arrays, into child tables: items.sku).
 	Hints map[string]schema.Type
 	// ServerFilter is true when the source passes the incremental start
 	// value to the API, so the API returns only newer records.
 	ServerFilter bool
+	// Exclusive is true when the API's filter returns records strictly
+	// after the value it is given (updated_after=T means > T); Granularity
+	// is the resolution of the API's cursor values (1s for an API that
+	// keeps seconds). The engine then asks from one granule before the
+	// saved cursor, so records sharing the cursor's granule are not lost,
+	// and skips the ones already synced.
+	Exclusive   bool
+	Granularity time.Duration
 	// Lookback widens incremental reads behind the saved cursor.
-	Lookback spec.Lookback
+	Lookback Lookback
 	// Start is the cursor value of the first sync ("" for none).
 	Start string
+	// Unbounded is true for a stream that never ends (webhooks, change
+	// data capture): Read returns only when its context ends, and the
+	// engine commits by rows and time, never finishing a pass.
+	Unbounded bool
+}
+
+// Lookback widens incremental reads behind the saved cursor: a duration
+// for timestamp cursors, an amount for numeric ones.
+type Lookback struct {
+	Duration time.Duration
+	Amount   int64
+	IsAmount bool
 }
 
 // Start says where to begin reading one partition.
@@ -58,23 +80,27 @@ type Start struct {
 	// that can filter on the server pass it to the API.
 	Since string
 	// Resume is a position from an earlier page of this partition, nil to
-	// start at the first page.
+	// start at the first page. Sources must read positions they wrote in
+	// any earlier version: the engine keeps them in state across upgrades.
 	Resume json.RawMessage
 }
 
 // ReadRequest asks a source to read one stream.
 type ReadRequest struct {
 	Stream string
-	// Start is called once per partition, before its first request.
+	// Start is called once per partition, before its first request. It is
+	// safe for concurrent use: a source may start several partitions at
+	// once.
 	Start func(ctx context.Context, p *record.Partition) (Start, error)
 	// Emit receives the pages of each partition in order, the last one
-	// with Page.Last set. It blocks while the consumer is busy and returns
-	// an error once the consumer has given up; Read must then stop and
-	// return that error.
+	// with Page.Last set. It blocks while the consumer is busy (that is the
+	// source's backpressure) and returns an error once the consumer has
+	// given up; Read must then stop and return that error. A page's Ack,
+	// if set, is called once the page is durable or has failed.
 	Emit func(ctx context.Context, p *record.Page) error
 }
 
-// Source reads streams from one API.
+// Source reads streams from one API, database or push endpoint.
 //
 // Read reads every partition of a stream. When one partition of a child
 // stream fails, Read goes on with the others and returns a *PartitionErrors
@@ -82,16 +108,26 @@ type ReadRequest struct {
 // state does not advance. Any other error means the stream failed. On
 // context cancellation Read returns promptly with the context's error.
 // Sources are safe for concurrent Reads of different streams.
+//
+// Lifecycle: the factory allocates and provisions (compiles templates,
+// builds clients) but sends nothing; Read and Check do the work; Close
+// releases what the source holds (idle connections, listeners). Close is
+// called once, after every Read has returned.
 type Source interface {
 	// Streams lists the streams in declaration order.
 	Streams() []Stream
-	// Check proves connectivity and credentials with one request for the
-	// stream and returns a one-line description of what came back.
-	Check(ctx context.Context, stream string) (string, error)
 	// Read reads a stream.
 	Read(ctx context.Context, req ReadRequest) error
-	// Stats returns the source's HTTP counters.
-	Stats() httpx.Stats
+	// Close releases the source's resources.
+	Close() error
+}
+
+// Checker is implemented by sources that can prove connectivity and
+// credentials cheaply (ferry check).
+type Checker interface {
+	// Check makes one request for the stream and returns a one-line
+	// description of what came back.
+	Check(ctx context.Context, stream string) (string, error)
 }
 
 // PartitionErrors collects the partitions of a child stream that failed.
@@ -134,42 +170,108 @@ func (e *PartitionErrors) Unwrap() []error {
 	return out
 }
 
-// Options are what every source gets besides its connector.
+// Redactor hides secrets. The engine passes the process's; a source adds
+// the secrets it derives (tokens it obtains) with Add. *redact.Redactor
+// implements it.
+type Redactor interface {
+	// Add registers secrets.
+	Add(secrets ...string)
+	// String hides every known secret in s.
+	String(s string) string
+	// URL hides secrets and credentials in a URL.
+	URL(raw string) string
+	// MaxLen is the length of the longest form of a secret String hides.
+	MaxLen() int
+}
+
+// Request describes one request a source made (an HTTP attempt, a query),
+// for progress displays and metrics.
+type Request struct {
+	Stream string
+	// Method and URL (redacted) say what was asked.
+	Method, URL string
+	// Status is the response status (0 when none arrived).
+	Status int
+	// Attempt counts from 1; Retry is true when another attempt follows.
+	Attempt int
+	Retry   bool
+	// Wait is how long the source waits before the next attempt (backoff,
+	// Retry-After, a rate limit).
+	Wait     time.Duration
+	Duration time.Duration
+	// Bytes is the size of the response body read.
+	Bytes int64
+	// Err is the attempt's failure, redacted, "" on success.
+	Err string
+}
+
+// Observer is told about a source's requests. Its methods must be safe for
+// concurrent use and return quickly.
+type Observer interface {
+	Requested(Request)
+}
+
+// Options are what every source gets besides its configuration.
 type Options struct {
+	// Name is the connector's name.
+	Name string
 	// Config holds the pipeline's config values, resolved.
 	Config map[string]any
-	// Redactor hides secrets in messages; the source adds secrets it
-	// derives (tokens) to it.
-	Redactor *redact.Redactor
-	// Logger receives the source's logs.
+	// Redactor hides secrets in messages (required).
+	Redactor Redactor
+	// Logger receives the source's logs (nil: discard).
 	Logger *slog.Logger
-	// Observer is told about every HTTP attempt (progress, metrics).
-	Observer httpx.Observer
+	// Observer is told about every request (nil: nobody).
+	Observer Observer
 	// MaxAttempts, when set, overrides the connector's attempts per request
 	// (ferry check uses 2 to answer quickly).
 	MaxAttempts int
+	// Dir is the directory relative paths are resolved against (the
+	// connector file's).
+	Dir string
 }
 
-// Factory builds a source from a checked connector.
-type Factory func(c *spec.Connector, opts Options) (Source, error)
-
-var sources = registry.New[Factory]("source type")
+// Factory builds a source from its configuration, a pointer to the type
+// it registered, decoded, provisioned and validated by package spec.
+type Factory func(cfg any, opts Options) (Source, error)
 
 // Register makes a source kind available under name (the connector's
-// type). It panics if the name is taken or f is nil.
-func Register(name string, f Factory) { sources.Register(name, f) }
+// type), with the type a connector of that kind decodes into (the fields
+// besides name, description, type and config). It panics if the name is
+// taken or open is nil.
+func Register[C any](name, summary string, open func(cfg *C, opts Options) (Source, error)) {
+	if open == nil {
+		panic("source: Register " + name + " with a nil factory")
+	}
+	component.Register(component.Info{
+		Kind:    component.Source,
+		Name:    name,
+		Summary: summary,
+		Config:  func() any { return new(C) },
+		Factory: Factory(func(cfg any, opts Options) (Source, error) {
+			c, ok := cfg.(*C)
+			if !ok {
+				return nil, fmt.Errorf("source %s: configuration is %T, want %T", name, cfg, c)
+			}
+			return open(c, opts)
+		}),
+	})
+}
 
-// New builds the source for a connector.
-func New(c *spec.Connector, opts Options) (Source, error) {
-	f, err := sources.Get(c.Type)
+// New builds the source of kind with its configuration.
+func New(kind string, cfg any, opts Options) (Source, error) {
+	info, err := component.Lookup(component.Source, kind)
 	if err != nil {
 		return nil, err
 	}
-	return f(c, opts)
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Redactor == nil {
+		return nil, errors.New("source: Options.Redactor is required")
+	}
+	return info.Factory.(Factory)(cfg, opts)
 }
-
-// Kinds lists the registered source kinds.
-func Kinds() []string { return sources.Names() }
 
 // ErrStop may be returned by an Emit function to end a read early without
 // error (for samples); Read then returns ErrStop.

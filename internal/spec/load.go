@@ -2,12 +2,11 @@ package spec
 
 import (
 	"bytes"
-	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -19,40 +18,56 @@ import (
 	"golang.org/x/text/message"
 )
 
-//go:embed schema/connector.schema.json schema/pipeline.schema.json
-var schemaFiles embed.FS
-
-// Schema URLs, as the files' $id.
+// Schema URLs, as the documents' $id.
 const (
 	ConnectorSchemaURL = "https://ferry.dev/schema/connector.schema.json"
 	PipelineSchemaURL  = "https://ferry.dev/schema/pipeline.schema.json"
 )
 
 // SchemaJSON returns the JSON Schema of connector ("connector") or pipeline
-// ("pipeline") files, for editors.
+// ("pipeline") files, for editors. It is generated from the registered
+// components' configuration types, so it covers exactly the components
+// built into this binary.
 func SchemaJSON(kind string) ([]byte, error) {
-	return schemaFiles.ReadFile("schema/" + kind + ".schema.json")
+	s, err := loadSchemas()
+	if err != nil {
+		return nil, err
+	}
+	switch kind {
+	case "connector":
+		return s.connectorJSON, nil
+	case "pipeline":
+		return s.pipelineJSON, nil
+	}
+	return nil, fmt.Errorf("no schema %q: want connector or pipeline", kind)
 }
 
 type schemas struct {
-	connector, pipeline *jsonschema.Schema
-	raw                 map[string]any // $id → parsed schema document
+	connector, pipeline         *jsonschema.Schema
+	connectorJSON, pipelineJSON []byte
+	raw                         map[string]any // $id → parsed schema document
 }
 
+// pipelineSchema returns the schema document of pipeline files.
+func pipelineSchema() map[string]any {
+	return newGenerator().document(PipelineSchemaURL, "Ferry pipeline",
+		"Binds a connector to config values, a destination and per-stream sync modes. See docs/connector-spec.md.", reflect.TypeFor[Pipeline]())
+}
+
+// loadSchemas generates and compiles the schemas, once: after every
+// component's init function has registered it.
 var loadSchemas = sync.OnceValues(func() (*schemas, error) {
 	s := &schemas{raw: map[string]any{}}
+	s.connectorJSON = marshalSchema(connectorSchema())
+	s.pipelineJSON = marshalSchema(pipelineSchema())
 	c := jsonschema.NewCompiler()
-	for _, f := range []struct{ file, url string }{
-		{"schema/connector.schema.json", ConnectorSchemaURL},
-		{"schema/pipeline.schema.json", PipelineSchemaURL},
-	} {
-		data, err := schemaFiles.ReadFile(f.file)
+	for _, f := range []struct {
+		data []byte
+		url  string
+	}{{s.connectorJSON, ConnectorSchemaURL}, {s.pipelineJSON, PipelineSchemaURL}} {
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(f.data))
 		if err != nil {
-			return nil, err
-		}
-		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f.file, err)
+			return nil, fmt.Errorf("%s: %w", f.url, err)
 		}
 		s.raw[f.url] = doc
 		if err := c.AddResource(f.url, doc); err != nil {
@@ -61,59 +76,13 @@ var loadSchemas = sync.OnceValues(func() (*schemas, error) {
 	}
 	var err error
 	if s.connector, err = c.Compile(ConnectorSchemaURL); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the generated connector schema: %w", err)
 	}
 	if s.pipeline, err = c.Compile(PipelineSchemaURL); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the generated pipeline schema: %w", err)
 	}
 	return s, nil
 })
-
-// LoadConnector reads and checks a connector file.
-func LoadConnector(name string) (*Connector, error) {
-	data, err := os.ReadFile(name)
-	if err != nil {
-		return nil, fmt.Errorf("read connector: %w", err)
-	}
-	return ParseConnector(name, data)
-}
-
-// parseAs parses YAML read from name, validates it against the schema
-// that schemaOf picks, and decodes it into a T.
-func parseAs[T any](name string, data []byte, schemaOf func(*schemas) *jsonschema.Schema) (*T, *File, error) {
-	f, err := ParseFile(name, data)
-	if err != nil {
-		return nil, nil, err
-	}
-	s, err := loadSchemas()
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := validateSchema(f, nil, schemaOf(s), s); err != nil {
-		return nil, nil, err
-	}
-	var v T
-	if err := decode(f, nil, &v); err != nil {
-		return nil, nil, err
-	}
-	return &v, f, nil
-}
-
-// ParseConnector checks connector YAML read from name.
-func ParseConnector(name string, data []byte) (*Connector, error) {
-	c, f, err := parseAs[Connector](name, data, func(s *schemas) *jsonschema.Schema { return s.connector })
-	if err != nil {
-		return nil, err
-	}
-	c.Source = f
-	c.StreamOrder = f.Keys([]string{"streams"})
-	ps := &problems{file: f}
-	c.check(ps)
-	if err := ps.err(); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
 
 // Kind tells a connector file from a pipeline file by its top-level keys.
 func Kind(data []byte) string {
@@ -131,35 +100,59 @@ func Kind(data []byte) string {
 // LoadPipeline reads and checks a pipeline file and its connector. It does
 // not read environment variables or secret files: see Pipeline.Resolve.
 func LoadPipeline(name string) (*Pipeline, error) {
-	data, err := os.ReadFile(name)
+	data, err := readLimited(name, "pipeline")
 	if err != nil {
-		return nil, fmt.Errorf("read pipeline: %w", err)
+		return nil, err
 	}
 	return ParsePipeline(name, data)
 }
 
+// schemaProblems validates f at base against sch: it returns the problems
+// found (to report with the meaning checks' own), or an error that is not
+// about the file.
+func schemaProblems(f *File, base []string, sch *jsonschema.Schema, s *schemas) (Problems, error) {
+	err := validateSchema(f, base, sch, s)
+	var ps Problems
+	if err == nil || errors.As(err, &ps) {
+		return ps, nil
+	}
+	return nil, err
+}
+
 // ParsePipeline checks pipeline YAML read from name; a connector path in it
-// is resolved against name's directory.
+// is resolved against name's directory. Every problem is reported at once:
+// those the schema finds and those the meaning checks find.
 func ParsePipeline(name string, data []byte) (*Pipeline, error) {
-	p, f, err := parseAs[Pipeline](name, data, func(s *schemas) *jsonschema.Schema { return s.pipeline })
+	f, err := ParseFile(name, data)
 	if err != nil {
+		return nil, err
+	}
+	s, err := loadSchemas()
+	if err != nil {
+		return nil, err
+	}
+	found, err := schemaProblems(f, nil, s.pipeline, s)
+	if err != nil {
+		return nil, err
+	}
+	var p Pipeline
+	if err := decode(f, nil, &p); err != nil {
+		if len(found) > 0 {
+			return nil, found.sort()
+		}
 		return nil, err
 	}
 	p.Source = f
 	p.Dir = filepath.Dir(name)
-	ps := &problems{file: f}
-	conn := p.Connector.Inline
-	if conn != nil {
-		conn.Source = f
-		conn.Base = "connector"
-		conn.StreamOrder = f.Keys([]string{"connector", "streams"})
-		conn.check(ps)
+	ps := &problems{file: f, list: found}
+	if p.Connector.node != nil {
+		p.Connector.Inline = decodeConnector(ps, f, []string{"connector"})
 	} else {
 		cpath := p.Connector.Path
 		if !filepath.IsAbs(cpath) {
 			cpath = filepath.Join(p.Dir, cpath)
 		}
-		conn, err = LoadConnector(cpath)
+		conn, err := LoadConnector(cpath)
 		if err != nil {
 			var probs Problems
 			if errors.As(err, &probs) {
@@ -170,14 +163,14 @@ func ParsePipeline(name string, data []byte) (*Pipeline, error) {
 		}
 		p.Connector.Inline = conn
 	}
-	if err := ps.err(); err != nil {
-		return nil, err
+	if p.Connector.Inline == nil {
+		return nil, ps.err()
 	}
 	p.check(ps)
 	if err := ps.err(); err != nil {
 		return nil, err
 	}
-	return p, nil
+	return &p, nil
 }
 
 // decode decodes the node at base strictly into v.
@@ -189,18 +182,23 @@ func decode(f *File, base []string, v any) error {
 	if node == nil {
 		return Problems{{File: f.Name, Line: 1, Col: 1, Message: "the file is empty"}}
 	}
-	if err := yaml.NodeToValue(node, v, yaml.Strict()); err != nil {
-		p := Problem{File: f.Name, Message: err.Error()}
-		var ye yaml.Error
-		if errors.As(err, &ye) {
-			p.Message = ye.GetMessage()
-			if tk := ye.GetToken(); tk != nil && tk.Position != nil {
-				p.Line, p.Col = tk.Position.Line, tk.Position.Column
-			}
-		}
-		return Problems{p}
+	if err := yaml.NodeToValue(node, v); err != nil {
+		return Problems{decodeProblem(f, err)}
 	}
 	return nil
+}
+
+// decodeProblem turns a decoding error into a problem at its token.
+func decodeProblem(f *File, err error) Problem {
+	p := Problem{File: f.Name, Message: err.Error()}
+	var ye yaml.Error
+	if errors.As(err, &ye) {
+		p.Message = ye.GetMessage()
+		if tk := ye.GetToken(); tk != nil && tk.Position != nil {
+			p.Line, p.Col = tk.Position.Line, tk.Position.Column
+		}
+	}
+	return p
 }
 
 // generic converts the node at base to JSON-like values for the validator.
@@ -275,7 +273,12 @@ func validateSchema(f *File, base []string, sch *jsonschema.Schema, s *schemas) 
 		switch k := leaf.ErrorKind.(type) {
 		case *kind.AdditionalProperties:
 			allowed := s.allowedProperties(leaf.SchemaURL)
+			comp, _ := s.objectNode(leaf.SchemaURL)[componentKey].(string)
 			for _, prop := range k.Properties {
+				if msg := unknownInComponent(comp, prop); msg != "" {
+					ps.at(path(at, prop), "%s", msg)
+					continue
+				}
 				msg := fmt.Sprintf("unknown field %q", prop)
 				if hint := didYouMean(prop, allowed); hint != "" {
 					msg += fmt.Sprintf(" (did you mean %q?)", hint)
@@ -407,14 +410,24 @@ func (m messageKind) LocalizedString(*message.Printer) string { return string(m)
 // allowedProperties returns the property names the schema at url allows,
 // for "did you mean" hints.
 func (s *schemas) allowedProperties(url string) []string {
-	m := s.schemaNode(strings.TrimSuffix(url, "/additionalProperties"))
-	props, _ := m["properties"].(map[string]any)
+	props, _ := s.objectNode(url)["properties"].(map[string]any)
 	var names []string
 	for k := range props {
 		names = append(names, k)
 	}
 	slices.Sort(names)
 	return names
+}
+
+// objectNode returns the object schema an additionalProperties error
+// names: the schema at url, or the one holding the keyword at url.
+func (s *schemas) objectNode(url string) map[string]any {
+	if m := s.schemaNode(url); m != nil {
+		if _, ok := m["properties"]; ok {
+			return m
+		}
+	}
+	return s.schemaNode(strings.TrimSuffix(url, "/additionalProperties"))
 }
 
 func lowerFirst(s string) string {

@@ -2,7 +2,13 @@ package spec
 
 import (
 	"fmt"
+	"reflect"
 	"time"
+
+	"github.com/goccy/go-yaml/ast"
+
+	"github.com/ferry-dev/ferry/internal/dest"
+	"github.com/ferry-dev/ferry/internal/schema"
 )
 
 // Pipeline binds a connector to config values, a destination and the sync
@@ -11,56 +17,70 @@ type Pipeline struct {
 	// Name keys the pipeline's state in the destination. Default: the
 	// connector's name. Two pipelines writing to one database need
 	// different names.
-	Name string `yaml:"name,omitempty" json:"name,omitempty"`
+	Name string `yaml:"name,omitempty" pattern:"^[A-Za-z0-9_.-]+$" doc:"Keys the pipeline's state in the destination (default: the connector's name)."`
 	// Connector is a path to a connector file, relative to the pipeline
 	// file, or the connector itself inline.
-	Connector ConnectorRef `yaml:"connector" json:"connector"`
+	Connector ConnectorRef `yaml:"connector" required:"true" doc:"A connector file, relative to this file, or the connector inline."`
 	// Config gives the connector's parameters. A value may be a string with
 	// ${VAR} references to environment variables, {env: VAR}, or
 	// {file: path}; secret parameters must use one of those.
-	Config map[string]ConfigValue `yaml:"config,omitempty" json:"config,omitempty"`
+	Config map[string]ConfigValue `yaml:"config,omitempty" doc:"The connector's parameters."`
 	// Destination says where the rows go.
-	Destination *Destination `yaml:"destination" json:"destination"`
+	Destination *DestinationSection `yaml:"destination" required:"true"`
+	// State, when set, keeps sync state in another database than the
+	// destination (shared by several processes, or because the destination
+	// keeps none); delivery is then at-least-once.
+	State *DestinationSection `yaml:"state,omitempty"`
 	// Mode is the default sync mode of streams that do not set one.
 	// Default: incremental_dedup for streams with a cursor and a primary
 	// key, incremental_append for a cursor alone, full_refresh_overwrite
 	// otherwise.
-	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"`
+	Mode dest.Mode `yaml:"mode,omitempty" doc:"Default sync mode of the streams."`
 	// Streams selects streams and sets their options; when absent, every
 	// stream of the connector is synced.
-	Streams map[string]*StreamSettings `yaml:"streams,omitempty" json:"streams,omitempty"`
+	Streams map[string]*StreamSettings `yaml:"streams,omitempty" doc:"Selects streams and sets their options; absent means every stream."`
 	// Sync tunes checkpointing and parallelism.
-	Sync *Sync `yaml:"sync,omitempty" json:"sync,omitempty"`
+	Sync *Sync `yaml:"sync,omitempty" doc:"Tunes checkpointing and parallelism."`
 	// Schema sets how the tables follow the data.
-	Schema *SchemaSettings `yaml:"schema,omitempty" json:"schema,omitempty"`
+	Schema *SchemaSettings `yaml:"schema,omitempty" doc:"How the tables follow the data."`
 
 	// StreamOrder lists the selected streams in file order.
-	StreamOrder []string `yaml:"-" json:"-"`
+	StreamOrder []string `yaml:"-"`
 	// Source locates the pipeline file.
-	Source *File `yaml:"-" json:"-"`
+	Source *File `yaml:"-"`
 	// Dir is the directory relative paths are resolved against.
-	Dir string `yaml:"-" json:"-"`
+	Dir string `yaml:"-"`
 }
 
 // ConnectorRef is a path to a connector file or an inline connector.
 type ConnectorRef struct {
 	Path   string
 	Inline *Connector
+	node   ast.Node // the inline connector, decoded once the file is known
 }
 
-// UnmarshalYAML accepts a path string or a mapping.
-func (r *ConnectorRef) UnmarshalYAML(unmarshal func(any) error) error {
-	var path string
-	if err := unmarshal(&path); err == nil {
-		r.Path = path
+// UnmarshalYAML accepts a path string or a mapping (decoded later, with
+// the pipeline file's positions).
+func (r *ConnectorRef) UnmarshalYAML(n ast.Node) error {
+	if s, ok := unwrap(n).(*ast.StringNode); ok {
+		r.Path = s.Value
 		return nil
 	}
-	var c Connector
-	if err := unmarshal(&c); err != nil {
-		return err
+	if mapping(n) == nil {
+		return fmt.Errorf("connector must be a file name or a connector mapping")
 	}
-	r.Inline = &c
+	r.node = n
 	return nil
+}
+
+// JSONSchema accepts a file name or a connector.
+func (ConnectorRef) JSONSchema() map[string]any {
+	return map[string]any{
+		"oneOf": []any{
+			map[string]any{"type": "string", "minLength": 1, "description": "Path to a connector file, relative to this file."},
+			map[string]any{"$ref": "connector.schema.json"},
+		},
+	}
 }
 
 // ConfigValue is a config value as written: a literal (possibly with
@@ -93,46 +113,47 @@ func (v *ConfigValue) UnmarshalYAML(unmarshal func(any) error) error {
 	return nil
 }
 
-// Destination is where rows go. Type selects the destination; the other
-// keys belong to it.
-type Destination struct {
-	// Type is sqlite, postgres or mysql.
-	Type string `yaml:"type" json:"type"`
-	// Path is the database file (sqlite), relative to the pipeline file.
-	Path string `yaml:"path,omitempty" json:"path,omitempty"`
-	// URL is the connection URL (postgres, mysql). ${VAR} references are
-	// expanded; the password in it is redacted from messages.
-	URL string `yaml:"url,omitempty" json:"url,omitempty"`
-	// Schema is the database schema for tables (postgres; default public).
-	Schema string `yaml:"schema,omitempty" json:"schema,omitempty"`
-	// TablePrefix is put before every table name.
-	TablePrefix string `yaml:"table_prefix,omitempty" json:"table_prefix,omitempty"`
-	// SSLMode and SSLRootCert set TLS (postgres: disable, require,
-	// verify-ca, verify-full; mysql: disable, require, verify-ca,
-	// verify-full, with a CA file).
-	SSLMode     string `yaml:"sslmode,omitempty" json:"sslmode,omitempty"`
-	SSLRootCert string `yaml:"sslrootcert,omitempty" json:"sslrootcert,omitempty"`
+// JSONSchema accepts a scalar, {env: VAR} or {file: path}.
+func (ConfigValue) JSONSchema() map[string]any {
+	return map[string]any{
+		"oneOf": []any{
+			map[string]any{"type": []any{"string", "number", "boolean"}},
+			map[string]any{"type": "object", "additionalProperties": false, "required": []any{"env"}, "properties": map[string]any{"env": map[string]any{"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}}},
+			map[string]any{"type": "object", "additionalProperties": false, "required": []any{"file"}, "properties": map[string]any{"file": map[string]any{"type": "string", "minLength": 1}}},
+		},
+	}
 }
 
 // StreamSettings are a pipeline's options for one stream.
 type StreamSettings struct {
 	// Mode is full_refresh_overwrite, full_refresh_append,
 	// incremental_append or incremental_dedup.
-	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"`
+	Mode dest.Mode `yaml:"mode,omitempty" doc:"The stream's sync mode."`
 	// Table names the destination table (default: the stream's name).
-	Table string `yaml:"table,omitempty" json:"table,omitempty"`
+	Table string `yaml:"table,omitempty" min:"1" doc:"Destination table (default: the stream's name)."`
 	// Schema overrides the pipeline's schema settings for this stream.
-	Schema *SchemaSettings `yaml:"schema,omitempty" json:"schema,omitempty"`
+	Schema *SchemaSettings `yaml:"schema,omitempty" doc:"Overrides the pipeline's schema settings for this stream."`
+	// MaxRejected is how many records of a run may be rejected before the
+	// stream fails: a number, or a percentage of the records read such as
+	// "5%" (default: the stream fails only when every record of a
+	// non-empty run was rejected; any reject makes the run partial).
+	MaxRejected Scalar `yaml:"max_rejected,omitempty" doc:"Rejected records that fail the stream: a number or a percentage such as 5% (default: all of a non-empty run)."`
+}
+
+// JSONSchema allows a stream listed without settings.
+func (StreamSettings) JSONSchema() map[string]any {
+	type plain StreamSettings
+	return map[string]any{"oneOf": []any{map[string]any{"type": "null"}, StructSchema(reflect.TypeFor[plain]())}}
 }
 
 // Sync tunes how a run commits and how much runs at once.
 type Sync struct {
 	// CheckpointRows commits once this many rows are pending (default 50000).
-	CheckpointRows int `yaml:"checkpoint_rows,omitempty" json:"checkpoint_rows,omitempty"`
+	CheckpointRows int `yaml:"checkpoint_rows,omitempty" min:"1" doc:"Commit once this many rows are pending (default 50000)."`
 	// CheckpointInterval commits at least this often (default 5s).
-	CheckpointInterval string `yaml:"checkpoint_interval,omitempty" json:"checkpoint_interval,omitempty"`
+	CheckpointInterval string `yaml:"checkpoint_interval,omitempty" pattern:"^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$" doc:"Commit at least this often (default 5s)."`
 	// Parallelism is how many streams sync at once (default 4).
-	Parallelism int `yaml:"parallelism,omitempty" json:"parallelism,omitempty"`
+	Parallelism int `yaml:"parallelism,omitempty" min:"1" max:"64" doc:"Streams synced at once (default 4)."`
 }
 
 // SchemaSettings say how tables follow the data.
@@ -141,37 +162,14 @@ type SchemaSettings struct {
 	// columns or incompatible types fail the stream), discard_row or
 	// discard_value (the offending record or value goes to the rejected
 	// table).
-	Policy string `yaml:"policy,omitempty" json:"policy,omitempty"`
+	Policy schema.Policy `yaml:"policy,omitempty" doc:"evolve (default), freeze, discard_row or discard_value."`
 	// Nested is json (default: objects and arrays in a JSON column),
 	// flatten (objects become parent__child columns, up to MaxDepth) or
 	// unnest (flatten, and arrays of objects become child tables).
-	Nested string `yaml:"nested,omitempty" json:"nested,omitempty"`
+	Nested schema.Nesting `yaml:"nested,omitempty" doc:"json (default), flatten or unnest."`
 	// MaxDepth bounds flattening (default 2).
-	MaxDepth int `yaml:"max_depth,omitempty" json:"max_depth,omitempty"`
+	MaxDepth int `yaml:"max_depth,omitempty" min:"1" max:"10" doc:"Flattening depth (default 2)."`
 }
-
-// Sync modes.
-const (
-	FullRefreshOverwrite = "full_refresh_overwrite"
-	FullRefreshAppend    = "full_refresh_append"
-	IncrementalAppend    = "incremental_append"
-	IncrementalDedup     = "incremental_dedup"
-)
-
-// Modes lists the sync modes.
-var Modes = []string{FullRefreshOverwrite, FullRefreshAppend, IncrementalAppend, IncrementalDedup}
-
-// Schema policies and nested-data shapes.
-const (
-	PolicyEvolve       = "evolve"
-	PolicyFreeze       = "freeze"
-	PolicyDiscardRow   = "discard_row"
-	PolicyDiscardValue = "discard_value"
-
-	NestedJSON    = "json"
-	NestedFlatten = "flatten"
-	NestedUnnest  = "unnest"
-)
 
 // Defaults for Sync.
 const (

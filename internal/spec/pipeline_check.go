@@ -3,10 +3,14 @@ package spec
 import (
 	"fmt"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/ferry-dev/ferry/internal/dest"
+	"github.com/ferry-dev/ferry/internal/schema"
 )
 
 // check validates the pipeline against its connector.
@@ -49,6 +53,9 @@ func (p *Pipeline) check(ps *problems) {
 	}
 	for _, k := range slices.Sorted(maps.Keys(conn.Config)) {
 		param := conn.Config[k]
+		if param == nil {
+			continue
+		}
 		required := param.Default == nil
 		if param.Required != nil {
 			required = *param.Required
@@ -61,28 +68,34 @@ func (p *Pipeline) check(ps *problems) {
 			ps.at([]string{"config"}, "missing required config parameter %q%s", k, hint)
 		}
 	}
-	p.checkDestination(ps)
+	p.checkSection(ps, "destination", p.Destination)
+	p.checkSection(ps, "state", p.State)
 	// Streams.
 	if p.Streams == nil {
-		p.StreamOrder = slices.Clone(conn.StreamOrder)
+		p.StreamOrder = conn.StreamNames()
 	} else {
 		p.StreamOrder = p.Source.Keys([]string{"streams"})
 		for _, name := range p.StreamOrder {
-			if _, ok := conn.Streams[name]; !ok {
+			if _, ok := conn.Stream(name); !ok {
 				msg := fmt.Sprintf("the connector has no stream %q", name)
-				if hint := didYouMean(name, conn.StreamOrder); hint != "" {
+				if hint := didYouMean(name, conn.StreamNames()); hint != "" {
 					msg += fmt.Sprintf(" (did you mean %q?)", hint)
 				} else {
-					msg += fmt.Sprintf(" (it has: %s)", strings.Join(conn.StreamOrder, ", "))
+					msg += fmt.Sprintf(" (it has: %s)", strings.Join(conn.StreamNames(), ", "))
 				}
 				ps.at([]string{"streams", name}, "%s", msg)
 			}
 		}
 	}
 	for _, name := range p.StreamOrder {
-		s := conn.Streams[name]
-		if s == nil {
+		s, ok := conn.Stream(name)
+		if !ok {
 			continue
+		}
+		if st := p.Streams[name]; st != nil && st.MaxRejected != "" {
+			if _, err := ParseRejectLimit(string(st.MaxRejected)); err != nil {
+				ps.atValue([]string{"streams", name, "max_rejected"}, "%v", err)
+			}
 		}
 		mode := p.ModeOf(name)
 		at := []string{"streams", name, "mode"}
@@ -90,12 +103,12 @@ func (p *Pipeline) check(ps *problems) {
 			at = []string{"mode"}
 		}
 		switch mode {
-		case IncrementalAppend, IncrementalDedup:
+		case dest.IncrementalAppend, dest.IncrementalDedup:
 			if s.Cursor == "" {
 				ps.atValue(at, "stream %s has no cursor, so it cannot sync in %s mode (use full_refresh_overwrite, or set cursor: in the connector)", name, mode)
 			}
 		}
-		if mode == IncrementalDedup && len(s.PrimaryKey) == 0 {
+		if mode == dest.IncrementalDedup && len(s.PrimaryKey) == 0 {
 			ps.atValue(at, "stream %s has no primary_key, so it cannot sync in incremental_dedup mode", name)
 		}
 	}
@@ -106,54 +119,45 @@ func (p *Pipeline) check(ps *problems) {
 	}
 }
 
-// destinationFields lists the fields each destination type uses.
-var destinationFields = map[string][]string{
-	"sqlite":   {"path", "table_prefix"},
-	"postgres": {"url", "schema", "table_prefix", "sslmode", "sslrootcert"},
-	"mysql":    {"url", "table_prefix", "sslmode", "sslrootcert"},
-}
-
-func (p *Pipeline) checkDestination(ps *problems) {
-	d := p.Destination
-	used := map[string]bool{"path": d.Path != "", "url": d.URL != "", "schema": d.Schema != "", "table_prefix": d.TablePrefix != "", "sslmode": d.SSLMode != "", "sslrootcert": d.SSLRootCert != ""}
-	allowed := destinationFields[d.Type]
-	for _, k := range slices.Sorted(maps.Keys(used)) {
-		if used[k] && !slices.Contains(allowed, k) {
-			ps.at([]string{"destination", k}, "%s is not used by the %s destination", k, d.Type)
-		}
+// checkSection validates a component section of the pipeline: the
+// component's own rules, and the ${VAR} references of its strings.
+func (p *Pipeline) checkSection(ps *problems, name string, s *DestinationSection) {
+	if s == nil || s.Config == nil {
+		return
 	}
-	for _, k := range []string{"path", "url"} {
-		v := map[string]string{"path": d.Path, "url": d.URL}[k]
-		if _, err := expandEnv(v, func(string) (string, bool) { return "x", true }); err != nil {
-			ps.atValue([]string{"destination", k}, "%v", err)
+	base := []string{name}
+	provisionAll(ps, nil, s.Config, base)
+	for _, sf := range stringsOf(s.Config, base) {
+		if _, err := expandEnv(sf.value, func(string) (string, bool) { return "x", true }); err != nil {
+			ps.atValue(sf.path, "%v", err)
 		}
 	}
 }
 
 // ModeOf returns the sync mode of a stream: the pipeline's setting for it,
 // the pipeline's default, or what fits the stream.
-func (p *Pipeline) ModeOf(stream string) string {
+func (p *Pipeline) ModeOf(stream string) dest.Mode {
 	if st := p.Streams[stream]; st != nil && st.Mode != "" {
 		return st.Mode
 	}
 	if p.Mode != "" {
 		return p.Mode
 	}
-	s := p.Connector.Inline.Streams[stream]
+	s, ok := p.Connector.Inline.Stream(stream)
 	switch {
-	case s == nil:
-		return FullRefreshOverwrite
+	case !ok:
+		return dest.FullRefreshOverwrite
 	case s.Cursor != "" && len(s.PrimaryKey) > 0:
-		return IncrementalDedup
+		return dest.IncrementalDedup
 	case s.Cursor != "":
-		return IncrementalAppend
+		return dest.IncrementalAppend
 	}
-	return FullRefreshOverwrite
+	return dest.FullRefreshOverwrite
 }
 
 // SchemaOf returns the schema settings of a stream with defaults applied.
 func (p *Pipeline) SchemaOf(stream string) SchemaSettings {
-	out := SchemaSettings{Policy: PolicyEvolve, Nested: NestedJSON, MaxDepth: 2}
+	out := SchemaSettings{Policy: schema.Evolve, Nested: schema.NestJSON, MaxDepth: 2}
 	apply := func(s *SchemaSettings) {
 		if s == nil {
 			return
@@ -191,9 +195,27 @@ type Resolved struct {
 	Config map[string]any
 	// Secrets are values that must never appear in output.
 	Secrets []string
-	// DestinationURL and DestinationPath are expanded.
-	DestinationURL  string
-	DestinationPath string
+	// Destination is the destination's configuration (a copy of the
+	// pipeline's) with every ${VAR} expanded; State likewise, nil when the
+	// pipeline keeps state in the destination.
+	Destination any
+	State       any
+}
+
+// ResolveStores reads only what a command that never calls the API
+// needs (ferry query, ferry state): the destination and state sections.
+// Config parameters, secrets among them, are left alone.
+func (p *Pipeline) ResolveStores(lookup func(string) (string, bool)) (*Resolved, error) {
+	ps := &problems{file: p.Source}
+	r := &Resolved{Config: map[string]any{}}
+	r.Destination = resolveSection(ps, "destination", p.Destination, lookup, &r.Secrets)
+	if p.State != nil {
+		r.State = resolveSection(ps, "state", p.State, lookup, &r.Secrets)
+	}
+	if err := ps.err(); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // Resolve reads environment variables (through lookup) and secret files.
@@ -261,20 +283,71 @@ func (p *Pipeline) Resolve(lookup func(string) (string, bool)) (*Resolved, error
 			r.Secrets = append(r.Secrets, raw)
 		}
 	}
-	var err error
-	if r.DestinationURL, err = expandEnv(p.Destination.URL, lookup); err != nil {
-		ps.atValue([]string{"destination", "url"}, "%v", err)
-	}
-	if r.DestinationPath, err = expandEnv(p.Destination.Path, lookup); err != nil {
-		ps.atValue([]string{"destination", "path"}, "%v", err)
-	}
-	if r.DestinationPath != "" && !filepath.IsAbs(r.DestinationPath) {
-		r.DestinationPath = filepath.Join(p.Dir, r.DestinationPath)
+	r.Destination = resolveSection(ps, "destination", p.Destination, lookup, &r.Secrets)
+	if p.State != nil {
+		r.State = resolveSection(ps, "state", p.State, lookup, &r.Secrets)
 	}
 	if err := ps.err(); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// resolveSection returns a copy of a section's configuration with every
+// ${VAR} of its strings expanded, and adds the values its secret fields
+// hold to secrets.
+func resolveSection(ps *problems, name string, s *DestinationSection, lookup func(string) (string, bool), secrets *[]string) any {
+	if s == nil || s.Config == nil {
+		return nil
+	}
+	cfg := deepCopy(s.Config)
+	for _, sf := range stringsOf(cfg, []string{name}) {
+		v, err := expandEnv(sf.value, lookup)
+		if err != nil {
+			ps.atValue(sf.path, "%v", err)
+			continue
+		}
+		if v != sf.value {
+			sf.set(v)
+		}
+		switch sf.secret {
+		case "true":
+			if v != "" {
+				*secrets = append(*secrets, v)
+			}
+		case "url":
+			*secrets = append(*secrets, URLPassword(v)...)
+		}
+	}
+	return cfg
+}
+
+// URLPassword returns the password of a connection URL (a URL's userinfo,
+// or password= in a key=value connection string), if any. It never fails:
+// a URL that does not parse is searched by hand.
+func URLPassword(raw string) []string {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			return []string{p}
+		}
+		return nil
+	}
+	// A password with unencoded /, # or ? does not parse: take what is
+	// between the scheme's user: and the last @ before the host.
+	if i := strings.Index(raw, "://"); i >= 0 {
+		rest := raw[i+3:]
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if _, pass, ok := strings.Cut(rest[:at], ":"); ok && pass != "" {
+				return []string{pass}
+			}
+		}
+	}
+	for _, f := range strings.Fields(raw) {
+		if v, ok := strings.CutPrefix(f, "password="); ok && v != "" {
+			return []string{strings.Trim(v, "'")}
+		}
+	}
+	return nil
 }
 
 // expandEnv replaces ${NAME} and ${NAME:-default} with environment values;

@@ -9,6 +9,11 @@ import (
 // too (per_page: 100).
 type Scalar string
 
+// JSONSchema accepts a string or a number.
+func (Scalar) JSONSchema() map[string]any {
+	return map[string]any{"type": []any{"string", "integer"}}
+}
+
 // UnmarshalYAML accepts any scalar.
 func (s *Scalar) UnmarshalYAML(unmarshal func(any) error) error {
 	var v any
@@ -26,6 +31,11 @@ func (s *Scalar) UnmarshalYAML(unmarshal func(any) error) error {
 // Templates maps names to template strings; numbers and booleans are
 // accepted and kept as their text.
 type Templates map[string]string
+
+// JSONSchema is the shared templates shape.
+func (Templates) JSONSchema() map[string]any {
+	return map[string]any{"$ref": "#/$defs/templates", "$defs": map[string]any{"templates": sharedDefs["templates"]}}
+}
 
 // UnmarshalYAML accepts a mapping of scalars.
 func (t *Templates) UnmarshalYAML(unmarshal func(any) error) error {
@@ -65,18 +75,28 @@ func scalarString(v any) (string, error) {
 	return "", fmt.Errorf("want a string, number or boolean, got %T", v)
 }
 
-// UnmarshalYAML accepts a stream name or a mapping.
-func (p *Parent) UnmarshalYAML(unmarshal func(any) error) error {
-	var name string
-	if err := unmarshal(&name); err == nil {
-		*p = Parent{Stream: name}
+// StringList is a list of strings that may be written as one string.
+type StringList []string
+
+// UnmarshalYAML accepts a string or a sequence of strings.
+func (l *StringList) UnmarshalYAML(unmarshal func(any) error) error {
+	var one string
+	if err := unmarshal(&one); err == nil {
+		*l = StringList{one}
 		return nil
 	}
-	type plain Parent
-	var x plain
-	if err := unmarshal(&x); err != nil {
+	var many []string
+	if err := unmarshal(&many); err != nil {
 		return err
 	}
-	*p = Parent(x)
+	*l = many
 	return nil
+}
+
+// JSONSchema accepts a non-empty string or a list of distinct ones.
+func (StringList) JSONSchema() map[string]any {
+	return map[string]any{"oneOf": []any{
+		map[string]any{"type": "string", "minLength": 1},
+		map[string]any{"type": "array", "minItems": 1, "items": map[string]any{"type": "string", "minLength": 1}, "uniqueItems": true},
+	}}
 }

@@ -1,13 +1,13 @@
-package spec
+package spec_test
 
 import (
 	"encoding/json"
 	"os"
-	"reflect"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
+
+	"github.com/ferry-dev/ferry/internal/spec"
 )
 
 // The JSON Schema, the Go types and docs/connector-spec.md describe the
@@ -15,7 +15,7 @@ import (
 
 func loadSchemaDoc(t *testing.T, kind string) map[string]any {
 	t.Helper()
-	data, err := SchemaJSON(kind)
+	data, err := spec.SchemaJSON(kind)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,69 +61,29 @@ func properties(doc, node map[string]any) map[string]map[string]any {
 	return out
 }
 
-func yamlFields(t reflect.Type) map[string]reflect.Type {
-	out := map[string]reflect.Type{}
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
-		if tag == "" || tag == "-" || !f.IsExported() {
-			continue
+// TestSchemaFiles: the schema files committed for editors are what this
+// build generates from the registered components' types. Run with -update
+// to rewrite them.
+func TestSchemaFiles(t *testing.T) {
+	for _, kind := range []string{"connector", "pipeline"} {
+		got, err := spec.SchemaJSON(kind)
+		if err != nil {
+			t.Fatal(err)
 		}
-		out[tag] = f.Type
-	}
-	return out
-}
-
-func elem(t reflect.Type) reflect.Type {
-	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Map || t.Kind() == reflect.Slice {
-		t = t.Elem()
-	}
-	return t
-}
-
-// compare walks a struct type and its schema together.
-func compare(t *testing.T, doc, node map[string]any, typ reflect.Type, path string) {
-	t.Helper()
-	props := properties(doc, node)
-	fields := yamlFields(typ)
-	var onlySchema, onlyGo []string
-	for k := range props {
-		if _, ok := fields[k]; !ok {
-			onlySchema = append(onlySchema, k)
+		file := "schema/" + kind + ".schema.json"
+		if *update {
+			if err := os.WriteFile(file, got, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("%s is not what the components generate: run go test ./internal/spec -run TestSchemaFiles -update", file)
 		}
 	}
-	for k := range fields {
-		if _, ok := props[k]; !ok {
-			onlyGo = append(onlyGo, k)
-		}
-	}
-	sort.Strings(onlySchema)
-	sort.Strings(onlyGo)
-	if len(onlySchema)+len(onlyGo) > 0 {
-		t.Errorf("%s: only in the schema %v, only in %s %v", path, onlySchema, typ.Name(), onlyGo)
-	}
-	for k, ft := range fields {
-		sub, ok := props[k]
-		if !ok {
-			continue
-		}
-		et := elem(ft)
-		if et.Kind() != reflect.Struct || et.Name() == "ConnectorRef" || et.Name() == "ConfigValue" {
-			continue
-		}
-		sub = resolve(doc, sub)
-		if ap, ok := sub["additionalProperties"].(map[string]any); ok && ft.Kind() == reflect.Map {
-			sub = ap
-		}
-		compare(t, doc, sub, et, path+"."+k)
-	}
-}
-
-func TestSchemaMatchesTypes(t *testing.T) {
-	conn := loadSchemaDoc(t, "connector")
-	compare(t, conn, conn, reflect.TypeOf(Connector{}), "connector")
-	pipe := loadSchemaDoc(t, "pipeline")
-	compare(t, pipe, pipe, reflect.TypeOf(Pipeline{}), "pipeline")
 }
 
 // TestDocsCoverSchema checks that docs/connector-spec.md names every field
@@ -176,11 +136,11 @@ func TestDocsCoverSchema(t *testing.T) {
 // TestExamplesInDocsAreValid loads the YAML examples of the docs.
 func TestExamplesInDocsAreValid(t *testing.T) {
 	for _, f := range []string{"../demo/files/shop.connector.yaml"} {
-		if _, err := LoadConnector(f); err != nil {
+		if _, err := spec.LoadConnector(f); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
-	if _, err := LoadPipeline("../demo/files/shop.pipeline.yaml"); err != nil {
+	if _, err := spec.LoadPipeline("../demo/files/shop.pipeline.yaml"); err != nil {
 		t.Errorf("demo pipeline: %v", err)
 	}
 	raw, err := os.ReadFile("../../docs/connector-spec.md")
@@ -198,7 +158,51 @@ func TestExamplesInDocsAreValid(t *testing.T) {
 	if conn == "" {
 		t.Fatal("the smallest-connector example is gone")
 	}
-	if _, err := ParseConnector("docs example", []byte(conn)); err != nil {
+	if _, err := spec.ParseConnector("docs example", []byte(conn)); err != nil {
 		t.Fatalf("docs example: %v", err)
+	}
+}
+
+// TestDocsGenerated: the reference blocks of the docs are what the
+// registered components generate (so a new component appears in the docs
+// by registering, and a changed field cannot drift). Run with -update to
+// rewrite them.
+func TestDocsGenerated(t *testing.T) {
+	files := []string{"../../docs/connector-spec.md", "../../docs/destinations.md"}
+	found := map[string]bool{}
+	for _, file := range files {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := string(raw)
+		out := text
+		for name, block := range spec.GeneratedBlocks() {
+			begin, end := spec.BlockMarkers(name)
+			i := strings.Index(out, begin)
+			if i < 0 {
+				continue
+			}
+			found[name] = true
+			j := strings.Index(out[i:], end)
+			if j < 0 {
+				t.Fatalf("%s: %q has no end marker", file, begin)
+			}
+			out = out[:i+len(begin)] + "\n\n" + block + "\n" + out[i+j:]
+		}
+		if out != text {
+			if *update {
+				if err := os.WriteFile(file, []byte(out), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			t.Errorf("%s: the generated reference is out of date: run go test ./internal/spec -run TestDocsGenerated -update", file)
+		}
+	}
+	for name := range spec.GeneratedBlocks() {
+		if !found[name] {
+			t.Errorf("no doc holds the generated block %q", name)
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package spec
+package spec_test
 
 import (
 	"errors"
@@ -7,15 +7,22 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	_ "github.com/ferry-dev/ferry/internal/components/all"
+	"github.com/ferry-dev/ferry/internal/dest"
+	"github.com/ferry-dev/ferry/internal/dest/sqlite"
+	"github.com/ferry-dev/ferry/internal/source/rest"
+	"github.com/ferry-dev/ferry/internal/spec"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
 func TestLoadShop(t *testing.T) {
-	c, err := LoadConnector("testdata/shop.connector.yaml")
+	conn, err := spec.LoadConnector("testdata/shop.connector.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := conn.Body.(*rest.Config)
 	if got := c.StreamOrder; len(got) != 3 || got[0] != "customers" || got[2] != "orders" {
 		t.Fatalf("StreamOrder = %v", got)
 	}
@@ -47,14 +54,14 @@ func TestBadFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if Kind(data) == "pipeline" {
-				_, err = ParsePipeline(f, data)
+			if spec.Kind(data) == "pipeline" {
+				_, err = spec.ParsePipeline(f, data)
 			} else {
-				_, err = ParseConnector(f, data)
+				_, err = spec.ParseConnector(f, data)
 			}
-			var ps Problems
+			var ps spec.Problems
 			if !errors.As(err, &ps) {
-				t.Fatalf("error = %v (%T), want Problems", err, err)
+				t.Fatalf("error = %v (%T), want spec.Problems", err, err)
 			}
 			got := err.Error() + "\n"
 			golden := strings.TrimSuffix(f, ".yaml") + ".golden"
@@ -94,7 +101,7 @@ func TestResolve(t *testing.T) {
 	env := map[string]string{"SHOP_TOKEN": "env-secret", "HOST": "api.test"}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 
-	p, err := LoadPipeline(write("connector: shop.connector.yaml\nconfig:\n  token: ${SHOP_TOKEN}\n  base_url: https://${HOST}:${PORT:-443}\ndestination: {type: sqlite, path: out.db}\n"))
+	p, err := spec.LoadPipeline(write("connector: shop.connector.yaml\nconfig:\n  token: ${SHOP_TOKEN}\n  base_url: https://${HOST}:${PORT:-443}\ndestination: {type: sqlite, path: out.db}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,14 +115,14 @@ func TestResolve(t *testing.T) {
 	if len(r.Secrets) != 1 || r.Secrets[0] != "env-secret" {
 		t.Fatalf("secrets = %v", r.Secrets)
 	}
-	if r.DestinationPath != filepath.Join(dir, "out.db") {
-		t.Fatalf("destination path = %q", r.DestinationPath)
+	if path := r.Destination.(*sqlite.Config).Path; path != "out.db" || p.Dir != dir {
+		t.Fatalf("destination path = %q in %q", path, p.Dir)
 	}
-	if p.Name != "shop" || p.ModeOf("customers") != IncrementalDedup || p.ModeOf("products") != FullRefreshOverwrite {
+	if p.Name != "shop" || p.ModeOf("customers") != dest.IncrementalDedup || p.ModeOf("products") != dest.FullRefreshOverwrite {
 		t.Fatalf("name/mode defaults: %q %q %q", p.Name, p.ModeOf("customers"), p.ModeOf("products"))
 	}
 
-	p, err = LoadPipeline(write("connector: shop.connector.yaml\nconfig:\n  token: {file: token.txt}\ndestination: {type: sqlite, path: out.db}\n"))
+	p, err = spec.LoadPipeline(write("connector: shop.connector.yaml\nconfig:\n  token: {file: token.txt}\ndestination: {type: sqlite, path: out.db}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +130,7 @@ func TestResolve(t *testing.T) {
 		t.Fatalf("file secret: %v %v", r, err)
 	}
 
-	p, err = LoadPipeline(write("connector: shop.connector.yaml\nconfig:\n  token: {env: NOPE_TOKEN}\ndestination: {type: sqlite, path: out.db}\n"))
+	p, err = spec.LoadPipeline(write("connector: shop.connector.yaml\nconfig:\n  token: {env: NOPE_TOKEN}\ndestination: {type: sqlite, path: out.db}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,53 +140,8 @@ func TestResolve(t *testing.T) {
 	}
 }
 
-func TestExpandEnv(t *testing.T) {
-	lookup := func(k string) (string, bool) {
-		v, ok := map[string]string{"A": "1", "EMPTY": ""}[k]
-		return v, ok
-	}
-	tests := []struct{ in, want, err string }{
-		{in: "plain", want: "plain"},
-		{in: "${A}-${A}", want: "1-1"},
-		{in: "$$A ${A}", want: "$A 1"},
-		{in: "${EMPTY:-d}", want: "d"},
-		{in: "${EMPTY}", want: ""},
-		{in: "${B:-x}", want: "x"},
-		{in: "${B}${C}", err: "environment variables B, C are not set"},
-		{in: "${A", err: "unclosed"},
-		{in: "${1X}", err: "invalid environment variable name"},
-		{in: "cost: $5", want: "cost: $5"},
-	}
-	for _, tt := range tests {
-		got, err := expandEnv(tt.in, lookup)
-		if tt.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("expandEnv(%q) err = %v, want %q", tt.in, err, tt.err)
-			}
-			continue
-		}
-		if err != nil || got != tt.want {
-			t.Errorf("expandEnv(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
-		}
-	}
-}
-
-func TestParseDuration(t *testing.T) {
-	for in, want := range map[string]string{"30s": "30s", "1d": "24h0m0s", "1d12h": "36h0m0s", "1.5d": "36h0m0s", "500ms": "500ms"} {
-		d, err := ParseDuration(in)
-		if err != nil || d.String() != want {
-			t.Errorf("ParseDuration(%q) = %v, %v; want %s", in, d, err, want)
-		}
-	}
-	for _, in := range []string{"", "3 days", "d", "-1d", "1x"} {
-		if _, err := ParseDuration(in); err == nil && in != "" {
-			t.Errorf("ParseDuration(%q) succeeded", in)
-		}
-	}
-}
-
 // FuzzParseConnector feeds arbitrary bytes to the loader: it must never
-// panic, and a failure must be Problems with a position inside the file.
+// panic, and a failure must be spec.Problems with a position inside the file.
 func FuzzParseConnector(f *testing.F) {
 	for _, name := range []string{"testdata/shop.connector.yaml"} {
 		data, err := os.ReadFile(name)
@@ -198,13 +160,13 @@ func FuzzParseConnector(f *testing.F) {
 		if len(data) > 1<<14 {
 			return
 		}
-		_, err := ParseConnector("fuzz.yaml", data)
+		_, err := spec.ParseConnector("fuzz.yaml", data)
 		if err == nil {
 			return
 		}
-		var ps Problems
+		var ps spec.Problems
 		if !errors.As(err, &ps) {
-			t.Fatalf("error %v (%T) is not Problems", err, err)
+			t.Fatalf("error %v (%T) is not spec.Problems", err, err)
 		}
 		// YAML breaks lines at CR LF, CR and LF alike, and so do positions.
 		lines := strings.Count(strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(string(data)), "\n") + 1
@@ -214,4 +176,24 @@ func FuzzParseConnector(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestConnectorRefusesEnv: a ${VAR} anywhere in a connector (a stream's
+// path, a header, a request body) is refused with what to do instead; $${
+// is a literal.
+func TestConnectorRefusesEnv(t *testing.T) {
+	_, err := spec.ParseConnector("c.yaml", []byte("name: c\nbase_url: https://x\nstreams:\n  s:\n    path: /x/${Y}\n    method: POST\n    headers: {X-K: \"${K}\"}\n    body: {q: [\"${Q}\"], ok: \"$${literal}\"}\n"))
+	var ps spec.Problems
+	if !errors.As(err, &ps) || len(ps) != 3 {
+		t.Fatalf("problems = %v", err)
+	}
+	for i, p := range []string{"streams.s.body.q.0", "streams.s.headers.X-K", "streams.s.path"} {
+		found := false
+		for _, pr := range ps {
+			found = found || (pr.Path == p && strings.Contains(pr.Message, "a connector does not read the environment"))
+		}
+		if !found {
+			t.Errorf("%d: no problem at %s: %v", i, p, err)
+		}
+	}
 }

@@ -1,10 +1,15 @@
 // Package all imports every built-in component so that it registers
-// itself: one line per source, destination and auth scheme.
+// itself: one line per source kind, destination and auth scheme.
 package all
 
 import (
+	_ "github.com/ferry-dev/ferry/internal/auth/apikey" // auth "api_key": a key in a header or the query
+	_ "github.com/ferry-dev/ferry/internal/auth/basic"  // auth "basic": user name and password
+	_ "github.com/ferry-dev/ferry/internal/auth/bearer" // auth "bearer": Authorization: Bearer <token>
+
 	_ "github.com/ferry-dev/ferry/internal/dest/mysql"    // destination "mysql": MySQL 8 and MariaDB
 	_ "github.com/ferry-dev/ferry/internal/dest/postgres" // destination "postgres": PostgreSQL, binary COPY
 	_ "github.com/ferry-dev/ferry/internal/dest/sqlite"   // destination "sqlite": the embedded default
-	_ "github.com/ferry-dev/ferry/internal/source/rest"   // source "rest": declarative REST connectors
+
+	_ "github.com/ferry-dev/ferry/internal/source/rest" // source "rest": declarative REST connectors
 )

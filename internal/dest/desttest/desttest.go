@@ -1,7 +1,14 @@
 // Package desttest is the behavioural suite every Ferry destination
 // passes: modes, atomic state, schema evolution, every type's round trip,
 // hostile names, rejected records. A destination's test calls Run with a
-// function that opens a fresh, empty database.
+// function that opens a fresh, empty destination and the capabilities it
+// has; each behaviour runs when the destination has what it needs.
+//
+// The suite writes through the same normalizer wiring a run uses
+// (engine.NewNormalizer) and reads back through the destination's own
+// dest.Reader, so any destination kind can pass it. Behaviours that change
+// a database behind Ferry's back (a foreign table, a dropped column, an
+// index catalog) need the SQL hooks of Caps.
 package desttest
 
 import (
@@ -17,11 +24,12 @@ import (
 	"time"
 
 	"github.com/ferry-dev/ferry/internal/dest"
-	"github.com/ferry-dev/ferry/internal/dest/sqldest"
+	"github.com/ferry-dev/ferry/internal/engine"
 	"github.com/ferry-dev/ferry/internal/jsonpath"
 	"github.com/ferry-dev/ferry/internal/normalize"
 	"github.com/ferry-dev/ferry/internal/record"
 	"github.com/ferry-dev/ferry/internal/schema"
+	"github.com/ferry-dev/ferry/internal/source"
 	"github.com/ferry-dev/ferry/internal/spec"
 )
 
@@ -29,58 +37,170 @@ import (
 // its own cleanup.
 type Open func(t *testing.T) dest.Destination
 
+// Caps says what a destination can do; the suite runs the behaviours it
+// has what they need for, and skips the others (saying why).
+type Caps struct {
+	// Dedup: incremental_dedup upserts by primary key, the newest cursor
+	// winning, and deletes.
+	Dedup bool
+	// Overwrite: full_refresh_overwrite stages the new rows and swaps them
+	// in at Finish, readers seeing the old table until then.
+	Overwrite bool
+	// State: the destination is a dest.StateKeeper, its state committed in
+	// the rows' transaction.
+	State bool
+	// Unnest: child tables of unnested arrays, replaced with their rows.
+	Unnest bool
+	// Rejects: rows the destination cannot store, and records the
+	// normalizer rejects, land in dest.RejectedTable, readable with Query.
+	Rejects bool
+	// RunLog: the destination is a dest.RunLog readable with Query.
+	RunLog bool
+	// SQL reaches a destination's database behind Ferry's back; nil skips
+	// the behaviours that need it.
+	SQL func(d dest.Destination) SQL
+}
+
+// SQL is what the suite needs to change a SQL database behind Ferry's
+// back and to look at its catalog.
+type SQL interface {
+	// Exec runs a statement outside Ferry.
+	Exec(ctx context.Context, stmt string) error
+	// Quote quotes an identifier; Table quotes (and qualifies) a table.
+	Quote(ident string) string
+	Table(name string) string
+	// ColumnType spells a logical type as the destination would.
+	ColumnType(t schema.Type) string
+	// StagingName is the table a full refresh of table loads.
+	StagingName(table string) string
+	// IndexQuery returns a query listing table's indexes as rows of
+	// (index name, comma-separated columns in order).
+	IndexQuery(table string) string
+	// TypeChecks reports whether the destination notices a column whose
+	// type was changed behind its back.
+	TypeChecks() bool
+}
+
+// SQLCaps are the capabilities of Ferry's SQL destinations (built on
+// sqldest), with indexQuery listing a table's indexes as rows of (name,
+// comma-separated columns).
+func SQLCaps(indexQuery func(table string) string) Caps {
+	return Caps{Dedup: true, Overwrite: true, State: true, Unnest: true, Rejects: true, RunLog: true,
+		SQL: func(d dest.Destination) SQL { return SQLOf(d, indexQuery) }}
+}
+
+// need is a capability a behaviour needs.
+type need func(Caps) bool
+
+var (
+	needDedup     need = func(c Caps) bool { return c.Dedup }
+	needOverwrite need = func(c Caps) bool { return c.Overwrite }
+	needState     need = func(c Caps) bool { return c.State }
+	needUnnest    need = func(c Caps) bool { return c.Unnest }
+	needRejects   need = func(c Caps) bool { return c.Rejects }
+	needRunLog    need = func(c Caps) bool { return c.RunLog }
+	needSQL       need = func(c Caps) bool { return c.SQL != nil }
+)
+
 // Run runs the suite.
-func Run(t *testing.T, open Open) {
+func Run(t *testing.T, open Open, caps Caps) {
 	tests := []struct {
-		name string
-		fn   func(*testing.T, dest.Destination)
+		name  string
+		fn    func(*testing.T, *target)
+		needs []need
 	}{
-		{"Append", testAppend},
-		{"AbortLosesUncommitted", testAbort},
-		{"Dedup", testDedup},
-		{"DedupNewestCursorWins", testNewestWins},
-		{"DedupNullCursor", testNullCursor},
-		{"DedupDecimalCursor", testDecimalCursor},
-		{"DedupCompositeKey", testCompositeKey},
-		{"DedupDelete", testDelete},
-		{"Overwrite", testOverwrite},
-		{"OverwriteResume", testOverwriteResume},
-		{"OverwriteResumeChildren", testOverwriteResumeChildren},
-		{"StateWithRows", testStateAtomic},
-		{"StateStore", testStateStore},
-		{"Types", testTypes},
-		{"AddColumns", testAddColumns},
-		{"MigrateMidTransaction", testMigrateMidTransaction},
-		{"Widen", testWiden},
-		{"HostileNames", testHostileNames},
-		{"Rejected", testRejected},
-		{"HardValues", testHardValues},
-		{"ForeignTable", testForeignTable},
-		{"ChangedOutsideFerry", testChangedOutside},
-		{"SwitchAppendToDedup", testSwitchToDedup},
-		{"Runs", testRuns},
-		{"NestedFlatten", testFlatten},
-		{"NestedUnnestDedup", testUnnestDedup},
-		{"NestedUnnestOverwrite", testUnnestOverwrite},
-		{"OverwriteIndexes", testOverwriteIndexes},
-		{"NestedUnnestAppend", testUnnestAppend},
+		{"Append", testAppend, nil},
+		{"AbortLosesUncommitted", testAbort, []need{needDedup, needState}},
+		{"Dedup", testDedup, []need{needDedup}},
+		{"DedupNewestCursorWins", testNewestWins, []need{needDedup}},
+		{"DedupNullCursor", testNullCursor, []need{needDedup}},
+		{"DedupDecimalCursor", testDecimalCursor, []need{needDedup}},
+		{"DedupCompositeKey", testCompositeKey, []need{needDedup}},
+		{"DedupDelete", testDelete, []need{needDedup}},
+		{"Overwrite", testOverwrite, []need{needOverwrite, needState}},
+		{"OverwriteResume", testOverwriteResume, []need{needOverwrite}},
+		{"OverwriteResumeChildren", testOverwriteResumeChildren, []need{needOverwrite, needUnnest, needSQL}},
+		{"StateWithRows", testStateAtomic, []need{needState}},
+		{"StateStore", testStateStore, []need{needState}},
+		{"Types", testTypes, []need{needDedup}},
+		{"AddColumns", testAddColumns, nil},
+		{"MigrateMidTransaction", testMigrateMidTransaction, []need{needDedup}},
+		{"Widen", testWiden, []need{needDedup}},
+		{"HostileNames", testHostileNames, []need{needDedup}},
+		{"Rejected", testRejected, []need{needDedup, needRejects}},
+		{"HardValues", testHardValues, []need{needDedup, needRejects}},
+		{"ForeignTable", testForeignTable, []need{needOverwrite, needSQL}},
+		{"ChangedOutsideFerry", testChangedOutside, []need{needSQL}},
+		{"SwitchAppendToDedup", testSwitchToDedup, []need{needDedup, needOverwrite}},
+		{"Runs", testRuns, []need{needRunLog}},
+		{"NestedFlatten", testFlatten, []need{needDedup}},
+		{"NestedUnnestDedup", testUnnestDedup, []need{needDedup, needUnnest}},
+		{"NestedUnnestOverwrite", testUnnestOverwrite, []need{needOverwrite, needUnnest}},
+		{"OverwriteIndexes", testOverwriteIndexes, []need{needOverwrite, needUnnest, needSQL}},
+		{"NestedUnnestAppend", testUnnestAppend, []need{needUnnest}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			for _, n := range tt.needs {
+				if !n(caps) {
+					t.Skip("the destination lacks a capability this behaviour needs")
+				}
+			}
 			t.Parallel()
-			tt.fn(t, open(t))
+			tt.fn(t, &target{Destination: open(t), caps: caps})
 		})
 	}
+}
+
+// target is the destination under test with its capabilities.
+type target struct {
+	dest.Destination
+	caps Caps
+}
+
+func (d *target) sql() SQL { return d.caps.SQL(d.Destination) }
+
+// TableName is the destination's name for a stream's table.
+func (d *target) TableName(name string) string { return engine.TableName(d.Destination, name) }
+
+// MaxIdentLen is the destination's identifier limit (0: none).
+func (d *target) MaxIdentLen() int {
+	if n, ok := d.Destination.(dest.Namer); ok {
+		return n.MaxIdentLen()
+	}
+	return 0
+}
+
+// State is the destination's state store.
+func (d *target) State() dest.StateStore { return d.Destination.(dest.StateKeeper).State() }
+
+// Query runs a query through the destination's Querier.
+func (d *target) Query(ctx context.Context, q string) ([]string, [][]string, error) {
+	qr, ok := d.Destination.(dest.Querier)
+	if !ok {
+		return nil, nil, fmt.Errorf("the destination answers no queries")
+	}
+	return qr.Query(ctx, q)
+}
+
+// reader is the destination's Reader.
+func (d *target) reader(t *testing.T) dest.Reader {
+	t.Helper()
+	r, ok := d.Destination.(dest.Reader)
+	if !ok {
+		t.Fatalf("the destination cannot be read back: it is not a dest.Reader")
+	}
+	return r
 }
 
 // stream writes pages of records through a normalizer, as the engine
 // does.
 type stream struct {
 	t     *testing.T
-	d     dest.Destination
+	d     *target
 	name  string
 	table string
-	mode  string
+	mode  dest.Mode
 	w     dest.StreamWriter
 	n     *normalize.Normalizer
 	run   string
@@ -91,11 +211,11 @@ type opts struct {
 	cursor string
 	hints  map[string]schema.Type
 	resume bool
-	policy string
-	nested string
+	policy schema.Policy
+	nested schema.Nesting
 }
 
-func open(t *testing.T, d dest.Destination, name, mode string, o opts) *stream {
+func open(t *testing.T, d *target, name string, mode dest.Mode, o opts) *stream {
 	t.Helper()
 	ctx := context.Background()
 	s := &stream{t: t, d: d, name: name, table: d.TableName(name), mode: mode, run: fmt.Sprintf("run-%d", time.Now().UnixNano())}
@@ -104,8 +224,8 @@ func open(t *testing.T, d dest.Destination, name, mode string, o opts) *stream {
 		t.Fatalf("OpenStream(%s, %s): %v", name, mode, err)
 	}
 	s.w = w
-	n, err := normalize.New(normalize.Options{Table: s.table, PrimaryKey: o.pk, Cursor: o.cursor, Hints: o.hints, MaxIdentLen: d.MaxIdentLen(), RunID: s.run,
-		Existing: w.Existing(), ChildExisting: w.ExistingChild, Policy: o.policy, Nested: o.nested, MaxDepth: 2})
+	info := source.Stream{Name: name, PrimaryKey: o.pk, Cursor: o.cursor, Hints: o.hints}
+	n, err := engine.NewNormalizer(s.table, info, spec.SchemaSettings{Policy: o.policy, Nested: o.nested, MaxDepth: 2}, d.Destination, w, s.run)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +256,7 @@ func (s *stream) chunk(records string) *record.Chunk {
 	}); err != nil {
 		s.t.Fatalf("records %s: %v", records, err)
 	}
-	c, _, err := s.n.Page(p, normalize.Filter{})
+	c, _, err := s.n.Page(p, nil)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -157,39 +277,53 @@ func (s *stream) finish() {
 	}
 }
 
-// rows returns the table's data columns as canonical text, sorted.
-func rows(t *testing.T, d dest.Destination, table string, cols ...string) []string {
+// rows returns the table's columns cols as canonical text ("|"-joined,
+// NULL as NULL), sorted, read back through the destination's Reader.
+func rows(t *testing.T, d *target, table string, cols ...string) []string {
 	t.Helper()
-	q := make([]string, len(cols))
-	for i, c := range cols {
-		q[i] = quote(d, c)
-	}
-	_, data, err := d.Query(context.Background(), fmt.Sprintf("SELECT %s FROM %s", strings.Join(q, ", "), quoteTable(d, table)))
-	if err != nil {
-		t.Fatalf("query %s: %v", table, err)
-	}
 	var out []string
-	for _, r := range data {
-		out = append(out, strings.Join(r, "|"))
+	err := d.reader(t).ReadRows(context.Background(), table, nil, func(names []string, row []any) error {
+		parts := make([]string, len(cols))
+		for i, c := range cols {
+			j := slices.Index(names, c)
+			if j < 0 {
+				return fmt.Errorf("table %s has no column %s (it has %v)", table, c, names)
+			}
+			parts[i] = render(row[j])
+		}
+		out = append(out, strings.Join(parts, "|"))
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("read %s: %v", table, err)
 	}
 	slices.Sort(out)
 	return out
 }
 
-// sqlDest is what the suite needs beyond dest.Destination: the SQL
-// destinations' dialect and connection pool.
-type sqlDest interface {
-	Dialect() sqldest.Dialect
-	DB() sqldest.DB
+// render writes a value read back as text: NULL, true/false, numbers in
+// their shortest form, timestamps in RFC 3339 (UTC).
+func render(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "NULL"
+	case bool:
+		return strconv.FormatBool(x)
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	case time.Time:
+		return x.UTC().Format(time.RFC3339Nano)
+	case string:
+		return x
+	}
+	return fmt.Sprint(v)
 }
 
-func quote(d dest.Destination, name string) string { return d.(sqlDest).Dialect().Quote(name) }
-
-func quoteTable(d dest.Destination, name string) string { return d.(sqlDest).Dialect().Table(name) }
-
-func count(t *testing.T, d dest.Destination, table string) int64 {
+func count(t *testing.T, d *target, table string) int64 {
 	t.Helper()
-	n, err := d.Count(context.Background(), table)
+	n, err := d.reader(t).Count(context.Background(), table)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,8 +337,8 @@ func expect(t *testing.T, got, want []string) {
 	}
 }
 
-func testAppend(t *testing.T, d dest.Destination) {
-	s := open(t, d, "events", spec.IncrementalAppend, opts{cursor: "at"})
+func testAppend(t *testing.T, d *target) {
+	s := open(t, d, "events", dest.IncrementalAppend, opts{cursor: "at"})
 	s.write(`[{"id":1,"at":1},{"id":1,"at":2}]`, `{"cursor":"2"}`)
 	s.write(`[{"id":2,"at":3}]`, `{"cursor":"3"}`)
 	s.commit()
@@ -212,7 +346,7 @@ func testAppend(t *testing.T, d dest.Destination) {
 	s.finish()
 	expect(t, rows(t, d, s.table, "id", "at"), []string{"1|1", "1|2", "2|3", "3|4"})
 	// A second run appends.
-	s = open(t, d, "events", spec.IncrementalAppend, opts{cursor: "at"})
+	s = open(t, d, "events", dest.IncrementalAppend, opts{cursor: "at"})
 	s.write(`[{"id":1,"at":5}]`, "")
 	s.finish()
 	if n := count(t, d, s.table); n != 5 {
@@ -220,8 +354,8 @@ func testAppend(t *testing.T, d dest.Destination) {
 	}
 }
 
-func testAbort(t *testing.T, d dest.Destination) {
-	s := open(t, d, "items", spec.IncrementalDedup, opts{pk: []string{"id"}})
+func testAbort(t *testing.T, d *target) {
+	s := open(t, d, "items", dest.IncrementalDedup, opts{pk: []string{"id"}})
 	s.write(`[{"id":1}]`, `{"cursor":"a"}`)
 	s.commit()
 	s.write(`[{"id":2}]`, `{"cursor":"b"}`)
@@ -235,21 +369,21 @@ func testAbort(t *testing.T, d dest.Destination) {
 	}
 }
 
-func testDedup(t *testing.T, d dest.Destination) {
-	s := open(t, d, "users", spec.IncrementalDedup, opts{pk: []string{"id"}})
+func testDedup(t *testing.T, d *target) {
+	s := open(t, d, "users", dest.IncrementalDedup, opts{pk: []string{"id"}})
 	s.write(`[{"id":1,"name":"a"},{"id":2,"name":"b"},{"id":1,"name":"a2"}]`, "")
 	s.commit()
 	s.write(`[{"id":2,"name":"b2"},{"id":3,"name":"c"}]`, "")
 	s.finish()
 	expect(t, rows(t, d, s.table, "id", "name"), []string{"1|a2", "2|b2", "3|c"})
-	s = open(t, d, "users", spec.IncrementalDedup, opts{pk: []string{"id"}})
+	s = open(t, d, "users", dest.IncrementalDedup, opts{pk: []string{"id"}})
 	s.write(`[{"id":3,"name":"c2"}]`, "")
 	s.finish()
 	expect(t, rows(t, d, s.table, "id", "name"), []string{"1|a2", "2|b2", "3|c2"})
 }
 
-func testNewestWins(t *testing.T, d dest.Destination) {
-	s := open(t, d, "docs", spec.IncrementalDedup, opts{pk: []string{"id"}, cursor: "v"})
+func testNewestWins(t *testing.T, d *target) {
+	s := open(t, d, "docs", dest.IncrementalDedup, opts{pk: []string{"id"}, cursor: "v"})
 	s.write(`[{"id":1,"v":5,"s":"five"}]`, "")
 	s.commit()
 	// An older version arriving later (lookback, late page) loses; within
@@ -264,7 +398,7 @@ func testNewestWins(t *testing.T, d dest.Destination) {
 // testNullCursor: a version without a cursor value ranks below any
 // version with one, and among equals the later one wins, so the result
 // does not depend on how the versions were split into commits.
-func testNullCursor(t *testing.T, d dest.Destination) {
+func testNullCursor(t *testing.T, d *target) {
 	versions := []string{
 		`{"id":1,"v":5,"s":"a"}`, `{"id":1,"v":null,"s":"b"}`, `{"id":1,"v":3,"s":"c"}`,
 		`{"id":2,"v":null,"s":"d"}`, `{"id":2,"v":null,"s":"e"}`,
@@ -274,12 +408,12 @@ func testNullCursor(t *testing.T, d dest.Destination) {
 	want := []string{"1|a", "2|e", "3|g", "4|i"}
 	o := opts{pk: []string{"id"}, cursor: "v", hints: map[string]schema.Type{"v": schema.Int}}
 	// All versions in one chunk…
-	s := open(t, d, "nullc1", spec.IncrementalDedup, o)
+	s := open(t, d, "nullc1", dest.IncrementalDedup, o)
 	s.write("["+strings.Join(versions, ",")+"]", "")
 	s.finish()
 	expect(t, rows(t, d, s.table, "id", "s"), want)
 	// …or each in a commit of its own.
-	s = open(t, d, "nullc2", spec.IncrementalDedup, o)
+	s = open(t, d, "nullc2", dest.IncrementalDedup, o)
 	for _, v := range versions {
 		s.write("["+v+"]", "")
 		s.commit()
@@ -289,9 +423,9 @@ func testNullCursor(t *testing.T, d dest.Destination) {
 }
 
 // testDecimalCursor: decimal cursors compare as numbers, not as text.
-func testDecimalCursor(t *testing.T, d dest.Destination) {
+func testDecimalCursor(t *testing.T, d *target) {
 	o := opts{pk: []string{"id"}, cursor: "v", hints: map[string]schema.Type{"v": schema.Decimal}}
-	s := open(t, d, "decc", spec.IncrementalDedup, o)
+	s := open(t, d, "decc", dest.IncrementalDedup, o)
 	s.write(`[{"id":1,"v":"9.5","s":"old"}]`, "")
 	s.commit()
 	s.write(`[{"id":1,"v":"10.25","s":"new"}]`, "")
@@ -301,16 +435,16 @@ func testDecimalCursor(t *testing.T, d dest.Destination) {
 	expect(t, rows(t, d, s.table, "id", "s"), []string{"1|new"})
 }
 
-func testCompositeKey(t *testing.T, d dest.Destination) {
-	s := open(t, d, "lines", spec.IncrementalDedup, opts{pk: []string{"order", "line"}})
+func testCompositeKey(t *testing.T, d *target) {
+	s := open(t, d, "lines", dest.IncrementalDedup, opts{pk: []string{"order", "line"}})
 	s.write(`[{"order":"A","line":1,"q":1},{"order":"A","line":2,"q":2},{"order":"B","line":1,"q":3}]`, "")
 	s.write(`[{"order":"A","line":2,"q":20}]`, "")
 	s.finish()
 	expect(t, rows(t, d, s.table, "order", "line", "q"), []string{"A|1|1", "A|2|20", "B|1|3"})
 }
 
-func testDelete(t *testing.T, d dest.Destination) {
-	s := open(t, d, "del", spec.IncrementalDedup, opts{pk: []string{"id"}})
+func testDelete(t *testing.T, d *target) {
+	s := open(t, d, "del", dest.IncrementalDedup, opts{pk: []string{"id"}})
 	s.write(`[{"id":1},{"id":2},{"id":3}]`, "")
 	c := s.chunk(`[{"id":2},{"id":4},{"id":4}]`)
 	c.Ops[0] = record.Delete
@@ -322,15 +456,15 @@ func testDelete(t *testing.T, d dest.Destination) {
 	expect(t, rows(t, d, s.table, "id"), []string{"1", "3"})
 }
 
-func testOverwrite(t *testing.T, d dest.Destination) {
+func testOverwrite(t *testing.T, d *target) {
 	ctx := context.Background()
-	s := open(t, d, "snap", spec.FullRefreshOverwrite, opts{pk: []string{"id"}})
+	s := open(t, d, "snap", dest.FullRefreshOverwrite, opts{pk: []string{"id"}})
 	s.write(`[{"id":1,"x":"old"},{"id":2,"x":"old"}]`, "")
 	s.finish()
 	expect(t, rows(t, d, s.table, "id", "x"), []string{"1|old", "2|old"})
 	// During the next refresh, readers still see the old table, even after
 	// commits; Finish swaps at once.
-	s = open(t, d, "snap", spec.FullRefreshOverwrite, opts{pk: []string{"id"}})
+	s = open(t, d, "snap", dest.FullRefreshOverwrite, opts{pk: []string{"id"}})
 	s.write(`[{"id":3,"x":"new","extra":true}]`, `{"pass":{"id":"r2"}}`)
 	s.commit()
 	expect(t, rows(t, d, s.table, "id", "x"), []string{"1|old", "2|old"})
@@ -344,33 +478,33 @@ func testOverwrite(t *testing.T, d dest.Destination) {
 	}
 	// A third refresh on the new layout works (indexes and names survived
 	// the swap).
-	s = open(t, d, "snap", spec.FullRefreshOverwrite, opts{pk: []string{"id"}})
+	s = open(t, d, "snap", dest.FullRefreshOverwrite, opts{pk: []string{"id"}})
 	s.write(`[{"id":5,"x":"third"}]`, "")
 	s.finish()
 	expect(t, rows(t, d, s.table, "id", "x"), []string{"5|third"})
 }
 
-func testOverwriteResume(t *testing.T, d dest.Destination) {
-	s := open(t, d, "big", spec.FullRefreshOverwrite, opts{pk: []string{"id"}})
+func testOverwriteResume(t *testing.T, d *target) {
+	s := open(t, d, "big", dest.FullRefreshOverwrite, opts{pk: []string{"id"}})
 	s.write(`[{"id":1}]`, "")
 	s.finish()
 	// A refresh is interrupted after a commit…
-	s = open(t, d, "big", spec.FullRefreshOverwrite, opts{pk: []string{"id"}})
+	s = open(t, d, "big", dest.FullRefreshOverwrite, opts{pk: []string{"id"}})
 	s.write(`[{"id":10},{"id":11}]`, `{"pass":{"id":"r"}}`)
 	s.commit()
 	s.write(`[{"id":12}]`, "")
 	s.w.Abort(context.Background())
 	// …and resumed: committed staged rows stay, the rest is re-read.
-	s = open(t, d, "big", spec.FullRefreshOverwrite, opts{pk: []string{"id"}, resume: true})
+	s = open(t, d, "big", dest.FullRefreshOverwrite, opts{pk: []string{"id"}, resume: true})
 	s.write(`[{"id":12},{"id":13}]`, "")
 	s.finish()
 	expect(t, rows(t, d, s.table, "id"), []string{"10", "11", "12", "13"})
 	// A new (not resumed) refresh starts from an empty staging table.
-	s = open(t, d, "big", spec.FullRefreshOverwrite, opts{pk: []string{"id"}})
+	s = open(t, d, "big", dest.FullRefreshOverwrite, opts{pk: []string{"id"}})
 	s.write(`[{"id":20}]`, "")
 	s.commit()
 	s.w.Abort(context.Background())
-	s = open(t, d, "big", spec.FullRefreshOverwrite, opts{pk: []string{"id"}})
+	s = open(t, d, "big", dest.FullRefreshOverwrite, opts{pk: []string{"id"}})
 	s.write(`[{"id":21}]`, "")
 	s.finish()
 	expect(t, rows(t, d, s.table, "id"), []string{"21"})
@@ -379,27 +513,26 @@ func testOverwriteResume(t *testing.T, d dest.Destination) {
 // testOverwriteResumeChildren: a refresh interrupted after its last page
 // committed, with child tables that never existed live, is resumed with
 // nothing left to read; the swap still brings in every staged table.
-func testOverwriteResumeChildren(t *testing.T, d dest.Destination) {
-	o := opts{pk: []string{"id"}, nested: normalize.NestedUnnest}
-	s := open(t, d, "fresh", spec.FullRefreshOverwrite, o)
+func testOverwriteResumeChildren(t *testing.T, d *target) {
+	o := opts{pk: []string{"id"}, nested: schema.Unnest}
+	s := open(t, d, "fresh", dest.FullRefreshOverwrite, o)
 	s.write(`[{"id":1,"items":[{"sku":"a","opts":[{"k":"x"}]}]},{"id":2,"items":[{"sku":"b"}]}]`, `{"pass":{"id":"r"}}`)
 	s.commit()
 	s.w.Abort(context.Background())
 	o.resume = true
-	s = open(t, d, "fresh", spec.FullRefreshOverwrite, o)
+	s = open(t, d, "fresh", dest.FullRefreshOverwrite, o)
 	s.finish()
 	expect(t, rows(t, d, s.table, "id"), []string{"1", "2"})
 	expect(t, children(t, d, s.table+"__items", "sku"), []string{"1|0|a", "2|0|b"})
 	expect(t, children(t, d, s.table+"__items__opts", "k"), []string{"1|0|x"})
-	dia := d.(sqlDest).Dialect()
 	for _, table := range []string{s.table, s.table + "__items", s.table + "__items__opts"} {
-		if n, _ := d.Count(context.Background(), sqldest.StagingName(dia, table)); n >= 0 { // -1: no such table
+		if n, _ := d.reader(t).Count(context.Background(), d.sql().StagingName(table)); n >= 0 { // -1: no such table
 			t.Errorf("staging table of %s left behind with %d rows", table, n)
 		}
 	}
 	// The next refresh replaces them all, and empties the grandchildren.
 	o.resume = false
-	s = open(t, d, "fresh", spec.FullRefreshOverwrite, o)
+	s = open(t, d, "fresh", dest.FullRefreshOverwrite, o)
 	s.write(`[{"id":3,"items":[{"sku":"c"}]}]`, "")
 	s.finish()
 	expect(t, rows(t, d, s.table, "id"), []string{"3"})
@@ -407,9 +540,9 @@ func testOverwriteResumeChildren(t *testing.T, d dest.Destination) {
 	expect(t, children(t, d, s.table+"__items__opts", "k"), nil)
 }
 
-func testStateAtomic(t *testing.T, d dest.Destination) {
+func testStateAtomic(t *testing.T, d *target) {
 	ctx := context.Background()
-	s := open(t, d, "st", spec.IncrementalAppend, opts{cursor: "c"})
+	s := open(t, d, "st", dest.IncrementalAppend, opts{cursor: "c"})
 	c := s.chunk(`[{"c":1}]`)
 	c.Checkpoints = []record.Checkpoint{
 		{Stream: "st", Partition: `{"id":1}`, State: json.RawMessage(`{"cursor":"1"}`)},
@@ -432,10 +565,10 @@ func testStateAtomic(t *testing.T, d dest.Destination) {
 	s.finish()
 }
 
-func testStateStore(t *testing.T, d dest.Destination) {
+func testStateStore(t *testing.T, d *target) {
 	ctx := context.Background()
 	for _, name := range []string{"a", "b"} {
-		s := open(t, d, name, spec.IncrementalAppend, opts{})
+		s := open(t, d, name, dest.IncrementalAppend, opts{})
 		c := s.chunk(`[]`)
 		c.Checkpoints = []record.Checkpoint{{Stream: name, Partition: "", State: json.RawMessage(`{"cursor":"1"}`)}, {Stream: name, Partition: "k", State: json.RawMessage(`{"cursor":"2"}`)}}
 		if err := s.w.Write(ctx, c); err != nil {
@@ -464,31 +597,30 @@ func testStateStore(t *testing.T, d dest.Destination) {
 	}
 }
 
-// typed reads the data columns back through the database and renders
-// each value canonically by its logical type, keyed by column name.
-func typed(t *testing.T, d dest.Destination, table string, layout *schema.Table, order string) []map[string]string {
+// typed reads the data columns back through the destination's Reader and
+// renders each value canonically by its logical type, keyed by column
+// name, ordered by order.
+func typed(t *testing.T, d *target, table string, layout *schema.Table, order string) []map[string]string {
 	t.Helper()
-	var cols []string
-	var types []schema.Type
-	var names []string
+	types := map[string]schema.Type{}
 	for _, c := range layout.Columns {
 		if c.Origin == schema.FromData {
-			cols = append(cols, quote(d, c.Name))
-			types = append(types, c.Type)
-			names = append(names, c.Name)
+			types[c.Name] = c.Type
 		}
-	}
-	_, data, err := d.Query(context.Background(), fmt.Sprintf("SELECT %s FROM %s ORDER BY %s", strings.Join(cols, ", "), quoteTable(d, table), quote(d, order)))
-	if err != nil {
-		t.Fatal(err)
 	}
 	var out []map[string]string
-	for _, r := range data {
+	err := d.reader(t).ReadRows(context.Background(), table, []string{order}, func(names []string, row []any) error {
 		m := map[string]string{}
-		for i := range r {
-			m[names[i]] = canon(types[i], r[i])
+		for i, name := range names {
+			if typ, ok := types[name]; ok {
+				m[name] = canon(typ, render(row[i]))
+			}
 		}
 		out = append(out, m)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
@@ -532,8 +664,8 @@ func canon(t schema.Type, s string) string {
 	return s
 }
 
-func testTypes(t *testing.T, d dest.Destination) {
-	s := open(t, d, "types", spec.IncrementalDedup, opts{pk: []string{"id"}, hints: map[string]schema.Type{"money": schema.Decimal}})
+func testTypes(t *testing.T, d *target) {
+	s := open(t, d, "types", dest.IncrementalDedup, opts{pk: []string{"id"}, hints: map[string]schema.Type{"money": schema.Decimal}})
 	s.write(`[
 	 {"id":1,"b":true,"i":9223372036854775807,"f":1.5,"big":123456789012345678901234567890,"money":"12.50",
 	  "ts":"2024-02-29T23:59:59.123456Z","txt":"héllo 🚀 'q' \"dq\" \\ back","j":{"a":[1,"x",null],"b":{"c":true}},"empty":""},
@@ -560,13 +692,13 @@ func testTypes(t *testing.T, d dest.Destination) {
 	}
 }
 
-func testAddColumns(t *testing.T, d dest.Destination) {
-	s := open(t, d, "grow", spec.IncrementalAppend, opts{})
+func testAddColumns(t *testing.T, d *target) {
+	s := open(t, d, "grow", dest.IncrementalAppend, opts{})
 	s.write(`[{"id":1}]`, "")
 	s.commit()
 	s.write(`[{"id":2,"new":"x"}]`, "")
 	s.finish()
-	s = open(t, d, "grow", spec.IncrementalAppend, opts{})
+	s = open(t, d, "grow", dest.IncrementalAppend, opts{})
 	if s.w.Existing() == nil || s.w.Existing().Column("new") == nil {
 		t.Fatalf("layout not recorded: %+v", s.w.Existing())
 	}
@@ -575,8 +707,8 @@ func testAddColumns(t *testing.T, d dest.Destination) {
 	expect(t, rows(t, d, s.table, "id", "new", "later"), []string{"1|NULL|NULL", "2|x|NULL", "3|NULL|7"})
 }
 
-func testWiden(t *testing.T, d dest.Destination) {
-	s := open(t, d, "wide", spec.IncrementalDedup, opts{pk: []string{"id"}})
+func testWiden(t *testing.T, d *target) {
+	s := open(t, d, "wide", dest.IncrementalDedup, opts{pk: []string{"id"}})
 	s.write(`[{"id":1,"v":1,"w":true}]`, "")
 	s.commit()
 	s.write(`[{"id":2,"v":2.5}]`, "")
@@ -593,7 +725,7 @@ func testWiden(t *testing.T, d dest.Destination) {
 		t.Fatalf("widened rows:\n got %q\nwant %q", got, want)
 	}
 	// The key still holds after the widening.
-	s = open(t, d, "wide", spec.IncrementalDedup, opts{pk: []string{"id"}})
+	s = open(t, d, "wide", dest.IncrementalDedup, opts{pk: []string{"id"}})
 	s.write(`[{"id":1,"v":"one"}]`, "")
 	s.finish()
 	if n := count(t, d, s.table); n != 3 {
@@ -601,9 +733,9 @@ func testWiden(t *testing.T, d dest.Destination) {
 	}
 }
 
-func testHostileNames(t *testing.T, d dest.Destination) {
+func testHostileNames(t *testing.T, d *target) {
 	long := strings.Repeat("a", 200)
-	s := open(t, d, `select"; DROP TABLE x;--`, spec.IncrementalDedup, opts{pk: []string{"order"}})
+	s := open(t, d, `select"; DROP TABLE x;--`, dest.IncrementalDedup, opts{pk: []string{"order"}})
 	s.write(`[{"order":1,"select":"s","from":"f","\"; DROP TABLE x;--":"inj","it's":"q","Name":"upper","name":"lower","NAME":"caps","日本語":"jp","`+long+`":"l1","`+long+`b":"l2","a.b":"dot","_ferry_run_id":"mine"}]`, "")
 	s.finish()
 	seen := map[string]bool{}
@@ -630,12 +762,12 @@ func testHostileNames(t *testing.T, d dest.Destination) {
 	}
 }
 
-func testRejected(t *testing.T, d dest.Destination) {
-	s := open(t, d, "rej", spec.IncrementalDedup, opts{pk: []string{"id"}})
+func testRejected(t *testing.T, d *target) {
+	s := open(t, d, "rej", dest.IncrementalDedup, opts{pk: []string{"id"}})
 	s.write(`[{"id":1},{"no_id":true},"not an object"]`, "")
 	s.finish()
 	_, data, err := d.Query(context.Background(), fmt.Sprintf("SELECT %s, %s, %s FROM %s ORDER BY %s",
-		quote(d, "stream"), quote(d, "reason"), quote(d, "record"), quoteTable(d, dest.RejectedTable), quote(d, "reason")))
+		d.sqlQuote("stream"), d.sqlQuote("reason"), d.sqlQuote("record"), d.sqlTable(dest.RejectedTable), d.sqlQuote("reason")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -648,9 +780,9 @@ func testRejected(t *testing.T, d dest.Destination) {
 // testHardValues writes values some databases cannot store. Each record
 // must end up either in the table with its exact value or in the rejected
 // table with a reason naming the column; the batch and the stream go on.
-func testHardValues(t *testing.T, d dest.Destination) {
+func testHardValues(t *testing.T, d *target) {
 	ctx := context.Background()
-	s := open(t, d, "hard", spec.IncrementalDedup, opts{pk: []string{"id"}, hints: map[string]schema.Type{"n": schema.Decimal, "ts": schema.Timestamp}})
+	s := open(t, d, "hard", dest.IncrementalDedup, opts{pk: []string{"id"}, hints: map[string]schema.Type{"n": schema.Decimal, "ts": schema.Timestamp}})
 	records := []string{
 		`{"id":1,"txt":"nul \u0000 byte"}`,
 		`{"id":2,"ts":"0001-01-01T00:00:00Z"}`,
@@ -666,7 +798,7 @@ func testHardValues(t *testing.T, d dest.Destination) {
 	for _, r := range rows(t, d, s.table, "id") {
 		stored[r] = true
 	}
-	_, rej, err := d.Query(ctx, fmt.Sprintf("SELECT %s, %s, %s FROM %s WHERE %s = 'hard'", quote(d, "record"), quote(d, "reason"), quote(d, "column_name"), quoteTable(d, dest.RejectedTable), quote(d, "stream")))
+	_, rej, err := d.Query(ctx, fmt.Sprintf("SELECT %s, %s, %s FROM %s WHERE %s = 'hard'", d.sqlQuote("record"), d.sqlQuote("reason"), d.sqlQuote("column_name"), d.sqlTable(dest.RejectedTable), d.sqlQuote("stream")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -713,64 +845,65 @@ func testHardValues(t *testing.T, d dest.Destination) {
 	}
 }
 
-func testForeignTable(t *testing.T, d dest.Destination) {
+func testForeignTable(t *testing.T, d *target) {
 	ctx := context.Background()
 	table := d.TableName("theirs")
-	if err := d.(sqlDest).DB().Exec(ctx, fmt.Sprintf("CREATE TABLE %s (x INTEGER)", quoteTable(d, table))); err != nil {
+	if err := d.sql().Exec(ctx, fmt.Sprintf("CREATE TABLE %s (x INTEGER)", d.sql().Table(table))); err != nil {
 		t.Fatal(err)
 	}
-	_, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "theirs", Table: table, Mode: spec.IncrementalDedup, RunID: "r"})
+	_, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "theirs", Table: table, Mode: dest.IncrementalDedup, RunID: "r"})
 	if err == nil || !strings.Contains(err.Error(), table) || !strings.Contains(err.Error(), "did not create") {
 		t.Fatalf("OpenStream over a foreign table: %v", err)
 	}
 	// A full refresh replaces it, as asked.
-	s := open(t, d, "theirs", spec.FullRefreshOverwrite, opts{})
+	s := open(t, d, "theirs", dest.FullRefreshOverwrite, opts{})
 	s.write(`[{"y":1}]`, "")
 	s.finish()
 	expect(t, rows(t, d, table, "y"), []string{"1"})
 }
 
-func testSwitchToDedup(t *testing.T, d dest.Destination) {
-	s := open(t, d, "sw", spec.IncrementalAppend, opts{pk: []string{"id"}})
+func testSwitchToDedup(t *testing.T, d *target) {
+	s := open(t, d, "sw", dest.IncrementalAppend, opts{pk: []string{"id"}})
 	s.write(`[{"id":1,"v":"a"},{"id":1,"v":"b"}]`, "")
 	s.finish()
 	// Duplicate keys: dedup cannot enforce the key, and says why.
-	s = open(t, d, "sw", spec.IncrementalDedup, opts{pk: []string{"id"}})
+	s = open(t, d, "sw", dest.IncrementalDedup, opts{pk: []string{"id"}})
 	err := s.w.Write(context.Background(), s.chunk(`[{"id":2,"v":"c"}]`))
 	if err == nil || !strings.Contains(err.Error(), "full_refresh_overwrite") {
 		t.Fatalf("dedup over duplicate keys: %v", err)
 	}
 	s.w.Abort(context.Background())
 	// After a refresh, dedup works.
-	s = open(t, d, "sw", spec.FullRefreshOverwrite, opts{pk: []string{"id"}})
+	s = open(t, d, "sw", dest.FullRefreshOverwrite, opts{pk: []string{"id"}})
 	s.write(`[{"id":1,"v":"x"}]`, "")
 	s.finish()
-	s = open(t, d, "sw", spec.IncrementalDedup, opts{pk: []string{"id"}})
+	s = open(t, d, "sw", dest.IncrementalDedup, opts{pk: []string{"id"}})
 	s.write(`[{"id":1,"v":"y"},{"id":2,"v":"z"}]`, "")
 	s.finish()
 	expect(t, rows(t, d, s.table, "id", "v"), []string{"1|y", "2|z"})
 }
 
-func testRuns(t *testing.T, d dest.Destination) {
+func testRuns(t *testing.T, d *target) {
 	ctx := context.Background()
 	now := time.Now()
-	if err := d.RecordRun(ctx, dest.Run{ID: "r1", Pipeline: "p", StartedAt: now, FinishedAt: now, Status: "succeeded", Summary: json.RawMessage(`{"a":1}`)}); err != nil {
+	rl := d.Destination.(dest.RunLog)
+	if err := rl.RecordRun(ctx, dest.Run{ID: "r1", Pipeline: "p", StartedAt: now, FinishedAt: now, Status: dest.Succeeded, Summary: json.RawMessage(`{"a":1}`)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.RecordRun(ctx, dest.Run{ID: "r1", Pipeline: "p", StartedAt: now, FinishedAt: now, Status: "failed", Summary: json.RawMessage(`{}`)}); err != nil {
+	if err := rl.RecordRun(ctx, dest.Run{ID: "r1", Pipeline: "p", StartedAt: now, FinishedAt: now, Status: dest.Failed, Summary: json.RawMessage(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
-	_, data, err := d.Query(ctx, fmt.Sprintf("SELECT %s, %s FROM %s", quote(d, "run_id"), quote(d, "status"), quoteTable(d, dest.RunsTable)))
+	_, data, err := d.Query(ctx, fmt.Sprintf("SELECT %s, %s FROM %s", d.sqlQuote("run_id"), d.sqlQuote("status"), d.sqlTable(dest.RunsTable)))
 	if err != nil || len(data) != 1 || data[0][1] != "failed" {
 		t.Fatalf("runs = %q, %v", data, err)
 	}
-	if n, err := d.Count(ctx, "no_such_table"); err != nil || n != -1 {
+	if n, err := d.reader(t).Count(ctx, "no_such_table"); err != nil || n != -1 {
 		t.Fatalf("Count(missing) = %d, %v", n, err)
 	}
 }
 
-func testFlatten(t *testing.T, d dest.Destination) {
-	s := open(t, d, "flat", spec.IncrementalDedup, opts{pk: []string{"id"}, nested: normalize.NestedFlatten})
+func testFlatten(t *testing.T, d *target) {
+	s := open(t, d, "flat", dest.IncrementalDedup, opts{pk: []string{"id"}, nested: schema.Flatten})
 	s.write(`[{"id":1,"addr":{"city":"Oslo","geo":{"lat":59.9,"deep":{"x":1}}},"tags":["a"]}]`, "")
 	s.finish()
 	expect(t, rows(t, d, s.table, "id", "addr__city", "addr__geo__lat", "tags"), []string{`1|Oslo|59.9|["a"]`})
@@ -781,14 +914,14 @@ func testFlatten(t *testing.T, d dest.Destination) {
 }
 
 // children returns "root|index|value" rows of a child table.
-func children(t *testing.T, d dest.Destination, table string, cols ...string) []string {
+func children(t *testing.T, d *target, table string, cols ...string) []string {
 	t.Helper()
 	return rows(t, d, table, append([]string{schema.ColRootPrefix + "id", schema.ColListIndex}, cols...)...)
 }
 
-func testUnnestDedup(t *testing.T, d dest.Destination) {
-	o := opts{pk: []string{"id"}, cursor: "v", nested: normalize.NestedUnnest}
-	s := open(t, d, "ord", spec.IncrementalDedup, o)
+func testUnnestDedup(t *testing.T, d *target) {
+	o := opts{pk: []string{"id"}, cursor: "v", nested: schema.Unnest}
+	s := open(t, d, "ord", dest.IncrementalDedup, o)
 	s.write(`[{"id":1,"v":1,"items":[{"sku":"a","opts":[{"k":"x"},{"k":"y"}]},{"sku":"b"}],"tags":["t1"]},{"id":2,"v":1,"items":[{"sku":"c"}]}]`, "")
 	s.finish()
 	items := s.table + "__items"
@@ -799,7 +932,7 @@ func testUnnestDedup(t *testing.T, d dest.Destination) {
 	// Order 1 changes: one item, no tags. Its old children go, order 2's
 	// stay. An older version of order 2 arriving later does not replace
 	// its children either.
-	s = open(t, d, "ord", spec.IncrementalDedup, o)
+	s = open(t, d, "ord", dest.IncrementalDedup, o)
 	s.write(`[{"id":1,"v":2,"items":[{"sku":"a2"}]}]`, "")
 	s.commit()
 	s.write(`[{"id":2,"v":0,"items":[{"sku":"stale"}]}]`, "")
@@ -808,19 +941,23 @@ func testUnnestDedup(t *testing.T, d dest.Destination) {
 	expect(t, children(t, d, items+"__opts", "k"), nil)
 	expect(t, children(t, d, s.table+"__tags", "value"), nil)
 	// Every child row points at an existing parent row.
-	_, orphans, err := d.Query(context.Background(), fmt.Sprintf("SELECT COUNT(*) FROM %s c WHERE NOT EXISTS (SELECT 1 FROM %s p WHERE p.%s = c.%s)",
-		quoteTable(d, items), quoteTable(d, s.table), quote(d, schema.ColRowID), quote(d, schema.ColParentRowID)))
-	if err != nil || orphans[0][0] != "0" {
-		t.Fatalf("orphans = %v, %v", orphans, err)
+	parents := map[string]bool{}
+	for _, r := range rows(t, d, s.table, schema.ColRowID) {
+		parents[r] = true
+	}
+	for _, r := range rows(t, d, items, schema.ColParentRowID) {
+		if !parents[r] {
+			t.Fatalf("child row of %s points at parent row %s, which does not exist", items, r)
+		}
 	}
 }
 
-func testUnnestOverwrite(t *testing.T, d dest.Destination) {
-	o := opts{pk: []string{"id"}, nested: normalize.NestedUnnest}
-	s := open(t, d, "snapn", spec.FullRefreshOverwrite, o)
+func testUnnestOverwrite(t *testing.T, d *target) {
+	o := opts{pk: []string{"id"}, nested: schema.Unnest}
+	s := open(t, d, "snapn", dest.FullRefreshOverwrite, o)
 	s.write(`[{"id":1,"items":[{"sku":"a"}],"tags":["x","y"]}]`, "")
 	s.finish()
-	s = open(t, d, "snapn", spec.FullRefreshOverwrite, o)
+	s = open(t, d, "snapn", dest.FullRefreshOverwrite, o)
 	s.write(`[{"id":2,"items":[{"sku":"b"},{"sku":"c"}]}]`, "")
 	s.commit()
 	// Readers see the old tables until the swap.
@@ -835,9 +972,8 @@ func testUnnestOverwrite(t *testing.T, d dest.Destination) {
 // testOverwriteIndexes: every full refresh, the staging tables have the
 // lookup indexes while they load, and after the swap each live table has
 // each of them exactly once.
-func testOverwriteIndexes(t *testing.T, d dest.Destination) {
-	o := opts{pk: []string{"id"}, nested: normalize.NestedUnnest}
-	dia := d.(sqlDest).Dialect()
+func testOverwriteIndexes(t *testing.T, d *target) {
+	o := opts{pk: []string{"id"}, nested: schema.Unnest}
 	root := d.TableName("snapix")
 	want := map[string][]string{
 		root:                   {"id", schema.ColRowID},
@@ -861,10 +997,10 @@ func testOverwriteIndexes(t *testing.T, d dest.Destination) {
 		}
 	}
 	for run := 0; run < 3; run++ {
-		s := open(t, d, "snapix", spec.FullRefreshOverwrite, o)
+		s := open(t, d, "snapix", dest.FullRefreshOverwrite, o)
 		s.write(fmt.Sprintf(`[{"id":1,"items":[{"sku":"a%d","opts":[{"k":"x"}]}]},{"id":2,"items":[{"sku":"b","opts":[{"k":"y"},{"k":"z"}]}]}]`, run), "")
 		s.commit()
-		check(fmt.Sprintf("run %d, loading", run), func(table string) string { return sqldest.StagingName(dia, table) })
+		check(fmt.Sprintf("run %d, loading", run), d.sql().StagingName)
 		s.finish()
 		check(fmt.Sprintf("run %d, swapped", run), func(table string) string { return table })
 		expect(t, children(t, d, root+"__items", "sku"), []string{fmt.Sprintf("1|0|a%d", run), "2|0|b"})
@@ -873,23 +1009,9 @@ func testOverwriteIndexes(t *testing.T, d dest.Destination) {
 }
 
 // indexes counts a table's indexes by their comma-separated columns.
-func indexes(t *testing.T, d dest.Destination, table string) map[string]int {
+func indexes(t *testing.T, d *target, table string) map[string]int {
 	t.Helper()
-	lit := "'" + strings.ReplaceAll(table, "'", "''") + "'"
-	var q string
-	switch name := d.(sqlDest).Dialect().Name(); name {
-	case "sqlite":
-		q = "SELECT il.name, (SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno)) FROM pragma_index_list(" + lit + ") il"
-	case "postgres":
-		q = "SELECT i.relname, string_agg(a.attname, ',' ORDER BY k.n) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid " +
-			"CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY k(attnum, n) JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum " +
-			"WHERE x.indrelid = '" + strings.ReplaceAll(quoteTable(d, table), "'", "''") + "'::regclass GROUP BY i.relname"
-	case "mysql":
-		q = "SELECT INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX SEPARATOR ',') FROM information_schema.STATISTICS " +
-			"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = " + lit + " GROUP BY INDEX_NAME"
-	default:
-		t.Fatalf("no index catalog query for %s", name)
-	}
+	q := d.sql().IndexQuery(table)
 	_, data, err := d.Query(context.Background(), q)
 	if err != nil {
 		t.Fatalf("indexes of %s: %v", table, err)
@@ -904,10 +1026,10 @@ func indexes(t *testing.T, d dest.Destination, table string) map[string]int {
 	return got
 }
 
-func testUnnestAppend(t *testing.T, d dest.Destination) {
-	o := opts{pk: []string{"id"}, nested: normalize.NestedUnnest}
+func testUnnestAppend(t *testing.T, d *target) {
+	o := opts{pk: []string{"id"}, nested: schema.Unnest}
 	for i := 0; i < 2; i++ {
-		s := open(t, d, "evn", spec.IncrementalAppend, o)
+		s := open(t, d, "evn", dest.IncrementalAppend, o)
 		s.write(`[{"id":1,"list":[10,20]}]`, "")
 		s.finish()
 	}
@@ -916,33 +1038,32 @@ func testUnnestAppend(t *testing.T, d dest.Destination) {
 
 // testChangedOutsideFerry: a column someone dropped comes back; a column
 // whose type someone changed is reported, naming table and column.
-func testChangedOutside(t *testing.T, d dest.Destination) {
+func testChangedOutside(t *testing.T, d *target) {
 	ctx := context.Background()
-	s := open(t, d, "mine", spec.IncrementalAppend, opts{})
+	s := open(t, d, "mine", dest.IncrementalAppend, opts{})
 	s.write(`[{"id":1,"note":"a","n":5}]`, "")
 	s.finish()
-	db := d.(sqlDest).DB()
-	dl := d.(sqlDest).Dialect()
-	if err := db.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP COLUMN %s", quoteTable(d, s.table), quote(d, "note"))); err != nil {
+	db := d.sql()
+	if err := db.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP COLUMN %s", db.Table(s.table), db.Quote("note"))); err != nil {
 		t.Fatal(err)
 	}
-	s = open(t, d, "mine", spec.IncrementalAppend, opts{})
+	s = open(t, d, "mine", dest.IncrementalAppend, opts{})
 	s.write(`[{"id":2,"note":"b","n":6}]`, "")
 	s.finish()
 	expect(t, rows(t, d, s.table, "id", "note"), []string{"1|NULL", "2|b"})
-	if _, ok := dl.(sqldest.TypeChecker); !ok {
+	if !db.TypeChecks() {
 		return
 	}
 	// Replace column n (an integer) with a float column behind Ferry's back.
 	for _, stmt := range []string{
-		fmt.Sprintf("ALTER TABLE %s DROP COLUMN %s", quoteTable(d, s.table), quote(d, "n")),
-		fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", quoteTable(d, s.table), quote(d, "n"), dl.ColumnType(schema.Float, false)),
+		fmt.Sprintf("ALTER TABLE %s DROP COLUMN %s", db.Table(s.table), db.Quote("n")),
+		fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", db.Table(s.table), db.Quote("n"), db.ColumnType(schema.Float)),
 	} {
 		if err := db.Exec(ctx, stmt); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "mine", Table: s.table, Mode: spec.IncrementalAppend, RunID: "r"})
+	_, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "mine", Table: s.table, Mode: dest.IncrementalAppend, RunID: "r"})
 	if err == nil || !strings.Contains(err.Error(), "changed outside Ferry") || !strings.Contains(err.Error(), "column n ") {
 		t.Fatalf("OpenStream over a changed table: %v", err)
 	}
@@ -950,8 +1071,8 @@ func testChangedOutside(t *testing.T, d dest.Destination) {
 
 // testMigrateMidTransaction changes the layout between two chunks of one
 // transaction: the rows loaded before the change must land too.
-func testMigrateMidTransaction(t *testing.T, d dest.Destination) {
-	s := open(t, d, "mid", spec.IncrementalDedup, opts{pk: []string{"id"}})
+func testMigrateMidTransaction(t *testing.T, d *target) {
+	s := open(t, d, "mid", dest.IncrementalDedup, opts{pk: []string{"id"}})
 	s.write(`[{"id":1,"a":"x"}]`, "")
 	s.write(`[{"id":2,"a":"y","b":"z"},{"id":1,"a":"w"}]`, "")
 	s.finish()
@@ -1002,4 +1123,18 @@ func Chunk(tb *schema.Table, rows ...[]any) *record.Chunk {
 		c.Len++
 	}
 	return c
+}
+
+func (d *target) sqlQuote(name string) string {
+	if d.caps.SQL != nil {
+		return d.sql().Quote(name)
+	}
+	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
+}
+
+func (d *target) sqlTable(name string) string {
+	if d.caps.SQL != nil {
+		return d.sql().Table(name)
+	}
+	return d.sqlQuote(name)
 }

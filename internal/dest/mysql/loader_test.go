@@ -11,7 +11,6 @@ import (
 	"github.com/ferry-dev/ferry/internal/dest/desttest"
 	"github.com/ferry-dev/ferry/internal/record"
 	"github.com/ferry-dev/ferry/internal/schema"
-	"github.com/ferry-dev/ferry/internal/spec"
 )
 
 // benchTable is a 12-field record plus Ferry's two metadata columns.
@@ -69,7 +68,7 @@ func BenchmarkLoadDedup(b *testing.B) {
 				b.StopTimer()
 				d := openFresh(b, nil)
 				load := func(chunks []*record.Chunk) {
-					w, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "orders", Table: "orders", Mode: spec.IncrementalDedup, RunID: "r"})
+					w, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "orders", Table: "orders", Mode: dest.IncrementalDedup, RunID: "r"})
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -111,7 +110,7 @@ func BenchmarkLoadDedup(b *testing.B) {
 func TestLoaderSplitsLargeBatches(t *testing.T) {
 	t.Parallel()
 	d := openFresh(t, nil)
-	f := newFixture(t, d, spec.IncrementalAppend, textTable("big"))
+	f := newFixture(t, d, dest.IncrementalAppend, textTable("big"))
 	big := strings.Repeat("x", 1<<20)
 	var rows [][]any
 	for i := range 10 {
@@ -127,7 +126,7 @@ func TestLoaderSplitsLargeBatches(t *testing.T) {
 func TestRowLargerThanPacketRefused(t *testing.T) {
 	t.Parallel()
 	d := openFresh(t, func(x *Dialect) { x.MaxPacket = 1 << 20 })
-	f := newFixture(t, d, spec.IncrementalAppend, textTable("huge"))
+	f := newFixture(t, d, dest.IncrementalAppend, textTable("huge"))
 	f.write(desttest.Chunk(f.tb, []any{"a", "small"}, []any{"b", strings.Repeat("y", 2<<20)}, []any{"c", "small"}))
 	f.finish()
 	same(t, query(t, d, "SELECT k FROM huge"), []string{"a", "c"})

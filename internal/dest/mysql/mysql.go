@@ -55,7 +55,21 @@ import (
 	"github.com/ferry-dev/ferry/internal/dest/sqldest"
 )
 
-func init() { dest.Register("mysql", Open) }
+func init() {
+	dest.Register("mysql", "A MySQL or MariaDB database: batched upserts, atomic table swaps.", Open)
+}
+
+// Config is the mysql destination's section of a pipeline file.
+type Config struct {
+	// URL is the connection URL. ${VAR} references are expanded; the
+	// password in it is redacted from messages.
+	URL string `yaml:"url" required:"true" min:"1" secret:"url" doc:"Connection URL, mysql://user:password@host:3306/database (mariadb:// works too); ${VAR} references are expanded and the password is never shown."`
+	// TablePrefix is put before every table name.
+	TablePrefix string `yaml:"table_prefix,omitempty" doc:"Put before every table name."`
+	// SSLMode and SSLRootCert set TLS.
+	SSLMode     string `yaml:"sslmode,omitempty" enum:"disable,allow,prefer,require,verify-ca,verify-full" doc:"TLS mode; overrides the URL's tls parameter."`
+	SSLRootCert string `yaml:"sslrootcert,omitempty" min:"1" doc:"CA certificate file (PEM) for verify-ca and verify-full."`
+}
 
 // sqlMode is every session's sql_mode: strict for every table (no silent
 // truncation, no invalid dates), and without modes that change how Ferry's
@@ -67,13 +81,13 @@ var connectFor = 30 * time.Second
 
 // Open connects to the database cfg.URL names, waiting up to about 30s
 // for a server that is starting, and creates Ferry's metadata tables.
-func Open(ctx context.Context, cfg dest.Config) (dest.Destination, error) {
-	return open(ctx, cfg, nil)
+func Open(ctx context.Context, cfg *Config, opts dest.Options) (dest.Destination, error) {
+	return open(ctx, cfg, opts, nil)
 }
 
 // open is Open; adjust, when not nil, changes the dialect chosen for the
 // server (tests use it to run MySQL's statements on MariaDB).
-func open(ctx context.Context, cfg dest.Config, adjust func(*Dialect)) (*sqldest.Destination, error) {
+func open(ctx context.Context, cfg *Config, opts dest.Options, adjust func(*Dialect)) (*sqldest.Destination, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("mysql destination needs url (mysql://user:password@host:3306/database)")
 	}
@@ -81,10 +95,7 @@ func open(ctx context.Context, cfg dest.Config, adjust func(*Dialect)) (*sqldest
 	if err != nil {
 		return nil, err
 	}
-	var sslMode, rootCert, prefix string
-	if cfg.Spec != nil {
-		sslMode, rootCert, prefix = cfg.Spec.SSLMode, cfg.Spec.SSLRootCert, cfg.Spec.TablePrefix
-	}
+	sslMode, rootCert, prefix := cfg.SSLMode, cfg.SSLRootCert, cfg.TablePrefix
 	if err := configureTLS(mc, sslMode, rootCert); err != nil {
 		return nil, err
 	}
@@ -96,7 +107,7 @@ func open(ctx context.Context, cfg dest.Config, adjust func(*Dialect)) (*sqldest
 	if adjust != nil {
 		adjust(&d)
 	}
-	x, err := sqldest.New(ctx, &sqldest.StdDB{DB: db}, d, prefix)
+	x, err := sqldest.New(ctx, sqldest.Config{DB: &sqldest.StdDB{DB: db}, Dialect: d, Prefix: prefix, ReadOnly: opts.ReadOnly, Locker: &locker{cfg: mc}})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("mysql %s: %w", where, err)

@@ -23,7 +23,6 @@ import (
 	"github.com/ferry-dev/ferry/internal/dest/sqldest"
 	"github.com/ferry-dev/ferry/internal/record"
 	"github.com/ferry-dev/ferry/internal/schema"
-	"github.com/ferry-dev/ferry/internal/spec"
 )
 
 // envURL names the test server; CI sets it, and a missing server fails
@@ -115,7 +114,7 @@ func withDatabase(t testing.TB, raw, name string) string {
 func openFresh(t testing.TB, adjust func(*Dialect)) *sqldest.Destination {
 	t.Helper()
 	u := freshURL(t)
-	d, err := open(context.Background(), dest.Config{Spec: &spec.Destination{Type: "mysql"}, URL: u}, adjust)
+	d, err := open(context.Background(), &Config{URL: u}, dest.Options{}, adjust)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +123,7 @@ func openFresh(t testing.TB, adjust func(*Dialect)) *sqldest.Destination {
 }
 
 func TestConformance(t *testing.T) {
-	desttest.Run(t, func(t *testing.T) dest.Destination { return openFresh(t, nil) })
+	desttest.Run(t, func(t *testing.T) dest.Destination { return openFresh(t, nil) }, desttest.SQLCaps(indexQuery))
 }
 
 // TestConformanceMySQLStatements runs the suite with the statements meant
@@ -136,7 +135,7 @@ func TestConformanceMySQLStatements(t *testing.T) {
 	}
 	desttest.Run(t, func(t *testing.T) dest.Destination {
 		return openFresh(t, func(d *Dialect) { d.MariaDB = false })
-	})
+	}, desttest.SQLCaps(indexQuery))
 }
 
 // writer opens a stream on table with a fixed layout and returns it with
@@ -148,7 +147,7 @@ type fixture struct {
 	tb *schema.Table
 }
 
-func newFixture(t *testing.T, d *sqldest.Destination, mode string, tb *schema.Table) *fixture {
+func newFixture(t *testing.T, d *sqldest.Destination, mode dest.Mode, tb *schema.Table) *fixture {
 	t.Helper()
 	w, err := d.OpenStream(context.Background(), dest.StreamConfig{Pipeline: "p", Stream: tb.Name, Table: tb.Name, Mode: mode, RunID: "r1"})
 	if err != nil {
@@ -208,7 +207,7 @@ func textTable(name string, key ...string) *schema.Table {
 func TestUTF8RoundTrip(t *testing.T) {
 	t.Parallel()
 	d := openFresh(t, nil)
-	f := newFixture(t, d, spec.IncrementalDedup, textTable("utf", "k"))
+	f := newFixture(t, d, dest.IncrementalDedup, textTable("utf", "k"))
 	values := []string{"🚀 rocket", "𝄞 clef", "emoji key 😀", "中文 and ñ", "\U0010FFFF max", "mixed 👩‍👩‍👧 family"}
 	var rows [][]any
 	for _, v := range values {
@@ -230,7 +229,7 @@ func TestUTF8RoundTrip(t *testing.T) {
 func TestKeysDifferingByCaseStayDistinct(t *testing.T) {
 	t.Parallel()
 	d := openFresh(t, nil)
-	f := newFixture(t, d, spec.IncrementalDedup, textTable("ci", "k"))
+	f := newFixture(t, d, dest.IncrementalDedup, textTable("ci", "k"))
 	f.write(desttest.Chunk(f.tb, []any{"abc", "lower"}, []any{"ABC", "upper"}, []any{"Abc", "title"}, []any{"abc ", "trailing space"}, []any{"ábc", "accent"}))
 	f.write(desttest.Chunk(f.tb, []any{"abc", "lower again"}))
 	f.finish()
@@ -240,7 +239,7 @@ func TestKeysDifferingByCaseStayDistinct(t *testing.T) {
 func TestLongKeyRefused(t *testing.T) {
 	t.Parallel()
 	d := openFresh(t, nil)
-	f := newFixture(t, d, spec.IncrementalDedup, textTable("longkey", "k"))
+	f := newFixture(t, d, dest.IncrementalDedup, textTable("longkey", "k"))
 	fits := strings.Repeat("😀", KeyChars) // 255 characters, 1020 bytes
 	long := strings.Repeat("x", KeyChars+1)
 	f.write(desttest.Chunk(f.tb, []any{fits, "fits"}, []any{long, "too long"}, []any{"short", "ok"}))
@@ -261,7 +260,7 @@ func TestDatetimeOutOfRangeRefused(t *testing.T) {
 	tb := &schema.Table{Name: "dt", Version: 1, PrimaryKey: []string{"id"}, Columns: []schema.Column{
 		{Name: "id", Type: schema.Int}, {Name: "ts", Type: schema.Timestamp},
 	}}
-	f := newFixture(t, d, spec.IncrementalDedup, tb)
+	f := newFixture(t, d, dest.IncrementalDedup, tb)
 	f.write(desttest.Chunk(tb,
 		[]any{1, time.Date(999, 12, 31, 23, 59, 59, 999999000, time.UTC)},
 		[]any{2, time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC)},
@@ -285,7 +284,7 @@ func TestDecimals(t *testing.T) {
 	tb := &schema.Table{Name: "dec", Version: 1, PrimaryKey: []string{"id"}, Columns: []schema.Column{
 		{Name: "id", Type: schema.Decimal}, {Name: "n", Type: schema.Decimal},
 	}}
-	f := newFixture(t, d, spec.IncrementalDedup, tb)
+	f := newFixture(t, d, dest.IncrementalDedup, tb)
 	huge := "1" + strings.Repeat("0", 70) + ".000000000000000000000000000000000000001"
 	f.write(desttest.Chunk(tb,
 		[]any{"1", "0.1000000000000000055511151231257827"},
@@ -306,7 +305,7 @@ func TestDecimals(t *testing.T) {
 func TestInvalidUTF8Refused(t *testing.T) {
 	t.Parallel()
 	d := openFresh(t, nil)
-	f := newFixture(t, d, spec.IncrementalDedup, textTable("bad", "k"))
+	f := newFixture(t, d, dest.IncrementalDedup, textTable("bad", "k"))
 	f.write(desttest.Chunk(f.tb, []any{"a", "ok"}, []any{"b", "bad \xff byte"}))
 	f.finish()
 	same(t, query(t, d, "SELECT k FROM bad"), []string{"a"})
@@ -322,7 +321,7 @@ func TestDedupCursorInBatch(t *testing.T) {
 	tb := &schema.Table{Name: "cur", Version: 1, PrimaryKey: []string{"id"}, Cursor: "v", Columns: []schema.Column{
 		{Name: "id", Type: schema.Int}, {Name: "a", Type: schema.Text}, {Name: "v", Type: schema.Int}, {Name: "z", Type: schema.Text},
 	}}
-	f := newFixture(t, d, spec.IncrementalDedup, tb)
+	f := newFixture(t, d, dest.IncrementalDedup, tb)
 	f.write(desttest.Chunk(tb, []any{1, "a3", 3, "z3"}, []any{1, "a5", 5, "z5"}, []any{1, "a4", 4, "z4"}, []any{2, "b1", 1, "y1"}))
 	f.write(desttest.Chunk(tb, []any{2, "b0", 0, "y0"}, []any{2, "b1'", 1, "y1'"}))
 	f.finish()
@@ -332,7 +331,7 @@ func TestDedupCursorInBatch(t *testing.T) {
 	tb2 := &schema.Table{Name: "dcur", Version: 1, PrimaryKey: []string{"id"}, Cursor: "v", Columns: []schema.Column{
 		{Name: "id", Type: schema.Int}, {Name: "v", Type: schema.Decimal},
 	}}
-	f = newFixture(t, d, spec.IncrementalDedup, tb2)
+	f = newFixture(t, d, dest.IncrementalDedup, tb2)
 	f.write(desttest.Chunk(tb2, []any{1, "10"}, []any{1, "9"}))
 	f.finish()
 	same(t, query(t, d, "SELECT v FROM dcur"), []string{"10"})
@@ -342,7 +341,7 @@ func TestDedupCursorInBatch(t *testing.T) {
 func TestDeleteOrder(t *testing.T) {
 	t.Parallel()
 	d := openFresh(t, nil)
-	f := newFixture(t, d, spec.IncrementalDedup, textTable("ops", "k"))
+	f := newFixture(t, d, dest.IncrementalDedup, textTable("ops", "k"))
 	c := desttest.Chunk(f.tb, []any{"a", "1"}, []any{"a", nil}, []any{"a", "2"}, []any{"b", "1"}, []any{"b", nil}, []any{"c", "x"})
 	c.Ops[1], c.Ops[4] = record.Delete, record.Delete
 	f.write(c)
@@ -360,7 +359,7 @@ func TestWidenConversions(t *testing.T) {
 				{Name: "id", Type: schema.Int}, {Name: "at", Type: schema.Timestamp}, {Name: "b", Type: schema.Bool},
 				{Name: "f", Type: schema.Float}, {Name: "ts", Type: schema.Timestamp}, {Name: "j", Type: schema.JSON},
 			}}
-			f := newFixture(t, d, spec.IncrementalDedup, tb)
+			f := newFixture(t, d, dest.IncrementalDedup, tb)
 			at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 			f.write(desttest.Chunk(tb,
 				[]any{1, at, true, 2.5, at, `{"a":1}`},
@@ -384,7 +383,7 @@ func TestWidenConversions(t *testing.T) {
 				"4|k|maybe|x|y|z",
 			})
 			// The key (now text) is still enforced, on both columns.
-			f = newFixture(t, d, spec.IncrementalDedup, next)
+			f = newFixture(t, d, dest.IncrementalDedup, next)
 			f.write(desttest.Chunk(next, []any{1, "2024-01-01T00:00:00Z", "t2", "f2", "ts2", "j2"}))
 			f.finish()
 			same(t, query(t, d, "SELECT COUNT(*), MAX(b) FROM w WHERE id = 1"), []string{"1|t2"})
@@ -407,7 +406,7 @@ func TestSwapRecovers(t *testing.T) {
 	d := openFresh(t, nil)
 	ctx := context.Background()
 	tb := textTable("snap", "k")
-	f := newFixture(t, d, spec.FullRefreshOverwrite, tb)
+	f := newFixture(t, d, dest.FullRefreshOverwrite, tb)
 	f.write(desttest.Chunk(tb, []any{"a", "v1"}))
 	f.finish()
 	dl := d.Dialect()
@@ -415,7 +414,7 @@ func TestSwapRecovers(t *testing.T) {
 	stmts := dl.Swap("snap", staging, true)
 	for crashAfter := range len(stmts) {
 		// A refresh staged its rows and committed them…
-		f = newFixture(t, d, spec.FullRefreshOverwrite, tb)
+		f = newFixture(t, d, dest.FullRefreshOverwrite, tb)
 		f.write(desttest.Chunk(tb, []any{"b", fmt.Sprint("crash", crashAfter)}))
 		if err := f.w.Commit(ctx); err != nil {
 			t.Fatal(err)
@@ -432,7 +431,7 @@ func TestSwapRecovers(t *testing.T) {
 			t.Fatalf("crash %d: live table has %d rows, %v", crashAfter, n, err)
 		}
 		// The next refresh completes.
-		f = newFixture(t, d, spec.FullRefreshOverwrite, tb)
+		f = newFixture(t, d, dest.FullRefreshOverwrite, tb)
 		f.write(desttest.Chunk(tb, []any{"c", fmt.Sprint("after", crashAfter)}))
 		f.finish()
 		same(t, query(t, d, "SELECT k, v FROM snap"), []string{fmt.Sprintf("c|after%d", crashAfter)})
@@ -491,7 +490,7 @@ func TestSSLOptions(t *testing.T) {
 		{"verify-full", bad, "holds no PEM certificate"},
 		{"", bad, "holds no PEM certificate"},
 	} {
-		_, err := Open(context.Background(), dest.Config{Spec: &spec.Destination{Type: "mysql", SSLMode: tc.mode, SSLRootCert: tc.cert}, URL: "mysql://u:s3cret@127.0.0.1:1/db"})
+		_, err := Open(context.Background(), cfgWith(&Config{SSLMode: tc.mode, SSLRootCert: tc.cert}, "mysql://u:s3cret@127.0.0.1:1/db"), dest.Options{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("sslmode %q sslrootcert %q: %v, want %q", tc.mode, tc.cert, err, tc.want)
 		}
@@ -515,7 +514,7 @@ func TestSSLRequireAgainstPlainServer(t *testing.T) {
 		t.Skip("the test server has TLS")
 	}
 	start := time.Now()
-	_, err := Open(context.Background(), dest.Config{Spec: &spec.Destination{Type: "mysql", SSLMode: SSLRequire}, URL: baseURL()})
+	_, err := Open(context.Background(), cfgWith(&Config{SSLMode: SSLRequire}, baseURL()), dest.Options{})
 	if err == nil || !strings.Contains(err.Error(), "TLS") || time.Since(start) > 5*time.Second {
 		t.Fatalf("sslmode require on a plain server: %v after %v", err, time.Since(start))
 	}
@@ -544,7 +543,7 @@ func TestParseURL(t *testing.T) {
 	if err != nil || c.TLS == nil || c.TLS.ServerName != "db.example" {
 		t.Fatalf("tls=true: %+v, %v", c, err)
 	}
-	if _, err := Open(context.Background(), dest.Config{Spec: &spec.Destination{Type: "mysql"}}); err == nil || !strings.Contains(err.Error(), "needs url") {
+	if _, err := Open(context.Background(), &Config{}, dest.Options{}); err == nil || !strings.Contains(err.Error(), "needs url") {
 		t.Fatalf("Open without url: %v", err)
 	}
 	for _, in := range []string{"postgres://u:s3cret@h/db", "mysql://u:s3cret@h:bad/db", "mysql://u:s3cret@h:3306/", "u:s3cret@tcp(h"} {
@@ -562,7 +561,7 @@ func TestConnectRetryBounded(t *testing.T) {
 	connectFor = 700 * time.Millisecond
 	defer func() { connectFor = old }()
 	start := time.Now()
-	_, err := Open(context.Background(), dest.Config{Spec: &spec.Destination{Type: "mysql"}, URL: "mysql://u:s3cret@127.0.0.1:1/shop"})
+	_, err := Open(context.Background(), cfgWith(&Config{}, "mysql://u:s3cret@127.0.0.1:1/shop"), dest.Options{})
 	el := time.Since(start)
 	if err == nil || !strings.Contains(err.Error(), `127.0.0.1:1 database "shop"`) || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("err = %v", err)
@@ -649,7 +648,7 @@ func TestIdentifierEdge(t *testing.T) {
 			{Name: col64, Type: schema.Text}, {Name: "v", Type: schema.Int},
 		}}
 		for range 2 { // the second refresh swaps over an existing table
-			f := newFixture(t, d, spec.FullRefreshOverwrite, tb)
+			f := newFixture(t, d, dest.FullRefreshOverwrite, tb)
 			f.write(desttest.Chunk(tb, []any{"k", 1}))
 			f.finish()
 		}
@@ -712,4 +711,21 @@ func TestLogicalType(t *testing.T) {
 			}
 		}
 	}
+}
+
+// cfgWith returns a copy of cfg (nil: the zero one) with url set.
+func cfgWith(cfg *Config, url string) *Config {
+	c := Config{}
+	if cfg != nil {
+		c = *cfg
+	}
+	c.URL = url
+	return &c
+}
+
+// indexQuery lists a table's indexes for the conformance suite.
+func indexQuery(table string) string {
+	lit := "'" + strings.ReplaceAll(table, "'", "''") + "'"
+	return "SELECT INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX SEPARATOR ',') FROM information_schema.STATISTICS " +
+		"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = " + lit + " GROUP BY INDEX_NAME"
 }

@@ -7,17 +7,17 @@ import (
 
 	"context"
 	"fmt"
-	"github.com/ferry-dev/ferry/internal/dest/sqldest"
-	"github.com/jackc/pgx/v5"
 	"runtime"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/ferry-dev/ferry/internal/dest/sqldest"
+	"github.com/jackc/pgx/v5"
+
 	"github.com/ferry-dev/ferry/internal/dest"
 	"github.com/ferry-dev/ferry/internal/record"
 	"github.com/ferry-dev/ferry/internal/schema"
-	"github.com/ferry-dev/ferry/internal/spec"
 )
 
 // benchTable is the 12-field shape of the end-to-end benchmark (ints,
@@ -83,20 +83,21 @@ func BenchmarkLoad(b *testing.B) {
 	const n = 200_000
 	ctx := context.Background()
 	app := fmt.Sprintf("ferry_bench_%d", os.Getpid())
-	sp := &spec.Destination{Type: "postgres", Schema: freshSchema(b)}
-	dd, err := Open(ctx, dest.Config{Spec: sp, URL: testURL() + "&application_name=" + app})
+	sp := &Config{Schema: freshSchema(b)}
+	dd, err := Open(ctx, cfgWith(sp, testURL()+"&application_name="+app), dest.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { dd.Close() })
 	d := dd.(*sqldest.Destination)
 	for _, tc := range []struct {
-		name, mode string
-		update     bool
+		name   string
+		mode   dest.Mode
+		update bool
 	}{
-		{"append", spec.IncrementalAppend, false},
-		{"dedup/insert", spec.IncrementalDedup, false},
-		{"dedup/update", spec.IncrementalDedup, true},
+		{"append", dest.IncrementalAppend, false},
+		{"dedup/insert", dest.IncrementalDedup, false},
+		{"dedup/update", dest.IncrementalDedup, true},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			var elapsed, serverCPU, clientCPU time.Duration

@@ -16,7 +16,6 @@ import (
 	"github.com/ferry-dev/ferry/internal/dest/sqldest"
 	"github.com/ferry-dev/ferry/internal/record"
 	"github.com/ferry-dev/ferry/internal/schema"
-	"github.com/ferry-dev/ferry/internal/spec"
 )
 
 // layout builds a table layout from name:type pairs.
@@ -34,7 +33,7 @@ func layout(name string, pk []string, cursor string, cols ...string) *schema.Tab
 }
 
 // write writes chunks through a stream writer and finishes it.
-func write(t *testing.T, d *sqldest.Destination, table, mode string, chunks ...*record.Chunk) dest.StreamWriter {
+func write(t *testing.T, d *sqldest.Destination, table string, mode dest.Mode, chunks ...*record.Chunk) dest.StreamWriter {
 	t.Helper()
 	ctx := context.Background()
 	w, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: table, Table: table, Mode: mode, RunID: "r"})
@@ -78,7 +77,7 @@ func TestRefusedValues(t *testing.T) {
 	d := openTest(t, nil)
 	tb := layout("refused", []string{"id"}, "", "id:int", "txt:text", "j:json", "n:decimal")
 	big := "1" + strings.Repeat("0", 131072)
-	w := write(t, d, "refused", spec.IncrementalDedup, desttest.Chunk(tb,
+	w := write(t, d, "refused", dest.IncrementalDedup, desttest.Chunk(tb,
 		[]any{1, "ok", `{"a":"b"}`, "1.5"},
 		[]any{2, "nul \x00 here", nil, nil},
 		[]any{3, "bad utf8 \xff", nil, nil},
@@ -133,7 +132,7 @@ func TestTimestamps(t *testing.T) {
 		}
 		rows = append(rows, []any{i, ts})
 	}
-	write(t, d, "ts", spec.IncrementalAppend, desttest.Chunk(tb, rows...))
+	write(t, d, "ts", dest.IncrementalAppend, desttest.Chunk(tb, rows...))
 	got := query(t, d, `SELECT ts::text, (extract(epoch FROM ts) * 1000000)::bigint FROM ts ORDER BY id`)
 	var want []string
 	for i, v := range values {
@@ -151,11 +150,11 @@ func TestServerErrorMidCopy(t *testing.T) {
 	ctx := context.Background()
 	d := openTest(t, nil)
 	tb := layout("checked", nil, "", "id:int", "v:int")
-	write(t, d, "checked", spec.IncrementalAppend, desttest.Chunk(tb, []any{0, 1}))
+	write(t, d, "checked", dest.IncrementalAppend, desttest.Chunk(tb, []any{0, 1}))
 	if err := d.DB().Exec(ctx, `ALTER TABLE checked ADD CONSTRAINT small CHECK (v < 100)`); err != nil {
 		t.Fatal(err)
 	}
-	w, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "checked", Table: "checked", Mode: spec.IncrementalAppend, RunID: "r"})
+	w, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "checked", Table: "checked", Mode: dest.IncrementalAppend, RunID: "r"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +186,7 @@ func TestServerErrorMidCopy(t *testing.T) {
 	if err := w.Abort(ctx); err != nil {
 		t.Fatal(err)
 	}
-	write(t, d, "checked", spec.IncrementalAppend, desttest.Chunk(tb, []any{9, 9}))
+	write(t, d, "checked", dest.IncrementalAppend, desttest.Chunk(tb, []any{9, 9}))
 	expectRows(t, query(t, d, `SELECT id, v FROM checked ORDER BY id`), "0|1", "9|9")
 }
 
@@ -204,7 +203,7 @@ func TestWidenConversions(t *testing.T) {
 	v2 := layout("wide", []string{"id"}, "", "id:int", "b:text", "ts:text", "f:text", "i:float", "j:text", "fd:decimal", "id2:decimal")
 	v2.Version = 2
 	c2 := desttest.Chunk(v2, []any{4, "x", "y", "z", 1.5, "w", "1.25", "3"})
-	write(t, d, "wide", spec.IncrementalDedup, c1, c2)
+	write(t, d, "wide", dest.IncrementalDedup, c1, c2)
 	expectRows(t, query(t, d, `SELECT id, b, ts, f, i, j, fd, id2 FROM wide ORDER BY id`),
 		`1|true|2024-01-01T00:00:00Z|0.1|7|{"a": [1, 2]}|0.1|1`,
 		`2|false|2024-01-01T12:30:00.5Z|1e+300|-7|[]|2.5|2`,
@@ -222,7 +221,7 @@ func TestDedupMerge(t *testing.T) {
 	// deletes in between.
 	tb := layout("m", []string{"k", "n", "at"}, "v", "k:text", "n:decimal", "at:timestamp", "v:int", "s:text")
 	at := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
-	w, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "m", Table: "m", Mode: spec.IncrementalDedup, RunID: "r"})
+	w, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "m", Table: "m", Mode: dest.IncrementalDedup, RunID: "r"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +257,7 @@ func TestOverwriteKeepsIndexName(t *testing.T) {
 	d := openTest(t, nil)
 	tb := layout("snap", []string{"id"}, "", "id:int", "x:text")
 	for _, x := range []string{"one", "two"} {
-		write(t, d, "snap", spec.FullRefreshOverwrite, desttest.Chunk(tb, []any{1, x}, []any{1, x + "!"}))
+		write(t, d, "snap", dest.FullRefreshOverwrite, desttest.Chunk(tb, []any{1, x}, []any{1, x + "!"}))
 	}
 	expectRows(t, query(t, d, `SELECT id, x FROM snap`), "1|two!")
 	expectRows(t, query(t, d, `SELECT tablename, indexname FROM pg_indexes WHERE schemaname = current_schema AND tablename NOT LIKE '\_ferry\_%' ORDER BY 1`),
@@ -297,9 +296,9 @@ func TestUpsertRoutes(t *testing.T) {
 	for i := 1; i <= 10; i++ {
 		first = append(first, []any{i, 1, "old"})
 	}
-	write(t, d, "routes", spec.IncrementalDedup, desttest.Chunk(tb, first...))
+	write(t, d, "routes", dest.IncrementalDedup, desttest.Chunk(tb, first...))
 
-	w, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "routes", Table: "routes", Mode: spec.IncrementalDedup, RunID: "r"})
+	w, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "routes", Table: "routes", Mode: dest.IncrementalDedup, RunID: "r"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,12 +332,12 @@ func TestUpsertRoutes(t *testing.T) {
 	// A timestamp key, and a text key (always merged).
 	at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	ts := layout("tskey", []string{"at"}, "", "at:timestamp", "s:text")
-	write(t, d, "tskey", spec.IncrementalDedup, desttest.Chunk(ts, []any{at, "a"}, []any{at.Add(time.Microsecond), "b"}))
-	write(t, d, "tskey", spec.IncrementalDedup, desttest.Chunk(ts, []any{at.Add(time.Microsecond), "b2"}, []any{at.Add(2 * time.Microsecond), "c"}, []any{at, "a2"}))
+	write(t, d, "tskey", dest.IncrementalDedup, desttest.Chunk(ts, []any{at, "a"}, []any{at.Add(time.Microsecond), "b"}))
+	write(t, d, "tskey", dest.IncrementalDedup, desttest.Chunk(ts, []any{at.Add(time.Microsecond), "b2"}, []any{at.Add(2 * time.Microsecond), "c"}, []any{at, "a2"}))
 	expectRows(t, query(t, d, `SELECT s FROM tskey ORDER BY at`), "a2", "b2", "c")
 	tx := layout("txtkey", []string{"k"}, "", "k:text", "s:text")
-	write(t, d, "txtkey", spec.IncrementalDedup, desttest.Chunk(tx, []any{"a", "1"}, []any{"b", "1"}, []any{"a", "2"}))
-	write(t, d, "txtkey", spec.IncrementalDedup, desttest.Chunk(tx, []any{"b", "2"}, []any{"c", "1"}))
+	write(t, d, "txtkey", dest.IncrementalDedup, desttest.Chunk(tx, []any{"a", "1"}, []any{"b", "1"}, []any{"a", "2"}))
+	write(t, d, "txtkey", dest.IncrementalDedup, desttest.Chunk(tx, []any{"b", "2"}, []any{"c", "1"}))
 	expectRows(t, query(t, d, `SELECT k, s FROM txtkey ORDER BY k`), "a|2", "b|2", "c|1")
 }
 
@@ -348,7 +347,7 @@ func TestLoaderRoutes(t *testing.T) {
 	ctx := context.Background()
 	d := openTest(t, nil)
 	tb := layout("inside", []string{"id"}, "", "id:int", "s:text")
-	write(t, d, "inside", spec.IncrementalDedup, desttest.Chunk(tb, []any{1, "a"}, []any{2, "a"}))
+	write(t, d, "inside", dest.IncrementalDedup, desttest.Chunk(tb, []any{1, "a"}, []any{2, "a"}))
 	tx, err := d.DB().Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -392,10 +391,10 @@ func TestLoaderRoutes(t *testing.T) {
 func TestCloseRollsBack(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	sp := &spec.Destination{Schema: freshSchema(t)}
+	sp := &Config{Schema: freshSchema(t)}
 	d := openTest(t, sp)
 	tb := layout("unfinished", nil, "", "id:int")
-	w, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "unfinished", Table: "unfinished", Mode: spec.IncrementalAppend, RunID: "r"})
+	w, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "unfinished", Table: "unfinished", Mode: dest.IncrementalAppend, RunID: "r"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,10 +404,10 @@ func TestCloseRollsBack(t *testing.T) {
 	d.Close()
 	// Were the transaction still open, creating the table again would wait
 	// for it.
-	d2 := openTest(t, &spec.Destination{Schema: sp.Schema})
+	d2 := openTest(t, &Config{Schema: sp.Schema})
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	w, err = d2.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "unfinished", Table: "unfinished", Mode: spec.IncrementalAppend, RunID: "r2"})
+	w, err = d2.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "unfinished", Table: "unfinished", Mode: dest.IncrementalAppend, RunID: "r2"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,7 +427,7 @@ func TestJSONDepth(t *testing.T) {
 	d := openTest(t, nil)
 	tb := layout("deep", nil, "", "id:int", "j:json")
 	nest := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
-	w := write(t, d, "deep", spec.IncrementalAppend, desttest.Chunk(tb, []any{1, nest(maxJSONDepth)}, []any{2, nest(maxJSONDepth + 1)}))
+	w := write(t, d, "deep", dest.IncrementalAppend, desttest.Chunk(tb, []any{1, nest(maxJSONDepth)}, []any{2, nest(maxJSONDepth + 1)}))
 	if w.Rejected() != 1 {
 		t.Errorf("Rejected() = %d, want 1", w.Rejected())
 	}
@@ -475,7 +474,7 @@ func TestColumns(t *testing.T) {
 			t.Errorf("Holds(%q) wrong for %s", cols[col], typ)
 		}
 	}
-	if _, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "empty", Table: "empty", Mode: spec.IncrementalAppend, RunID: "r"}); err == nil || !strings.Contains(err.Error(), "did not create") {
+	if _, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "empty", Table: "empty", Mode: dest.IncrementalAppend, RunID: "r"}); err == nil || !strings.Contains(err.Error(), "did not create") {
 		t.Fatalf("OpenStream over a foreign table without columns: %v", err)
 	}
 }
@@ -487,11 +486,11 @@ func TestChangedColumnType(t *testing.T) {
 	ctx := context.Background()
 	d := openTest(t, nil)
 	tb := layout("changed", nil, "", "id:int", "s:text")
-	write(t, d, "changed", spec.IncrementalAppend, desttest.Chunk(tb, []any{1, "a"}))
+	write(t, d, "changed", dest.IncrementalAppend, desttest.Chunk(tb, []any{1, "a"}))
 	if err := d.DB().Exec(ctx, `ALTER TABLE changed ALTER COLUMN id TYPE integer, ALTER COLUMN s TYPE varchar(10)`); err != nil {
 		t.Fatal(err)
 	}
-	_, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "changed", Table: "changed", Mode: spec.IncrementalAppend, RunID: "r"})
+	_, err := d.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "changed", Table: "changed", Mode: dest.IncrementalAppend, RunID: "r"})
 	if err == nil || !strings.Contains(err.Error(), "column id is integer") || strings.Contains(err.Error(), "column s") {
 		t.Fatalf("OpenStream over a changed table: %v", err)
 	}
@@ -504,8 +503,8 @@ func TestMigrateMidTransaction(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	d := openTest(t, nil)
-	for _, mode := range []string{spec.IncrementalAppend, spec.IncrementalDedup, spec.FullRefreshOverwrite} {
-		name := "mid_" + mode
+	for _, mode := range []dest.Mode{dest.IncrementalAppend, dest.IncrementalDedup, dest.FullRefreshOverwrite} {
+		name := "mid_" + string(mode)
 		v1 := layout(name, []string{"id"}, "", "id:int", "a:int")
 		write(t, d, name, mode, desttest.Chunk(v1, []any{1, 1}))
 		v2 := layout(name, []string{"id"}, "", "id:int", "a:float", "b:text")
@@ -526,7 +525,7 @@ func TestMigrateMidTransaction(t *testing.T) {
 			t.Fatalf("%s: %v", mode, err)
 		}
 		want := []string{"1|10|NULL", "2|20.5|y", "3|3.5|x"}
-		if mode == spec.IncrementalAppend {
+		if mode == dest.IncrementalAppend {
 			want = []string{"1|1|NULL", "1|10|NULL", "2|2|NULL", "2|20.5|y", "3|3.5|x"}
 		}
 		expectRows(t, query(t, d, fmt.Sprintf(`SELECT id, a, b FROM %q ORDER BY id, a`, name)), want...)

@@ -27,7 +27,6 @@ import (
 
 	"github.com/ferry-dev/ferry/internal/dest"
 	"github.com/ferry-dev/ferry/internal/dest/desttest"
-	"github.com/ferry-dev/ferry/internal/spec"
 )
 
 // withURL returns the test URL changed by fn.
@@ -41,9 +40,8 @@ func withURL(t *testing.T, fn func(u *url.URL)) string {
 	return u.String()
 }
 
-func openErr(sp *spec.Destination, rawURL string) error {
-	sp.Type = "postgres"
-	d, err := Open(context.Background(), dest.Config{Spec: sp, URL: rawURL})
+func openErr(sp *Config, rawURL string) error {
+	d, err := Open(context.Background(), cfgWith(sp, rawURL), dest.Options{})
 	if err == nil {
 		d.Close()
 	}
@@ -57,15 +55,15 @@ func TestTLSOptions(t *testing.T) {
 	writeCA(t, wrongCA)
 	for _, tc := range []struct {
 		name     string
-		sp       spec.Destination
+		sp       Config
 		wantErr  []string // substrings; none means success
 		wantFast bool
 	}{
-		{name: "verify-full needs a CA", sp: spec.Destination{SSLMode: "verify-full"}, wantErr: []string{"verify-full", "sslrootcert", "CA"}},
-		{name: "verify-ca needs a CA", sp: spec.Destination{SSLMode: "verify-ca"}, wantErr: []string{"verify-ca", "sslrootcert"}},
-		{name: "missing CA file", sp: spec.Destination{SSLMode: "verify-full", SSLRootCert: filepath.Join(dir, "nope.pem")}, wantErr: []string{"sslrootcert", "nope.pem"}},
-		{name: "unknown mode", sp: spec.Destination{SSLMode: "always"}, wantErr: []string{`"always"`, "verify-full"}},
-		{name: "wrong CA", sp: spec.Destination{SSLMode: "verify-ca", SSLRootCert: wrongCA}, wantErr: []string{"127.0.0.1:5432/test", "certificate"}},
+		{name: "verify-full needs a CA", sp: Config{SSLMode: "verify-full"}, wantErr: []string{"verify-full", "sslrootcert", "CA"}},
+		{name: "verify-ca needs a CA", sp: Config{SSLMode: "verify-ca"}, wantErr: []string{"verify-ca", "sslrootcert"}},
+		{name: "missing CA file", sp: Config{SSLMode: "verify-full", SSLRootCert: filepath.Join(dir, "nope.pem")}, wantErr: []string{"sslrootcert", "nope.pem"}},
+		{name: "unknown mode", sp: Config{SSLMode: "always"}, wantErr: []string{`"always"`, "verify-full"}},
+		{name: "wrong CA", sp: Config{SSLMode: "verify-ca", SSLRootCert: wrongCA}, wantErr: []string{"127.0.0.1:5432/test", "certificate"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()
@@ -90,7 +88,7 @@ func TestTLSOptions(t *testing.T) {
 		u.RawQuery = q.Encode()
 	})
 	for mode, want := range map[string]string{"require": "t", "disable": "f"} {
-		d, err := Open(context.Background(), dest.Config{Spec: &spec.Destination{Type: "postgres", Schema: freshSchema(t), SSLMode: mode}, URL: u})
+		d, err := Open(context.Background(), cfgWith(&Config{Schema: freshSchema(t), SSLMode: mode}, u), dest.Options{})
 		if err != nil {
 			var pgErr *pgconn.PgError
 			if mode == "require" && !errors.As(err, &pgErr) && strings.Contains(err.Error(), "SSL") {
@@ -98,7 +96,7 @@ func TestTLSOptions(t *testing.T) {
 			}
 			t.Fatal(err)
 		}
-		_, rows, err := d.Query(context.Background(), "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+		_, rows, err := d.(dest.Querier).Query(context.Background(), "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
 		d.Close()
 		if err != nil || len(rows) != 1 || rows[0][0] != want {
 			t.Errorf("sslmode %s: ssl in use = %q, %v; want %s", mode, rows, err, want)
@@ -131,9 +129,9 @@ func TestSchemaOption(t *testing.T) {
 		defer c.Close(ctx)
 		c.Exec(ctx, "DROP SCHEMA IF EXISTS "+Dialect{}.Quote(name)+" CASCADE")
 	})
-	d := openTest(t, &spec.Destination{Schema: name, TablePrefix: "pre_"})
+	d := openTest(t, &Config{Schema: name, TablePrefix: "pre_"})
 	tb := layout(d.TableName("items"), nil, "", "id:int")
-	write(t, d, tb.Name, spec.IncrementalAppend, desttest.Chunk(tb, []any{1}))
+	write(t, d, tb.Name, dest.IncrementalAppend, desttest.Chunk(tb, []any{1}))
 	c := adminConn(t)
 	defer c.Close(ctx)
 	rows, err := c.Query(ctx, "SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1", name)
@@ -144,7 +142,7 @@ func TestSchemaOption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"_ferry_rejected", "_ferry_runs", "_ferry_state", "_ferry_tables", "pre_items"}; fmt.Sprint(got) != fmt.Sprint(want) {
+	if want := []string{"_ferry_locks", "_ferry_meta", "_ferry_rejected", "_ferry_runs", "_ferry_state", "_ferry_tables", "pre_items"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("tables in %q: %v, want %v", name, got, want)
 	}
 	// Unqualified names in users' queries resolve in the schema.
@@ -172,7 +170,7 @@ func TestSchemaPermission(t *testing.T) {
 
 	// A missing schema the user may not create: say which and what to do.
 	missing := freshSchema(t)
-	err := openErr(&spec.Destination{Schema: missing}, limited)
+	err := openErr(&Config{Schema: missing}, limited)
 	if err == nil || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "CREATE SCHEMA") {
 		t.Fatalf("Open into a schema the user may not create: %v", err)
 	}
@@ -180,7 +178,7 @@ func TestSchemaPermission(t *testing.T) {
 	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+granted+"; GRANT USAGE, CREATE ON SCHEMA "+granted+" TO "+role); err != nil {
 		t.Fatal(err)
 	}
-	if err := openErr(&spec.Destination{Schema: granted}, limited); err != nil {
+	if err := openErr(&Config{Schema: granted}, limited); err != nil {
 		t.Fatalf("Open into a granted schema: %v", err)
 	}
 }
@@ -195,7 +193,7 @@ func TestConnectRetries(t *testing.T) {
 	port := freePort(t)
 	t.Setenv(ConnectTimeoutEnv, "1s")
 	start := time.Now()
-	err := openErr(&spec.Destination{}, fmt.Sprintf("postgres://ferry:s3cr3t-pw@127.0.0.1:%d/test?sslmode=disable", port))
+	err := openErr(&Config{}, fmt.Sprintf("postgres://ferry:s3cr3t-pw@127.0.0.1:%d/test?sslmode=disable", port))
 	took := time.Since(start)
 	if err == nil {
 		t.Fatal("Open succeeded with no server")
@@ -224,7 +222,7 @@ func TestConnectRetries(t *testing.T) {
 	}()
 	start = time.Now()
 	late := withURL(t, func(u *url.URL) { u.Host = fmt.Sprintf("127.0.0.1:%d", port) })
-	if err := openErr(&spec.Destination{Schema: freshSchema(t)}, late); err != nil {
+	if err := openErr(&Config{Schema: freshSchema(t)}, late); err != nil {
 		t.Fatalf("Open through a server that starts late: %v", err)
 	}
 	if took := time.Since(start); took < 1400*time.Millisecond {
@@ -233,18 +231,18 @@ func TestConnectRetries(t *testing.T) {
 
 	// Errors that retrying cannot fix fail at once.
 	start = time.Now()
-	err = openErr(&spec.Destination{}, withURL(t, func(u *url.URL) { u.Path = "/no_such_database_ferry" }))
+	err = openErr(&Config{}, withURL(t, func(u *url.URL) { u.Path = "/no_such_database_ferry" }))
 	if err == nil || !strings.Contains(err.Error(), "no_such_database_ferry") || time.Since(start) > 5*time.Second {
 		t.Fatalf("Open of a missing database: %v after %v", err, time.Since(start))
 	}
-	err = openErr(&spec.Destination{}, withURL(t, func(u *url.URL) { u.RawQuery += "&pool_max_conns=none" }))
+	err = openErr(&Config{}, withURL(t, func(u *url.URL) { u.RawQuery += "&pool_max_conns=none" }))
 	if err == nil || !strings.Contains(err.Error(), "pool_max_conns") {
 		t.Fatalf("Open with a bad pool size: %v", err)
 	}
-	if err := openErr(&spec.Destination{Schema: freshSchema(t)}, withURL(t, func(u *url.URL) { u.RawQuery += "&pool_max_conns=2" })); err != nil {
+	if err := openErr(&Config{Schema: freshSchema(t)}, withURL(t, func(u *url.URL) { u.RawQuery += "&pool_max_conns=2" })); err != nil {
 		t.Fatalf("Open with pool_max_conns=2: %v", err)
 	}
-	err = openErr(&spec.Destination{}, "postgres://u:s3cr3t-pw@host:notaport/db")
+	err = openErr(&Config{}, "postgres://u:s3cr3t-pw@host:notaport/db")
 	if err == nil || strings.Contains(err.Error(), "s3cr3t") {
 		t.Fatalf("Open with a malformed URL: %v", err)
 	}

@@ -38,7 +38,25 @@ import (
 	"github.com/ferry-dev/ferry/internal/dest/sqldest"
 )
 
-func init() { dest.Register("postgres", Open) }
+func init() {
+	dest.Register("postgres", "A PostgreSQL database: binary COPY, upserts with ON CONFLICT.", Open)
+}
+
+// Config is the postgres destination's section of a pipeline file.
+type Config struct {
+	// URL is the connection URL (or key=value connection string). ${VAR}
+	// references are expanded; the password in it is redacted from
+	// messages.
+	URL string `yaml:"url" required:"true" min:"1" secret:"url" doc:"Connection URL, postgres://user:password@host:5432/database (or a key=value connection string); ${VAR} references are expanded and the password is never shown."`
+	// Schema is the database schema for tables (default public), created
+	// if missing.
+	Schema string `yaml:"schema,omitempty" min:"1" default:"public" doc:"Database schema for the tables, created if missing."`
+	// TablePrefix is put before every table name.
+	TablePrefix string `yaml:"table_prefix,omitempty" doc:"Put before every table name."`
+	// SSLMode and SSLRootCert set TLS; they override the URL's.
+	SSLMode     string `yaml:"sslmode,omitempty" enum:"disable,allow,prefer,require,verify-ca,verify-full" doc:"TLS mode; overrides the URL's."`
+	SSLRootCert string `yaml:"sslrootcert,omitempty" min:"1" doc:"CA certificate file (PEM) for verify-ca and verify-full, or system."`
+}
 
 // ConnectTimeoutEnv names the environment variable that bounds how long
 // Open keeps retrying to connect (a Go duration; default 30s).
@@ -52,13 +70,10 @@ const DefaultSchema = "public"
 // and queries. The URL parameter pool_max_conns overrides it.
 const defaultPoolSize = 8
 
-// Open connects to the database cfg.URL names and prepares the target
-// schema and Ferry's metadata tables.
-func Open(ctx context.Context, cfg dest.Config) (dest.Destination, error) {
-	var schemaName, prefix string
-	if cfg.Spec != nil {
-		schemaName, prefix = cfg.Spec.Schema, cfg.Spec.TablePrefix
-	}
+// Open connects to the database cfg.URL names and, unless opts.ReadOnly,
+// prepares the target schema and Ferry's metadata tables.
+func Open(ctx context.Context, cfg *Config, opts dest.Options) (dest.Destination, error) {
+	schemaName, prefix := cfg.Schema, cfg.TablePrefix
 	if schemaName == "" {
 		schemaName = DefaultSchema
 	}
@@ -82,11 +97,13 @@ func Open(ctx context.Context, cfg dest.Config) (dest.Destination, error) {
 		return nil, redact(err, cc.Password)
 	}
 	pdb := &db{p: p}
-	if err := prepareDatabase(ctx, pdb, schemaName, target); err != nil {
-		p.Close()
-		return nil, redact(err, cc.Password)
+	if !opts.ReadOnly {
+		if err := prepareDatabase(ctx, pdb, schemaName, target); err != nil {
+			p.Close()
+			return nil, redact(err, cc.Password)
+		}
 	}
-	d, err := sqldest.New(ctx, pdb, Dialect{Schema: schemaName}, prefix)
+	d, err := sqldest.New(ctx, sqldest.Config{DB: pdb, Dialect: Dialect{Schema: schemaName}, Prefix: prefix, ReadOnly: opts.ReadOnly, Locker: &locker{cc: cc}})
 	if err != nil {
 		p.Close()
 		return nil, redact(fmt.Errorf("postgres %s: %w", target, err), cc.Password)
@@ -96,15 +113,12 @@ func Open(ctx context.Context, cfg dest.Config) (dest.Destination, error) {
 
 // connConfig parses the URL and applies the destination's TLS options,
 // which override the URL's.
-func connConfig(cfg dest.Config) (*pgx.ConnConfig, int, error) {
+func connConfig(cfg *Config) (*pgx.ConnConfig, int, error) {
 	raw := strings.TrimSpace(cfg.URL)
 	if raw == "" {
 		return nil, 0, errors.New("postgres destination needs url (postgres://user@host:5432/database)")
 	}
-	var sslMode, sslRootCert string
-	if cfg.Spec != nil {
-		sslMode, sslRootCert = cfg.Spec.SSLMode, cfg.Spec.SSLRootCert
-	}
+	sslMode, sslRootCert := cfg.SSLMode, cfg.SSLRootCert
 	size := defaultPoolSize
 	isURL := strings.HasPrefix(raw, "postgres://") || strings.HasPrefix(raw, "postgresql://")
 	if isURL {

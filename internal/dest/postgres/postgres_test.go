@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,7 +14,6 @@ import (
 	"github.com/ferry-dev/ferry/internal/dest"
 	"github.com/ferry-dev/ferry/internal/dest/desttest"
 	"github.com/ferry-dev/ferry/internal/dest/sqldest"
-	"github.com/ferry-dev/ferry/internal/spec"
 )
 
 // testURL is the server the tests use: FERRY_TEST_POSTGRES_URL, or the
@@ -67,16 +67,15 @@ func freshSchema(t testing.TB) string {
 }
 
 // openTest opens a destination on a fresh schema.
-func openTest(t testing.TB, sp *spec.Destination) *sqldest.Destination {
+func openTest(t testing.TB, sp *Config) *sqldest.Destination {
 	t.Helper()
 	if sp == nil {
-		sp = &spec.Destination{}
+		sp = &Config{}
 	}
-	sp.Type = "postgres"
 	if sp.Schema == "" {
 		sp.Schema = freshSchema(t)
 	}
-	d, err := Open(context.Background(), dest.Config{Spec: sp, URL: testURL()})
+	d, err := Open(context.Background(), cfgWith(sp, testURL()), dest.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,5 +84,22 @@ func openTest(t testing.TB, sp *spec.Destination) *sqldest.Destination {
 }
 
 func TestConformance(t *testing.T) {
-	desttest.Run(t, func(t *testing.T) dest.Destination { return openTest(t, nil) })
+	desttest.Run(t, func(t *testing.T) dest.Destination { return openTest(t, nil) }, desttest.SQLCaps(indexQuery))
+}
+
+// cfgWith returns a copy of cfg (nil: the zero one) with url set.
+func cfgWith(cfg *Config, url string) *Config {
+	c := Config{}
+	if cfg != nil {
+		c = *cfg
+	}
+	c.URL = url
+	return &c
+}
+
+// indexQuery lists a table's indexes for the conformance suite.
+func indexQuery(table string) string {
+	return "SELECT i.relname, string_agg(a.attname, ',' ORDER BY k.n) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid " +
+		"CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY k(attnum, n) JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum " +
+		"WHERE x.indrelid = '" + strings.ReplaceAll(Dialect{}.Quote(table), "'", "''") + "'::regclass GROUP BY i.relname"
 }

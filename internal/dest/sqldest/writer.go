@@ -12,7 +12,6 @@ import (
 	"github.com/ferry-dev/ferry/internal/dest"
 	"github.com/ferry-dev/ferry/internal/record"
 	"github.com/ferry-dev/ferry/internal/schema"
-	"github.com/ferry-dev/ferry/internal/spec"
 )
 
 // writer implements dest.StreamWriter. A stream writes its root table and,
@@ -65,6 +64,9 @@ func (w *writer) Committed() int64 { return w.durable }
 
 // OpenStream prepares to write a stream.
 func (x *Destination) OpenStream(ctx context.Context, cfg dest.StreamConfig) (dest.StreamWriter, error) {
+	if x.readOnly {
+		return nil, dest.ErrReadOnly
+	}
 	w, err := x.openStream(ctx, cfg)
 	if err != nil && x.d.Transient(err) {
 		return nil, &dest.TransientError{Err: err}
@@ -74,8 +76,8 @@ func (x *Destination) OpenStream(ctx context.Context, cfg dest.StreamConfig) (de
 
 func (x *Destination) openStream(ctx context.Context, cfg dest.StreamConfig) (*writer, error) {
 	w := &writer{x: x, cfg: cfg, tables: map[string]*table{}, known: map[string]*schema.Table{}}
-	w.staging = cfg.Mode == spec.FullRefreshOverwrite
-	w.upsert = cfg.Mode == spec.IncrementalDedup || cfg.Mode == spec.FullRefreshOverwrite
+	w.staging = cfg.Mode == dest.FullRefreshOverwrite
+	w.upsert = cfg.Mode.Upserts()
 	root, err := w.openTable(ctx, x.db, cfg.Table, false)
 	if err != nil {
 		return nil, err
@@ -126,7 +128,7 @@ func (w *writer) openTable(ctx context.Context, q Queryer, name string, child bo
 	}
 	t.liveExists = exists
 	switch {
-	case exists && recorded == nil && cfg.Mode != spec.FullRefreshOverwrite:
+	case exists && recorded == nil && cfg.Mode != dest.FullRefreshOverwrite:
 		return nil, &ForeignTableError{Table: name}
 	case exists && recorded != nil:
 		if err := checkTypes(x.d, name, recorded, cols); err != nil {
@@ -356,8 +358,8 @@ func (w *writer) writeTable(ctx context.Context, t *table, c *record.Chunk) erro
 		}
 		for _, b := range bad {
 			r := record.Reject{Stream: w.cfg.Stream, Reason: b.Reason, Column: b.Column}
-			if b.Row < len(c.Raw) {
-				r.Record = c.Raw[b.Row]
+			if b.Row < c.Len {
+				r.Record = c.RowJSON(b.Row)
 			}
 			if err := w.reject(ctx, t.name, r); err != nil {
 				return err
@@ -666,31 +668,10 @@ func (w *writer) commit(ctx context.Context) error {
 	return nil
 }
 
-// saveCheckpoints writes the last checkpoint of each partition.
+// saveCheckpoints writes the last checkpoint of each partition in the
+// open transaction.
 func (w *writer) saveCheckpoints(ctx context.Context) error {
-	if len(w.pending) == 0 {
-		return nil
-	}
-	last := map[string]int{}
-	for i, c := range w.pending {
-		last[c.Stream+"\x00"+c.Partition] = i
-	}
-	d := w.x.d
-	stmt := d.Upsert(dest.StateTable, []string{"pipeline", "stream", "partition_hash", "partition_key", "state", "run_id", "updated_at"}, []string{"pipeline", "stream", "partition_hash"})
-	now := d.Time(time.Now())
-	for i, c := range w.pending {
-		if last[c.Stream+"\x00"+c.Partition] != i {
-			continue
-		}
-		stream := c.Stream
-		if stream == "" {
-			stream = w.cfg.Stream
-		}
-		if err := w.tx.Exec(ctx, stmt, w.cfg.Pipeline, stream, partitionHash(c.Partition), c.Partition, string(c.State), w.cfg.RunID, now); err != nil {
-			return fmt.Errorf("save state of %s: %w", stream, err)
-		}
-	}
-	return nil
+	return saveStates(ctx, w.tx, w.x.d, w.cfg.Pipeline, w.cfg.RunID, w.cfg.Stream, w.pending)
 }
 
 // Finish ends a pass: final checkpoints, the staging swap, commit.

@@ -26,31 +26,50 @@ import (
 	"github.com/ferry-dev/ferry/internal/schema"
 )
 
-func init() { dest.Register("sqlite", Open) }
+func init() {
+	dest.Register("sqlite", "An SQLite database file, embedded: nothing to run.", Open)
+}
+
+// Config is the sqlite destination's section of a pipeline file.
+type Config struct {
+	// Path is the database file, relative to the pipeline file; created
+	// with its directory if missing.
+	Path string `yaml:"path" required:"true" min:"1" doc:"Database file, relative to the pipeline file; created if missing."`
+	// TablePrefix is put before every table name.
+	TablePrefix string `yaml:"table_prefix,omitempty" doc:"Put before every table name."`
+}
 
 // TimeLayout is how timestamps are stored.
 const TimeLayout = "2006-01-02T15:04:05.000000Z"
 
-// Open opens (creating if needed) the database file cfg.Path.
-func Open(ctx context.Context, cfg dest.Config) (dest.Destination, error) {
+// Open opens the database file (creating it, unless opts.ReadOnly).
+func Open(ctx context.Context, cfg *Config, opts dest.Options) (dest.Destination, error) {
 	path := cfg.Path
 	if path == "" {
 		return nil, fmt.Errorf("sqlite destination needs path")
 	}
-	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("sqlite: create directory for %s: %w", path, err)
-		}
+	if !filepath.IsAbs(path) && opts.Dir != "" {
+		path = filepath.Join(opts.Dir, path)
 	}
-	db, err := OpenDB(path)
+	var db *sql.DB
+	var err error
+	if opts.ReadOnly {
+		if _, serr := os.Stat(path); serr != nil {
+			return nil, fmt.Errorf("sqlite: %w", serr)
+		}
+		db, err = OpenReadOnly(path)
+	} else {
+		if dir := filepath.Dir(path); dir != "" {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, fmt.Errorf("sqlite: create directory for %s: %w", path, err)
+			}
+		}
+		db, err = OpenDB(path)
+	}
 	if err != nil {
 		return nil, err
 	}
-	prefix := ""
-	if cfg.Spec != nil {
-		prefix = cfg.Spec.TablePrefix
-	}
-	d, err := sqldest.New(ctx, &sqldest.StdDB{DB: db, Serialize: true}, Dialect{}, prefix)
+	d, err := sqldest.New(ctx, sqldest.Config{DB: &sqldest.StdDB{DB: db, Serialize: true}, Dialect: Dialect{}, Prefix: cfg.TablePrefix, ReadOnly: opts.ReadOnly, Locker: fileLocker{path: path}})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite %s: %w", path, err)
@@ -66,6 +85,26 @@ func OpenDB(path string) (*sql.DB, error) {
 	q.Add("_pragma", "busy_timeout(30000)")
 	q.Add("_pragma", "foreign_keys(OFF)")
 	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(4)
+	if err := db.Ping(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// OpenReadOnly opens an existing database file for reading only: nothing
+// is created, not even a journal mode is set, and every statement that
+// would write fails.
+func OpenReadOnly(path string) (*sql.DB, error) {
+	q := url.Values{}
+	q.Set("mode", "ro")
+	q.Add("_pragma", "busy_timeout(30000)")
+	q.Add("_pragma", "query_only(true)")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	_ "github.com/ferry-dev/ferry/internal/auth/apikey" // the auth schemes the tests use
+	_ "github.com/ferry-dev/ferry/internal/auth/bearer"
 	"github.com/ferry-dev/ferry/internal/record"
 	"github.com/ferry-dev/ferry/internal/redact"
 	"github.com/ferry-dev/ferry/internal/source"
@@ -31,7 +33,7 @@ func newSourceWithLog(t *testing.T, connector string, config map[string]any, red
 	if red == nil {
 		red = redact.New()
 	}
-	src, err := New(c, source.Options{Config: config, Redactor: red, Logger: log})
+	src, err := New(c.Body.(*Config), source.Options{Name: c.Name, Config: config, Redactor: red, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/ferry-dev/ferry/internal/jsonpath"
-	"github.com/ferry-dev/ferry/internal/spec"
 )
 
 // Pagination kinds.
@@ -63,7 +62,7 @@ type position struct {
 	Pages int `json:"pages,omitempty"`
 }
 
-func newPaginator(p *spec.Paginate, primaryKey []string) (*paginator, error) {
+func newPaginator(p *Paginate, primaryKey []string) (*paginator, error) {
 	pg := &paginator{kind: p.Type, param: p.Param, sizeParam: p.SizeParam, size: p.Size, maxPages: p.MaxPages, stopOnShort: p.StopOnShortPage}
 	pg.stopOnEmpty = p.StopOnEmpty == nil || *p.StopOnEmpty
 	compile := func(s string) (*jsonpath.Path, error) {

@@ -21,19 +21,20 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ferry-dev/ferry/internal/redact"
-
 	"github.com/ferry-dev/ferry/internal/auth"
 	"github.com/ferry-dev/ferry/internal/httpx"
 	"github.com/ferry-dev/ferry/internal/jsonpath"
 	"github.com/ferry-dev/ferry/internal/record"
+	"github.com/ferry-dev/ferry/internal/redact"
 	"github.com/ferry-dev/ferry/internal/schema"
 	"github.com/ferry-dev/ferry/internal/source"
 	"github.com/ferry-dev/ferry/internal/spec"
 	"github.com/ferry-dev/ferry/internal/template"
 )
 
-func init() { source.Register("rest", New) }
+func init() {
+	source.Register("rest", "A REST or JSON-over-HTTP API, described declaratively: requests from templates, pagination, incremental cursors, parent/child streams.", New)
+}
 
 // maxPartitionErrors is how many child partitions may fail before the
 // whole stream stops.
@@ -47,7 +48,8 @@ var errTooManyFailed = errors.New("too many partitions failed")
 type Source struct {
 	name     string
 	client   *httpx.Client
-	red      *redact.Redactor
+	red      source.Redactor
+	obs      source.Observer
 	log      *slog.Logger
 	config   map[string]any
 	baseURL  string
@@ -61,8 +63,6 @@ type Source struct {
 	// base_url's and http.credential_origins.
 	origins map[string]bool
 }
-
-var _ source.Source = (*Source)(nil)
 
 type kv struct {
 	key string
@@ -94,67 +94,94 @@ type parentField struct {
 	path   *jsonpath.Path
 }
 
-// New compiles a checked connector into a source.
-func New(c *spec.Connector, opts source.Options) (source.Source, error) {
+var (
+	_ source.Source  = (*Source)(nil)
+	_ source.Checker = (*Source)(nil)
+)
+
+// New compiles a connector's REST configuration (decoded, provisioned and
+// validated by package spec) into a source. It sends no request.
+func New(c *Config, opts source.Options) (source.Source, error) {
 	s := &Source{
-		name:     c.Name,
+		name:     opts.Name,
 		red:      opts.Redactor,
 		log:      opts.Logger,
+		obs:      opts.Observer,
 		config:   opts.Config,
 		compiled: map[string]*stream{},
-	}
-	if s.red == nil {
-		s.red = redact.New()
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.config == nil {
 		s.config = map[string]any{}
 	}
 	cfgEnv := template.Env{"config": s.config, "stream": ""}
-	base, err := template.MustParse(c.BaseURL).Eval(cfgEnv)
+	baseTpl, err := template.Parse(c.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("base_url: %w", err)
+	}
+	base, err := baseTpl.Eval(cfgEnv)
 	if err != nil {
 		return nil, fmt.Errorf("base_url: %w", err)
 	}
 	s.baseURL = strings.TrimRight(template.Format(base), "/")
-	if u, err := s.red.ParseURL(s.baseURL); err != nil {
+	if u, err := redact.ParseURLWith(s.red, s.baseURL); err != nil {
 		return nil, fmt.Errorf("base_url: %w", err) // redacted, quoting nothing of it
 	} else if u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("base_url %q is not an absolute URL", s.red.URL(s.baseURL))
 	}
 	eval := func(src string) (string, error) {
-		v, err := template.MustParse(src).Eval(cfgEnv)
+		t, err := template.Parse(src)
+		if err != nil {
+			return "", err
+		}
+		v, err := t.Eval(cfgEnv)
 		if err != nil {
 			return "", err
 		}
 		return template.Format(v), nil
 	}
-	authn, secrets, err := auth.New(c.Auth, eval)
-	if err != nil {
-		return nil, err
+	var authn auth.Authenticator
+	if c.Auth != nil {
+		var secrets []string
+		authn, secrets, err = auth.New(c.Auth.Type, c.Auth.Config, auth.Env{Eval: eval, AddSecret: s.red.Add, Logger: s.log})
+		if err != nil {
+			return nil, err
+		}
+		s.red.Add(secrets...)
 	}
-	s.red.Add(secrets...)
 	if qk, ok := authn.(auth.QueryKey); ok {
 		s.stripParam = qk.QueryParam()
 	}
 	s.origins = map[string]bool{httpx.Origin(s.baseURL): true}
-	hc := httpx.Config{Auth: authn, Redactor: s.red, Logger: s.log, Observer: opts.Observer, Concurrency: 4}
+	hc := httpx.Config{Redactor: s.red, Logger: s.log, Concurrency: 4}
+	if authn != nil {
+		hc.Auth = authn
+	}
+	if s.obs != nil {
+		hc.Observer = observer{s.obs}
+	}
 	if h := c.HTTP; h != nil {
+		for _, d := range []struct {
+			dst  *time.Duration
+			name string
+			val  string
+		}{{&hc.Timeout, "timeout", h.Timeout}, {&hc.InitialBackoff, "initial_backoff", h.InitialBackoff}, {&hc.MaxBackoff, "max_backoff", h.MaxBackoff}, {&hc.MaxRetryAfter, "max_retry_after", h.MaxRetryAfter}} {
+			if d.val == "" {
+				continue
+			}
+			if *d.dst, err = spec.ParseDuration(d.val); err != nil {
+				return nil, fmt.Errorf("http.%s: %w", d.name, err)
+			}
+		}
 		for i, src := range h.CredentialOrigins {
 			o, err := eval(src)
 			if err == nil {
-				err = spec.CheckOrigin(o)
+				err = checkOrigin(o)
 			}
 			if err != nil {
 				return nil, fmt.Errorf("http.credential_origins[%d]: %w", i, err)
 			}
 			s.origins[httpx.Origin(o)] = true
 		}
-		hc.Timeout, _ = spec.ParseDuration(h.Timeout)
-		hc.InitialBackoff, _ = spec.ParseDuration(h.InitialBackoff)
-		hc.MaxBackoff, _ = spec.ParseDuration(h.MaxBackoff)
-		hc.MaxRetryAfter, _ = spec.ParseDuration(h.MaxRetryAfter)
 		hc.MaxAttempts = h.MaxAttempts
 		hc.RequestsPerSecond = h.RequestsPerSecond
 		hc.Burst = h.Burst
@@ -163,7 +190,11 @@ func New(c *spec.Connector, opts source.Options) (source.Source, error) {
 			hc.Concurrency = h.Concurrency
 		}
 		for _, k := range slices.Sorted(maps.Keys(h.Headers)) {
-			s.headers = append(s.headers, kv{k, template.MustParse(h.Headers[k])})
+			t, err := template.Parse(h.Headers[k])
+			if err != nil {
+				return nil, fmt.Errorf("http.headers.%s: %w", k, err)
+			}
+			s.headers = append(s.headers, kv{k, t})
 		}
 	}
 	if opts.MaxAttempts > 0 {
@@ -183,6 +214,9 @@ func New(c *spec.Connector, opts source.Options) (source.Source, error) {
 		sp := c.Streams[name]
 		if sp.Parent != nil {
 			st.parent = s.compiled[sp.Parent.Stream]
+			if st.parent == nil {
+				return nil, fmt.Errorf("stream %s: unknown parent stream %q", name, sp.Parent.Stream)
+			}
 			st.parentKey = st.parent.info.PrimaryKey
 			for _, col := range slices.Sorted(maps.Keys(sp.Parent.Fields)) {
 				p, err := jsonpath.Compile(sp.Parent.Fields[col])
@@ -205,20 +239,51 @@ func New(c *spec.Connector, opts source.Options) (source.Source, error) {
 	return s, nil
 }
 
-func compileStream(name string, sp *spec.Stream) (*stream, error) {
-	st := &stream{name: name, method: sp.Method, path: template.MustParse(sp.Path), ignore: map[int]bool{}}
+// observer passes the HTTP client's attempts on as source requests.
+type observer struct{ obs source.Observer }
+
+func (o observer) Attempt(a httpx.AttemptInfo) {
+	r := source.Request{Stream: a.Label, Method: a.Method, URL: a.URL, Status: a.Status, Attempt: a.Attempt,
+		Retry: a.RetryIn > 0, Wait: a.RetryIn, Duration: a.Duration, Bytes: a.Bytes}
+	if a.Err != nil {
+		r.Err = a.Err.Error()
+	}
+	o.obs.Requested(r)
+}
+
+// Close releases the HTTP client's idle connections.
+func (s *Source) Close() error {
+	s.client.Close()
+	return nil
+}
+
+func compileStream(name string, sp *Stream) (*stream, error) {
+	path, err := template.Parse(sp.Path)
+	if err != nil {
+		return nil, fmt.Errorf("path: %w", err)
+	}
+	st := &stream{name: name, method: sp.Method, path: path, ignore: map[int]bool{}}
 	for _, k := range slices.Sorted(maps.Keys(sp.Params)) {
-		st.params = append(st.params, kv{k, template.MustParse(sp.Params[k])})
+		t, err := template.Parse(sp.Params[k])
+		if err != nil {
+			return nil, fmt.Errorf("params.%s: %w", k, err)
+		}
+		st.params = append(st.params, kv{k, t})
 	}
 	for _, k := range slices.Sorted(maps.Keys(sp.Headers)) {
-		st.headers = append(st.headers, kv{k, template.MustParse(sp.Headers[k])})
+		t, err := template.Parse(sp.Headers[k])
+		if err != nil {
+			return nil, fmt.Errorf("headers.%s: %w", k, err)
+		}
+		st.headers = append(st.headers, kv{k, t})
 	}
-	st.body = compileBody(sp.Body)
+	if st.body, err = compileBody(sp.Body); err != nil {
+		return nil, fmt.Errorf("body: %w", err)
+	}
 	rec := ""
 	if sp.Records != nil {
 		rec = *sp.Records
 	}
-	var err error
 	if st.records, err = jsonpath.Compile(rec); err != nil {
 		return nil, err
 	}
@@ -229,13 +294,13 @@ func compileStream(name string, sp *spec.Stream) (*stream, error) {
 		return nil, err
 	}
 	for _, code := range sp.IgnoreStatus {
-		st.ignore[code] = true
+		st.ignore[int(code)] = true
 	}
-	st.info = source.Stream{Name: name, PrimaryKey: slices.Clone(sp.PrimaryKey), Cursor: sp.Cursor}
+	st.info = source.Stream{Name: name, PrimaryKey: slices.Clone([]string(sp.PrimaryKey)), Cursor: sp.Cursor}
 	if len(sp.Columns) > 0 {
 		st.info.Hints = map[string]schema.Type{}
 		for k, v := range sp.Columns {
-			t, err := schema.ParseType(v)
+			t, err := schema.ParseType(string(v))
 			if err != nil {
 				return nil, fmt.Errorf("columns.%s: %w", k, err)
 			}
@@ -252,13 +317,21 @@ func compileStream(name string, sp *spec.Stream) (*stream, error) {
 			}
 		}
 		st.info.Start = string(inc.Start)
+		if inc.Exclusive {
+			st.info.Exclusive, st.info.Granularity = true, time.Second
+		}
+		if inc.Granularity != "" {
+			if st.info.Granularity, err = spec.ParseDuration(inc.Granularity); err != nil {
+				return nil, fmt.Errorf("incremental.granularity: %w", err)
+			}
+		}
 	}
 	return st, nil
 }
 
 // usesIncremental reports whether a stream's templates read
 // incremental.since, which makes the API filter by itself.
-func usesIncremental(sp *spec.Stream) bool {
+func usesIncremental(sp *Stream) bool {
 	uses := func(src string) bool {
 		t, err := template.Parse(src)
 		if err != nil {
@@ -296,24 +369,32 @@ func usesIncremental(sp *spec.Stream) bool {
 	return found
 }
 
-func compileBody(v any) any {
+func compileBody(v any) (any, error) {
 	switch x := v.(type) {
 	case string:
-		return template.MustParse(x)
+		return template.Parse(x)
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, e := range x {
-			out[k] = compileBody(e)
+			c, err := compileBody(e)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", k, err)
+			}
+			out[k] = c
 		}
-		return out
+		return out, nil
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			out[i] = compileBody(e)
+			c, err := compileBody(e)
+			if err != nil {
+				return nil, fmt.Errorf("%d: %w", i, err)
+			}
+			out[i] = c
 		}
-		return out
+		return out, nil
 	}
-	return v
+	return v, nil
 }
 
 func renderBody(v any, env template.Env) (any, error) {
@@ -346,9 +427,6 @@ func renderBody(v any, env template.Env) (any, error) {
 
 // Streams lists the streams in declaration order.
 func (s *Source) Streams() []source.Stream { return s.streams }
-
-// Stats returns the HTTP client's counters.
-func (s *Source) Stats() httpx.Stats { return s.client.Stats() }
 
 // emitError marks an error returned by the consumer, which ends the read.
 type emitError struct{ err error }
@@ -621,15 +699,15 @@ func (st *stream) formatSince(since string) string {
 
 // request builds the HTTP request for a page.
 func (s *Source) request(st *stream, pos position, env template.Env, since string) (*httpx.Request, error) {
-	req := &httpx.Request{Method: st.method, Header: http.Header{}}
+	req := &httpx.Request{Method: st.method, Header: http.Header{}, Label: st.name}
 	var u *url.URL
 	if pos.URL != "" {
 		// next_url and link_header: the API said where to go; keep its query.
-		base, err := s.red.ParseURL(s.baseURL + "/")
+		base, err := redact.ParseURLWith(s.red, s.baseURL+"/")
 		if err != nil {
 			return nil, err
 		}
-		ref, err := s.red.ParseURL(pos.URL)
+		ref, err := redact.ParseURLWith(s.red, pos.URL)
 		if err != nil {
 			return nil, fmt.Errorf("next page URL: %w", err) // redacted, quoting nothing of it
 		}
@@ -704,7 +782,7 @@ func escapeSegment(v string) string {
 // An absolute URL is allowed only on an origin credentials may go to
 // (base_url's, http.credential_origins).
 func (s *Source) requestURL(st *stream, path string) (*url.URL, error) {
-	base, err := s.red.ParseURL(s.baseURL)
+	base, err := redact.ParseURLWith(s.red, s.baseURL)
 	if err != nil {
 		return nil, err
 	}
@@ -713,7 +791,7 @@ func (s *Source) requestURL(st *stream, path string) (*url.URL, error) {
 	}
 	path, _, _ = strings.Cut(path, "#")
 	if i := strings.Index(path, "://"); i > 0 && !strings.ContainsAny(path[:i], "/?") {
-		u, err := s.red.ParseURL(path)
+		u, err := redact.ParseURLWith(s.red, path)
 		if err != nil {
 			return nil, fmt.Errorf("stream %s: path: %w", st.name, err)
 		}

@@ -1,4 +1,7 @@
-package engine_test
+// Package e2e holds Ferry's end-to-end tests: the real command line,
+// run as a subprocess of the test binary, against real databases and
+// fake APIs, killed at random points.
+package e2e_test
 
 import (
 	"bytes"
@@ -6,7 +9,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,8 +20,9 @@ import (
 
 	"github.com/ferry-dev/ferry/internal/apitest"
 	"github.com/ferry-dev/ferry/internal/cli"
+	_ "github.com/ferry-dev/ferry/internal/components/all"
 	"github.com/ferry-dev/ferry/internal/dest"
-	"github.com/ferry-dev/ferry/internal/dest/sqldest"
+	"github.com/ferry-dev/ferry/internal/dest/dbtest"
 	"github.com/ferry-dev/ferry/internal/spec"
 )
 
@@ -232,39 +235,16 @@ func crashLoop(t *testing.T, target *crashTarget, iterations int) {
 // database for every iteration.
 type crashTarget struct {
 	kind string
-	url  string // base URL (postgres, mysql)
-	n    int
 }
 
 func newCrashTarget(t *testing.T, kind string) *crashTarget {
-	c := &crashTarget{kind: kind}
 	switch kind {
 	case "postgres":
-		c.url = testURL(t, "FERRY_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+		dbtest.PostgresURL(t)
 	case "mysql":
-		c.url = testURL(t, "FERRY_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+		dbtest.MySQLURL(t)
 	}
-	return c
-}
-
-// testURL returns a test database URL, skipping the test when the
-// database is unreachable — or failing it in CI.
-func testURL(t *testing.T, env, def string) string {
-	t.Helper()
-	u := os.Getenv(env)
-	if u == "" {
-		u = def
-	}
-	kind := strings.SplitN(u, ":", 2)[0]
-	d, err := dest.Open(context.Background(), dest.Config{Spec: &spec.Destination{Type: kind}, URL: u})
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not reachable (%s): %v", kind, env, err)
-		}
-		t.Skipf("%s is not reachable (set %s): %v", kind, env, err)
-	}
-	d.Close()
-	return u
+	return &crashTarget{kind: kind}
 }
 
 // fresh writes the files of an iteration into a new directory, with a
@@ -272,22 +252,15 @@ func testURL(t *testing.T, env, def string) string {
 func (c *crashTarget) fresh(t *testing.T, api string) string {
 	t.Helper()
 	dir := t.TempDir()
-	c.n++
 	var destYAML string
 	switch c.kind {
 	case "sqlite":
 		destYAML = "{type: sqlite, path: out.db}"
 	case "postgres":
-		schema := fmt.Sprintf("ferry_crash_%d_%d", os.Getpid(), c.n)
-		destYAML = fmt.Sprintf("{type: postgres, url: %q, schema: %s}", c.url, schema)
-		t.Cleanup(func() { c.exec(t, c.url, "DROP SCHEMA IF EXISTS "+schema+" CASCADE") })
+		u, schema := dbtest.Postgres(t)
+		destYAML = fmt.Sprintf("{type: postgres, url: %q, schema: %s}", u, schema)
 	case "mysql":
-		db := fmt.Sprintf("ferry_crash_%d_%d", os.Getpid(), c.n)
-		c.exec(t, c.url, "CREATE DATABASE "+db)
-		t.Cleanup(func() { c.exec(t, c.url, "DROP DATABASE IF EXISTS "+db) })
-		u, _ := url.Parse(c.url)
-		u.Path = "/" + db
-		destYAML = fmt.Sprintf("{type: mysql, url: %q}", u.String())
+		destYAML = fmt.Sprintf("{type: mysql, url: %q}", dbtest.MySQL(t))
 	}
 	if err := os.WriteFile(filepath.Join(dir, "connector.yaml"), []byte(fmt.Sprintf(crashConnector, api)), 0o644); err != nil {
 		t.Fatal(err)
@@ -298,51 +271,48 @@ func (c *crashTarget) fresh(t *testing.T, api string) string {
 	return dir
 }
 
-// exec runs a statement on the database at u.
-func (c *crashTarget) exec(t *testing.T, u, stmt string) {
-	t.Helper()
-	d, err := dest.Open(context.Background(), dest.Config{Spec: &spec.Destination{Type: c.kind}, URL: u})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if err := d.(interface{ DB() sqldest.DB }).DB().Exec(context.Background(), stmt); err != nil {
-		t.Fatalf("%s: %v", stmt, err)
-	}
-}
-
-// open opens an iteration's destination, as its pipeline describes it.
+// open opens an iteration's destination read-only, as its pipeline
+// describes it.
 func (c *crashTarget) open(t *testing.T, dir string) dest.Destination {
 	t.Helper()
 	p, err := spec.LoadPipeline(filepath.Join(dir, "pipeline.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := p.Resolve(os.LookupEnv)
+	r, err := p.ResolveStores(os.LookupEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := dest.Open(context.Background(), dest.Config{Spec: p.Destination, URL: r.DestinationURL, Path: r.DestinationPath})
+	d, err := dest.Open(context.Background(), p.Destination.Type, r.Destination, dest.Options{ReadOnly: true, Dir: p.Dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return d
 }
 
-// check compares the tables with the API's data, exactly.
+// check compares the tables with the API's data, exactly, reading them
+// back through the destination.
 func (c *crashTarget) check(t *testing.T, dir string, data map[string][]map[string]any) {
 	t.Helper()
 	d := c.open(t, dir)
 	defer d.Close()
-	dl := d.(interface{ Dialect() sqldest.Dialect }).Dialect()
-	query := func(q string) []string {
-		_, rows, err := d.Query(context.Background(), q)
-		if err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
+	rd := d.(dest.Reader)
+	read := func(table string, cols ...string) []string {
 		var out []string
-		for _, r := range rows {
-			out = append(out, strings.Join(r, "|"))
+		err := rd.ReadRows(context.Background(), table, nil, func(names []string, row []any) error {
+			parts := make([]string, len(cols))
+			for i, col := range cols {
+				j := slices.Index(names, col)
+				if j < 0 {
+					return fmt.Errorf("table %s has no column %s", table, col)
+				}
+				parts[i] = fmt.Sprint(row[j])
+			}
+			out = append(out, strings.Join(parts, "|"))
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("read %s: %v", table, err)
 		}
 		return out
 	}
@@ -368,11 +338,7 @@ func (c *crashTarget) check(t *testing.T, dir string, data map[string][]map[stri
 		{"products__variants", []string{"_ferry_root_id", "_ferry_list_index", "sku"}},
 		{"notes", []string{"id", "user_id", "text"}},
 	} {
-		q := make([]string, len(tc.cols))
-		for i, col := range tc.cols {
-			q[i] = dl.Quote(col)
-		}
-		got := query(fmt.Sprintf("SELECT %s FROM %s", strings.Join(q, ", "), dl.Table(tc.table)))
+		got := read(tc.table, tc.cols...)
 		slices.Sort(got)
 		exp := want(data[tc.table], tc.cols...)
 		if !slices.Equal(got, exp) {
@@ -380,13 +346,17 @@ func (c *crashTarget) check(t *testing.T, dir string, data map[string][]map[stri
 		}
 	}
 	for _, staged := range []string{"_ferry_stage_products", "_ferry_stage_products__variants"} {
-		if n, _ := d.Count(context.Background(), staged); n >= 0 {
+		if n, _ := rd.Count(context.Background(), staged); n >= 0 {
 			t.Errorf("staging table %s was left behind", staged)
 		}
 	}
-	for _, st := range query(fmt.Sprintf("SELECT %s FROM %s", dl.Quote("state"), dl.Table("_ferry_state"))) {
-		if strings.Contains(st, `"pass"`) {
-			t.Errorf("a pass is still open after a complete run: %s", st)
+	entries, err := d.(dest.StateKeeper).State().List(context.Background(), "crashy", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.Contains(string(e.State), `"pass"`) {
+			t.Errorf("a pass is still open after a complete run: %s", e.State)
 		}
 	}
 }

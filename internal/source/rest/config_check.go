@@ -1,0 +1,448 @@
+package rest
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ferry-dev/ferry/internal/jsonpath"
+	"github.com/ferry-dev/ferry/internal/schema"
+	"github.com/ferry-dev/ferry/internal/spec"
+	"github.com/ferry-dev/ferry/internal/template"
+)
+
+var (
+	_ spec.Provisioner  = (*Config)(nil)
+	_ spec.Validator    = (*Config)(nil)
+	_ spec.StreamLister = (*Config)(nil)
+)
+
+// Provision records the streams' file order and merges the connector's
+// defaults into each stream, remembering where each merged setting was
+// written for messages. A child stream without parent.fields gets the
+// parent's primary key as <parent>_<key>.
+func (c *Config) Provision(chk *spec.Checker) {
+	c.StreamOrder = chk.Keys("streams")
+	d := c.Defaults
+	if d == nil {
+		d = &StreamDefaults{}
+	}
+	dp := chk.Path("defaults")
+	for _, name := range c.StreamOrder {
+		if s := c.Streams[name]; s != nil {
+			mergeDefaults(s, d, dp, chk.Path("streams", name))
+		}
+	}
+	for _, name := range c.StreamOrder {
+		s := c.Streams[name]
+		if s == nil || s.Parent == nil || len(s.Parent.Fields) > 0 {
+			continue
+		}
+		if parent := c.Streams[s.Parent.Stream]; parent != nil && len(parent.PrimaryKey) > 0 {
+			s.Parent.Fields = map[string]string{}
+			for _, k := range parent.PrimaryKey {
+				s.Parent.Fields[s.Parent.Stream+"_"+k] = k
+			}
+		}
+	}
+}
+
+// StreamDecls declares the streams to pipelines.
+func (c *Config) StreamDecls() []spec.StreamDecl {
+	var out []spec.StreamDecl
+	for _, name := range c.StreamOrder {
+		s := c.Streams[name]
+		if s == nil {
+			continue
+		}
+		d := spec.StreamDecl{Name: name, PrimaryKey: slices.Clone([]string(s.PrimaryKey)), Cursor: s.Cursor, Path: s.yamlPath}
+		if s.Parent != nil {
+			d.Parent = s.Parent.Stream
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// Validate checks the connector's meaning: templates compile and read
+// only what they may, pagination settings fit their style, parents exist
+// and form no cycle.
+func (c *Config) Validate(chk *spec.Checker) {
+	chk.Template([]string{"base_url"}, c.BaseURL, spec.VarConfig)
+	if h := c.HTTP; h != nil {
+		for _, f := range []struct {
+			name, val string
+		}{{"timeout", h.Timeout}, {"initial_backoff", h.InitialBackoff}, {"max_backoff", h.MaxBackoff}, {"max_retry_after", h.MaxRetryAfter}} {
+			if f.val != "" {
+				if _, err := spec.ParseDuration(f.val); err != nil {
+					chk.AtValue([]string{"http", f.name}, "%v", err)
+				}
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(h.Headers)) {
+			chk.Template([]string{"http", "headers", k}, h.Headers[k], spec.VarConfig|spec.VarStream)
+		}
+		for i, o := range h.CredentialOrigins {
+			p := []string{"http", "credential_origins", strconv.Itoa(i)}
+			chk.Template(p, o, spec.VarConfig)
+			if !strings.Contains(o, "{{") {
+				if err := checkOrigin(o); err != nil {
+					chk.AtValue(p, "%v", err)
+				}
+			}
+		}
+	}
+	if d := c.Defaults; d != nil {
+		all := spec.VarConfig | spec.VarParent | spec.VarPage | spec.VarIncremental | spec.VarStream
+		for _, k := range slices.Sorted(maps.Keys(d.Params)) {
+			chk.Template([]string{"defaults", "params", k}, d.Params[k], all)
+		}
+		for _, k := range slices.Sorted(maps.Keys(d.Headers)) {
+			chk.Template([]string{"defaults", "headers", k}, d.Headers[k], all)
+		}
+	}
+	for _, name := range c.StreamOrder {
+		s := c.Streams[name]
+		if s == nil {
+			chk.At([]string{"streams", name}, "stream is empty: give at least its path")
+			continue
+		}
+		checkStream(chk, s)
+	}
+	c.checkParents(chk)
+}
+
+// mergeDefaults applies the connector's defaults to a stream.
+func mergeDefaults(s *Stream, d *StreamDefaults, dp, sp []string) {
+	s.yamlPath = sp
+	if s.Method == "" {
+		s.Method = d.Method
+	}
+	if s.Method == "" {
+		s.Method = "GET"
+	}
+	s.Params = mergeTemplates(d.Params, s.Params)
+	s.Headers = mergeTemplates(d.Headers, s.Headers)
+	s.recordsPath = join(sp, "records")
+	if s.Records == nil && d.Records != nil {
+		s.Records, s.recordsPath = d.Records, join(dp, "records")
+	}
+	s.paginatePath = join(sp, "paginate")
+	if s.Paginate == nil && d.Paginate != nil {
+		cp := *d.Paginate
+		s.Paginate, s.paginatePath = &cp, join(dp, "paginate")
+	}
+	if s.Paginate == nil {
+		s.Paginate = &Paginate{Type: "none"}
+	}
+	if len(s.PrimaryKey) == 0 {
+		s.PrimaryKey = d.PrimaryKey
+	}
+	s.incrementalPath = join(sp, "incremental")
+	if d.Incremental != nil && s.Cursor != "" {
+		if s.Incremental == nil {
+			cp := *d.Incremental
+			s.Incremental, s.incrementalPath = &cp, join(dp, "incremental")
+		} else {
+			inc := *s.Incremental
+			if inc.Param == "" {
+				inc.Param = d.Incremental.Param
+			}
+			if inc.Start == "" {
+				inc.Start = d.Incremental.Start
+			}
+			if inc.Lookback == "" {
+				inc.Lookback = d.Incremental.Lookback
+			}
+			if inc.Format == "" {
+				inc.Format = d.Incremental.Format
+			}
+			inc.Exclusive = inc.Exclusive || d.Incremental.Exclusive
+			if inc.Granularity == "" {
+				inc.Granularity = d.Incremental.Granularity
+			}
+			s.Incremental = &inc
+		}
+	}
+}
+
+func mergeTemplates(a, b spec.Templates) spec.Templates {
+	if len(a) == 0 {
+		return b
+	}
+	out := maps.Clone(a)
+	maps.Copy(out, b)
+	return out
+}
+
+// join builds a YAML path without aliasing.
+func join(base []string, more ...string) []string {
+	out := make([]string, 0, len(base)+len(more))
+	return append(append(out, base...), more...)
+}
+
+// paginateFields lists, per pagination type, the fields it uses.
+var paginateFields = map[string][]string{
+	"none":        {},
+	"page_number": {"param", "start", "size", "size_param", "has_more_path", "total_path", "total_pages_path", "stop_on_empty", "stop_on_short_page", "max_pages"},
+	"offset":      {"param", "start", "size", "size_param", "has_more_path", "total_path", "stop_on_empty", "stop_on_short_page", "max_pages"},
+	"cursor":      {"param", "size", "size_param", "cursor_path", "has_more_path", "total_path", "stop_on_empty", "max_pages"},
+	"last_record": {"param", "size", "size_param", "field", "has_more_path", "total_path", "stop_on_empty", "stop_on_short_page", "max_pages"},
+	"next_url":    {"size", "size_param", "next_path", "has_more_path", "total_path", "stop_on_empty", "max_pages"},
+	"link_header": {"size", "size_param", "has_more_path", "total_path", "stop_on_empty", "max_pages"},
+}
+
+// atValue reports a problem at the value of an absolute YAML path (a
+// stream's merged settings remember where they were written: the stream
+// or the connector's defaults).
+func atValue(chk *spec.Checker, p []string, format string, args ...any) {
+	chk.Abs(p).AtValue(nil, format, args...)
+}
+
+func checkStream(chk *spec.Checker, s *Stream) {
+	sp := s.yamlPath
+	sc := chk.Abs(sp)
+	all := spec.VarConfig | spec.VarPage | spec.VarIncremental | spec.VarStream
+	if s.Parent != nil {
+		all |= spec.VarParent
+	}
+	sc.Template([]string{"path"}, s.Path, all)
+	for _, k := range slices.Sorted(maps.Keys(s.Params)) {
+		sc.Template([]string{"params", k}, s.Params[k], all)
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Headers)) {
+		sc.Template([]string{"headers", k}, s.Headers[k], all)
+	}
+	if s.Body != nil {
+		if s.Method != "POST" {
+			sc.At([]string{"body"}, "a body needs method: POST")
+		}
+		bodyTemplates(sc, []string{"body"}, s.Body, all)
+	}
+	if s.Records != nil {
+		if _, err := jsonpath.Compile(*s.Records); err != nil {
+			atValue(chk, s.recordsPath, "%v", err)
+		}
+	}
+	for i, k := range s.PrimaryKey {
+		if strings.TrimSpace(k) == "" {
+			sc.AtValue([]string{"primary_key", strconv.Itoa(i)}, "empty field name")
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Columns)) {
+		if _, err := schema.ParseType(string(s.Columns[k])); err != nil {
+			sc.AtValue([]string{"columns", k}, "%v", err)
+		}
+	}
+	if inc := s.Incremental; inc != nil {
+		ic := chk.Abs(s.incrementalPath)
+		if s.Cursor == "" {
+			ic.At(nil, "incremental needs cursor: name the field that orders records, such as updated_at")
+		}
+		if inc.Start != "" {
+			ic.Template([]string{"start"}, string(inc.Start), spec.VarConfig)
+		}
+		if inc.Lookback != "" {
+			if _, err := spec.ParseLookback(string(inc.Lookback)); err != nil {
+				ic.AtValue([]string{"lookback"}, "%v", err)
+			}
+		}
+		if err := checkFormat(inc.Format); err != nil {
+			ic.AtValue([]string{"format"}, "%v", err)
+		}
+		if inc.Granularity != "" {
+			if _, err := spec.ParseDuration(inc.Granularity); err != nil {
+				ic.AtValue([]string{"granularity"}, "%v", err)
+			}
+			if !inc.Exclusive {
+				ic.At([]string{"granularity"}, "granularity applies to an exclusive filter: set exclusive: true, or remove it")
+			}
+		}
+	}
+	checkPaginate(chk, s)
+	for i, st := range s.IgnoreStatus {
+		if st == 429 || st >= 500 {
+			sc.AtValue([]string{"ignore_status", strconv.Itoa(i)}, "status %d is retried, it cannot be ignored", st)
+		}
+	}
+}
+
+func checkPaginate(chk *spec.Checker, s *Stream) {
+	pg := s.Paginate
+	pc := chk.Abs(s.paginatePath)
+	allowed, ok := paginateFields[pg.Type]
+	if !ok {
+		pc.AtValue([]string{"type"}, "unknown pagination type %q", pg.Type)
+		return
+	}
+	set := map[string]bool{
+		"param": pg.Param != "", "start": pg.Start != nil, "size": pg.Size != 0, "size_param": pg.SizeParam != "",
+		"cursor_path": pg.CursorPath != "", "field": pg.Field != "", "next_path": pg.NextPath != "",
+		"has_more_path": pg.HasMorePath != "", "total_path": pg.TotalPath != "", "total_pages_path": pg.TotalPagesPath != "",
+		"stop_on_empty": pg.StopOnEmpty != nil, "stop_on_short_page": pg.StopOnShortPage, "max_pages": pg.MaxPages != 0,
+	}
+	for _, k := range slices.Sorted(maps.Keys(set)) {
+		if set[k] && !slices.Contains(allowed, k) {
+			pc.At([]string{k}, "%s is not used by %s pagination", k, pg.Type)
+		}
+	}
+	for _, k := range []struct {
+		name, val string
+	}{{"cursor_path", pg.CursorPath}, {"next_path", pg.NextPath}, {"has_more_path", pg.HasMorePath}, {"total_path", pg.TotalPath}, {"total_pages_path", pg.TotalPagesPath}} {
+		if k.val != "" {
+			if _, err := jsonpath.Compile(k.val); err != nil {
+				pc.AtValue([]string{k.name}, "%v", err)
+			}
+		}
+	}
+	if pg.Size != 0 && pg.SizeParam == "" && pg.Type != "offset" && !usesPage(s, "size") {
+		pc.At([]string{"size"}, "size needs size_param: the query parameter that carries the page size")
+	}
+	if pg.StopOnShortPage && pg.Size == 0 {
+		pc.At([]string{"stop_on_short_page"}, "stop_on_short_page needs size")
+	}
+	switch pg.Type {
+	case "cursor":
+		if pg.CursorPath == "" {
+			pc.At(nil, "cursor pagination needs cursor_path: where the next cursor is in the body")
+		}
+		if pg.Param == "" && !usesPage(s, "cursor") {
+			pc.At(nil, "cursor pagination needs param, or {{ page.cursor }} in params, headers or body")
+		}
+	case "next_url":
+		if pg.NextPath == "" {
+			pc.At(nil, "next_url pagination needs next_path: where the next page's URL is in the body")
+		}
+	case "last_record":
+		if pg.Field == "" && len(s.PrimaryKey) != 1 {
+			pc.At(nil, "last_record pagination needs field: the record field whose last value starts the next page")
+		}
+	}
+}
+
+// usesPage reports whether any template of s reads page.<member>.
+func usesPage(s *Stream, member string) bool {
+	check := func(src string) bool {
+		t, err := template.Parse(src)
+		if err != nil {
+			return false
+		}
+		for _, r := range t.Refs() {
+			if r.Var == "page" && (r.Member == member || r.Member == "") {
+				return true
+			}
+		}
+		return false
+	}
+	for _, v := range s.Params {
+		if check(v) {
+			return true
+		}
+	}
+	for _, v := range s.Headers {
+		if check(v) {
+			return true
+		}
+	}
+	found := false
+	walkBody(s.Body, func(v string) {
+		found = found || check(v)
+	})
+	return found || check(s.Path)
+}
+
+func walkBody(v any, fn func(string)) {
+	switch x := v.(type) {
+	case string:
+		fn(x)
+	case map[string]any:
+		for _, e := range x {
+			walkBody(e, fn)
+		}
+	case []any:
+		for _, e := range x {
+			walkBody(e, fn)
+		}
+	}
+}
+
+func bodyTemplates(chk *spec.Checker, p []string, v any, allow spec.Vars) {
+	switch x := v.(type) {
+	case string:
+		chk.Template(p, x, allow)
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			bodyTemplates(chk, join(p, k), x[k], allow)
+		}
+	case []any:
+		for i, e := range x {
+			bodyTemplates(chk, join(p, strconv.Itoa(i)), e, allow)
+		}
+	}
+}
+
+// checkParents resolves parent links and rejects cycles.
+func (c *Config) checkParents(chk *spec.Checker) {
+	for _, name := range c.StreamOrder {
+		s := c.Streams[name]
+		if s == nil || s.Parent == nil {
+			continue
+		}
+		pc := chk.Abs(join(s.yamlPath, "parent"))
+		parent, ok := c.Streams[s.Parent.Stream]
+		if !ok || parent == nil {
+			msg := fmt.Sprintf("unknown parent stream %q", s.Parent.Stream)
+			if hint := spec.DidYouMean(s.Parent.Stream, c.StreamOrder); hint != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", hint)
+			}
+			pc.AtValue(nil, "%s", msg)
+			continue
+		}
+		if s.Parent.Stream == name {
+			pc.AtValue(nil, "a stream cannot be its own parent")
+			continue
+		}
+		// Walk up the chain looking for a cycle.
+		seen := map[string]bool{name: true}
+		for cur := parent; cur != nil && cur.Parent != nil; cur = c.Streams[cur.Parent.Stream] {
+			if seen[cur.Parent.Stream] {
+				pc.AtValue(nil, "parent streams form a cycle through %q", cur.Parent.Stream)
+				break
+			}
+			seen[cur.Parent.Stream] = true
+		}
+		if len(s.Parent.Fields) == 0 {
+			pc.At(nil, "parent stream %q has no primary_key: set parent.fields to say which parent fields identify it", s.Parent.Stream)
+		}
+	}
+}
+
+func checkFormat(f string) error {
+	switch f {
+	case "", "rfc3339", "unix", "unix_ms", "date":
+		return nil
+	}
+	if !strings.Contains(f, "2006") && !strings.Contains(f, "06") {
+		return fmt.Errorf("unknown format %q: want rfc3339, unix, unix_ms, date or a Go time layout such as 2006-01-02T15:04:05", f)
+	}
+	return nil
+}
+
+// checkOrigin reports whether s is an origin, as http.credential_origins
+// lists them: an http or https URL with a host and nothing after it.
+func checkOrigin(s string) error {
+	u, err := url.Parse(s)
+	bad := err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(s, "?") || strings.HasSuffix(s, "#")
+	if bad {
+		if err == nil && u.User != nil {
+			return errors.New("an origin has no user name or password: write scheme://host[:port], such as https://files.example.com")
+		}
+		return fmt.Errorf("%q is not an origin: write scheme://host[:port], such as https://files.example.com", s)
+	}
+	return nil
+}
