@@ -45,6 +45,10 @@ type Options struct {
 	Policy schema.Policy
 	// MaxIdentLen is the destination's identifier limit in bytes.
 	MaxIdentLen int
+	// ReservedColumns are column names the destination keeps for itself
+	// (PostgreSQL's xmin, ctid…): keys that would get one are renamed
+	// with the clash suffix instead.
+	ReservedColumns []string
 	// ParentFields are the columns copied from the partition onto each row.
 	ParentFields []string
 	// RunID fills the run id metadata column.
@@ -154,7 +158,7 @@ func New(opts Options) (*Normalizer, error) {
 	}
 	n := &Normalizer{
 		opts:      opts,
-		namer:     schema.NewNamer(opts.MaxIdentLen),
+		namer:     schema.NewNamer(opts.MaxIdentLen).Reserving(opts.ReservedColumns...),
 		byKey:     map[string]int{},
 		cursorIdx: -1,
 		runID:     []byte(opts.RunID),

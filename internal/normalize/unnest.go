@@ -121,17 +121,18 @@ func (n *Normalizer) child(path []string) (*Normalizer, error) {
 		}
 	}
 	c, err := New(Options{
-		Table:         name,
-		Hints:         hints,
-		Policy:        n.opts.Policy,
-		MaxIdentLen:   n.opts.MaxIdentLen,
-		ParentFields:  append(append([]string(nil), rootKeys...), schema.ColParentRowID),
-		RunID:         n.opts.RunID,
-		Existing:      existing,
-		Nested:        schema.Unnest,
-		MaxDepth:      n.opts.MaxDepth,
-		ChildExisting: n.opts.ChildExisting,
-		level:         n.level + 1,
+		Table:           name,
+		Hints:           hints,
+		Policy:          n.opts.Policy,
+		MaxIdentLen:     n.opts.MaxIdentLen,
+		ReservedColumns: n.opts.ReservedColumns,
+		ParentFields:    append(append([]string(nil), rootKeys...), schema.ColParentRowID),
+		RunID:           n.opts.RunID,
+		Existing:        existing,
+		Nested:          schema.Unnest,
+		MaxDepth:        n.opts.MaxDepth,
+		ChildExisting:   n.opts.ChildExisting,
+		level:           n.level + 1,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("child table %s: %w", name, err)

@@ -138,6 +138,7 @@ func Run(t *testing.T, open Open, caps Caps) {
 		{"NestedUnnestOverwrite", testUnnestOverwrite, []need{needOverwrite, needUnnest}},
 		{"OverwriteIndexes", testOverwriteIndexes, []need{needOverwrite, needUnnest, needSQL}},
 		{"NestedUnnestAppend", testUnnestAppend, []need{needUnnest}},
+		{"SystemColumnNames", testSystemColumnNames, []need{needDedup, needUnnest}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1137,4 +1138,202 @@ func (d *target) sqlTable(name string) string {
 		return d.sql().Table(name)
 	}
 	return d.sqlQuote(name)
+}
+
+// reservedColumns are the column names the destination keeps for itself
+// (its ReservedColumns, as in dest.Limits), nil if none.
+func (d *target) reservedColumns() []string {
+	if l, ok := d.Destination.(interface{ ReservedColumns() []string }); ok {
+		return l.ReservedColumns()
+	}
+	return nil
+}
+
+// openReserving is open with the destination's reserved column names
+// passed to the normalizer (dest.Limits), as a run must pass them.
+func openReserving(t *testing.T, d *target, name string, mode dest.Mode, o opts) *stream {
+	t.Helper()
+	s := open(t, d, name, mode, o)
+	n, err := normalize.New(normalize.Options{Table: s.table, PrimaryKey: o.pk, Cursor: o.cursor, Hints: o.hints, Policy: o.policy, Nested: o.nested, MaxDepth: 2,
+		MaxIdentLen: d.MaxIdentLen(), RunID: s.run, Existing: s.w.Existing(), ChildExisting: s.w.ExistingChild, ReservedColumns: d.reservedColumns()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.n = n
+	return s
+}
+
+// testSystemColumnNames writes records whose keys are the column names
+// the destination reserves (system columns such as PostgreSQL's xmin), as
+// they are and upper-cased, as the primary key, as fields and in an
+// unnested array. Every record lands with its exact values, in columns
+// named otherwise; nothing is rejected; the next run keeps the names.
+func testSystemColumnNames(t *testing.T, d *target) {
+	reserved := d.reservedColumns()
+	if len(reserved) == 0 {
+		t.Skip("the destination reserves no column names")
+	}
+	pk := reserved[0]
+	record := func(id int) (string, map[string]string, []string) {
+		fields := map[string]string{pk: strconv.Itoa(id)}
+		var child []string
+		for _, r := range reserved {
+			fields[strings.ToUpper(r)] = fmt.Sprintf("%s-upper-%d", r, id)
+			if r != pk {
+				fields[r] = fmt.Sprintf("%s-%d", r, id)
+			}
+			child = append(child, fmt.Sprintf(`"%s":"%s-child-%d"`, r, r, id))
+		}
+		var members []string
+		for k, v := range fields {
+			if k == pk {
+				members = append(members, fmt.Sprintf(`"%s":%s`, k, v))
+			} else {
+				members = append(members, fmt.Sprintf(`"%s":"%s"`, k, v))
+			}
+		}
+		members = append(members, `"items":[{`+strings.Join(child, ",")+`}]`)
+		var want []string
+		for _, r := range reserved {
+			want = append(want, fmt.Sprintf("%d|0|%s-child-%d", id, r, id))
+		}
+		return "{" + strings.Join(members, ",") + "}", fields, want
+	}
+	// noReserved fails the test if table has a column with a reserved name,
+	// in any case.
+	noReserved := func(table string) {
+		t.Helper()
+		err := d.reader(t).ReadRows(context.Background(), table, nil, func(names []string, _ []any) error {
+			for _, c := range names {
+				for _, r := range reserved {
+					if strings.EqualFold(c, r) {
+						t.Errorf("table %s has a column named %s", table, c)
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("read %s: %v", table, err)
+		}
+	}
+	o := opts{pk: []string{pk}, nested: schema.Unnest}
+	names := map[string]string{} // key → column, from the first run
+	var wantChild []string
+	for run, ids := range [][]int{{1, 2}, {3}} {
+		s := openReserving(t, d, "sys", dest.IncrementalDedup, o)
+		var recs []string
+		for _, id := range ids {
+			rec, _, child := record(id)
+			recs, wantChild = append(recs, rec), append(wantChild, child...)
+		}
+		s.write("["+strings.Join(recs, ",")+"]", "")
+		s.finish()
+		if n := s.w.Rejected(); n != 0 {
+			t.Fatalf("run %d: %d rows rejected", run+1, n)
+		}
+		items := s.table + "__items"
+		noReserved(s.table)
+		noReserved(items)
+		// Every key has a column of its own, the same in every run, that
+		// holds the record's exact value.
+		_, fields, _ := record(1)
+		var keys, cols []string
+		for _, c := range s.n.Table().Columns {
+			if c.Origin != schema.FromData || len(c.Path) != 1 {
+				continue
+			}
+			key := c.Path[0]
+			if old, ok := names[key]; ok && old != c.Name {
+				t.Errorf("run %d: key %q is in column %s, was %s", run+1, key, c.Name, old)
+			}
+			names[key] = c.Name
+			if _, ok := fields[key]; ok {
+				keys, cols = append(keys, key), append(cols, c.Name)
+			}
+		}
+		if len(keys) != len(fields) {
+			t.Fatalf("run %d: columns for %q, want one for each of %v", run+1, keys, fields)
+		}
+		var wantRows []string
+		for id := 1; id <= ids[len(ids)-1]; id++ {
+			_, rec, _ := record(id)
+			var vals []string
+			for _, k := range keys {
+				vals = append(vals, rec[k])
+			}
+			wantRows = append(wantRows, strings.Join(vals, "|"))
+		}
+		slices.Sort(wantRows)
+		expect(t, rows(t, d, s.table, cols...), wantRows)
+		var childCols []string
+		for _, c := range s.n.Children()[0].Columns {
+			if c.Origin == schema.FromData {
+				childCols = append(childCols, c.Name)
+			}
+		}
+		if len(childCols) != len(reserved) {
+			t.Fatalf("child columns %q, want one for each of %q", childCols, reserved)
+		}
+		root := schema.ColRootPrefix + names[pk]
+		var gotChild []string
+		for _, c := range childCols {
+			gotChild = append(gotChild, rows(t, d, items, root, schema.ColListIndex, c)...)
+		}
+		slices.Sort(gotChild)
+		slices.Sort(wantChild)
+		expect(t, gotChild, wantChild)
+	}
+	if d.caps.Rejects {
+		if n := count(t, d, dest.RejectedTable); n != 0 {
+			t.Fatalf("%d records rejected", n)
+		}
+	}
+}
+
+// WriteColumns writes two rows into a new append table of exactly columns
+// columns, Ferry's own included, the others text (the type that leaves
+// the fewest columns in every database) holding one-byte values but the
+// first: a timestamp in the first row and text in the second, so that the
+// table is created, then the column widened to text (which MySQL does
+// through a temporary column). It returns the first error of writing and
+// committing; when there is none, both rows must be in the table.
+func WriteColumns(t *testing.T, dst dest.Destination, name string, columns int) error {
+	t.Helper()
+	ctx := context.Background()
+	d := &target{Destination: dst}
+	s := open(t, d, name, dest.IncrementalAppend, opts{})
+	defer s.w.Abort(ctx)
+	data := columns - len(s.n.Table().Columns)
+	record := func(first string) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, `[{"c0":%q`, first)
+		for i := 1; i < data; i++ {
+			fmt.Fprintf(&b, `,"c%d":"v"`, i)
+		}
+		b.WriteString("}]")
+		return b.String()
+	}
+	for i, first := range []string{"2024-05-01T12:30:00Z", "v"} {
+		c := s.chunk(record(first))
+		if got := len(c.Table.Columns); got != columns {
+			t.Fatalf("table %s has %d columns, want %d", s.table, got, columns)
+		}
+		if want := []schema.Type{schema.Timestamp, schema.Text}[i]; c.Table.Column("c0").Type != want {
+			t.Fatalf("column c0 of %s is %s, want %s", s.table, c.Table.Column("c0").Type, want)
+		}
+		if err := s.w.Write(ctx, c); err != nil {
+			return err
+		}
+		if err := s.w.Commit(ctx); err != nil {
+			return err
+		}
+	}
+	if err := s.w.Finish(ctx, nil); err != nil {
+		return err
+	}
+	if n := count(t, d, s.table); n != 2 || s.w.Rejected() != 0 {
+		t.Fatalf("table %s of %d columns: %d rows, %d rejected; want both rows", s.table, columns, n, s.w.Rejected())
+	}
+	return nil
 }
