@@ -18,7 +18,10 @@ FUZZ_TARGETS = \
 	./internal/schema:FuzzClassify:500000x \
 	./internal/source/rest:FuzzLinkNext:180000x \
 	./internal/redact:FuzzRedactorURL:250000x \
+	./internal/redact:FuzzRedactorJSON:40000x \
+	./internal/redact:FuzzParseURL:250000x \
 	./internal/httpx:FuzzParseRetryAfter:200000x \
+	./internal/httpx:FuzzAPIMessage:100000x \
 	./internal/dest/postgres:FuzzNumeric:140000x
 
 .PHONY: build test lint unit fuzz demo bench clean

@@ -1,8 +1,10 @@
 package rest
 
 import (
+	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -83,6 +85,15 @@ func (c *Config) Validate(chk *spec.Checker) {
 		}
 		for _, k := range slices.Sorted(maps.Keys(h.Headers)) {
 			chk.Template([]string{"http", "headers", k}, h.Headers[k], spec.VarConfig|spec.VarStream)
+		}
+		for i, o := range h.CredentialOrigins {
+			p := []string{"http", "credential_origins", strconv.Itoa(i)}
+			chk.Template(p, o, spec.VarConfig)
+			if !strings.Contains(o, "{{") {
+				if err := checkOrigin(o); err != nil {
+					chk.AtValue(p, "%v", err)
+				}
+			}
 		}
 	}
 	if d := c.Defaults; d != nil {
@@ -417,6 +428,21 @@ func checkFormat(f string) error {
 	}
 	if !strings.Contains(f, "2006") && !strings.Contains(f, "06") {
 		return fmt.Errorf("unknown format %q: want rfc3339, unix, unix_ms, date or a Go time layout such as 2006-01-02T15:04:05", f)
+	}
+	return nil
+}
+
+// checkOrigin reports whether s is an origin, as http.credential_origins
+// lists them: an http or https URL with a host and nothing after it.
+func checkOrigin(s string) error {
+	u, err := url.Parse(s)
+	bad := err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(s, "?") || strings.HasSuffix(s, "#")
+	if bad {
+		if err == nil && u.User != nil {
+			return errors.New("an origin has no user name or password: write scheme://host[:port], such as https://files.example.com")
+		}
+		return fmt.Errorf("%q is not an origin: write scheme://host[:port], such as https://files.example.com", s)
 	}
 	return nil
 }
