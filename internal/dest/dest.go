@@ -248,9 +248,10 @@ type StateStore interface {
 	Reset(ctx context.Context, pipeline, stream string) (int, error)
 	// Lock takes the lock of one stream of a pipeline, so that no other
 	// run of the stream (in this process or another, on this machine or
-	// another that shares the store) runs at the same time. It never
-	// waits: when another holder has the lock it fails with a *LockedError
-	// naming it. The lock ends with release, or when the process ends.
+	// another that shares the store) runs at the same time. It waits a few
+	// seconds at most (a holder killed a moment ago may still look alive to
+	// the server), then fails with a *LockedError naming the holder. The
+	// lock ends with release, or when the process ends.
 	Lock(ctx context.Context, pipeline, stream string, holder Holder) (release func(), err error)
 }
 

@@ -171,6 +171,9 @@ func LockKey(pipeline, stream string) string {
 	return "ferry_" + hex.EncodeToString(sum[:16])
 }
 
+// lockPatience is how long Lock keeps trying a taken lock.
+var lockPatience = 3 * time.Second
+
 // Lock takes a stream's lock and records its holder, so that a run that
 // finds the lock taken can say by whom.
 func (s stateStore) Lock(ctx context.Context, pipeline, stream string, holder dest.Holder) (func(), error) {
@@ -181,11 +184,29 @@ func (s stateStore) Lock(ctx context.Context, pipeline, stream string, holder de
 	if x.locker == nil {
 		return nil, fmt.Errorf("the %s destination cannot lock streams", x.d.Name())
 	}
-	release, ok, err := x.locker.TryLock(ctx, LockKey(pipeline, stream))
-	if err != nil {
-		return nil, x.classify(fmt.Errorf("lock stream %s: %w", stream, err))
+	// A holder that was just killed may still look alive to the server for
+	// a moment (its session not yet noticed gone): try for a few seconds
+	// before calling the stream taken.
+	var release func()
+	deadline := time.Now().Add(lockPatience)
+	for {
+		var ok bool
+		var err error
+		release, ok, err = x.locker.TryLock(ctx, LockKey(pipeline, stream))
+		if err != nil {
+			return nil, x.classify(fmt.Errorf("lock stream %s: %w", stream, err))
+		}
+		if ok || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
 	}
-	if !ok {
+	if release == nil {
 		le := &dest.LockedError{Pipeline: pipeline, Stream: stream}
 		le.Holder, _ = s.holder(ctx, pipeline, stream)
 		return nil, le
