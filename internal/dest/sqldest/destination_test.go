@@ -394,6 +394,71 @@ func readAll(t *testing.T, x *sqldest.Destination, table string, orderBy []strin
 	return cols, rows
 }
 
+// TestCheckpointsLastWins: of the checkpoints a commit carries for one
+// partition, the last is the state stored, in the rows' transaction; a
+// checkpoint without a stream is the writer's stream's.
+func TestCheckpointsLastWins(t *testing.T) {
+	forEachKind(t, func(t *testing.T, kind string) {
+		ctx := context.Background()
+		x := mustOpen(t, kind, fresh(t, kind), false)
+		tb := &schema.Table{Name: "events", Version: 1, Columns: []schema.Column{{Name: "id", Path: []string{"id"}, Type: schema.Int}}}
+		w, err := x.OpenStream(ctx, dest.StreamConfig{Pipeline: "p", Stream: "events", Table: "events", Mode: dest.IncrementalAppend, RunID: "run-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c1 := desttest.Chunk(tb, []any{1})
+		c1.Checkpoints = []record.Checkpoint{
+			{Partition: `{"id":1}`, State: json.RawMessage(`{"v":"a"}`)},
+			{Stream: "events", Partition: "", State: json.RawMessage(`{"v":1}`)},
+		}
+		c2 := desttest.Chunk(tb, []any{2})
+		c2.Checkpoints = []record.Checkpoint{
+			{Stream: "events", Partition: `{"id":1}`, State: json.RawMessage(`{"v":"b"}`)},
+			{Partition: `{"id":2}`, State: json.RawMessage(`{"v":"x"}`)},
+			{Stream: "events", Partition: "", State: json.RawMessage(`{"v":2}`)},
+		}
+		for _, c := range []*record.Chunk{c1, c2} {
+			if err := w.Write(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Nothing is stored before the commit.
+		if raw, err := x.State().Load(ctx, "p", "events", ""); err != nil || raw != nil {
+			t.Fatalf("state before the commit: %s, %v", raw, err)
+		}
+		if err := w.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		entries, err := x.State().List(ctx, "p", "events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range entries {
+			got = append(got, e.Partition+"="+string(e.State)+"@"+e.RunID)
+		}
+		want := []string{`={"v":2}@run-1`, `{"id":1}={"v":"b"}@run-1`, `{"id":2}={"v":"x"}@run-1`}
+		if !slices.Equal(got, want) {
+			t.Fatalf("states:\n got %q\nwant %q", got, want)
+		}
+		if n, err := x.Count(ctx, "events"); err != nil || n != 2 {
+			t.Fatalf("rows = %d, %v", n, err)
+		}
+		// Save, outside any stream's transaction, keeps the last of each
+		// partition too.
+		if err := x.State().Save(ctx, "p", "run-2", []record.Checkpoint{
+			{Stream: "events", Partition: `{"id":2}`, State: json.RawMessage(`{"v":"y"}`)},
+			{Stream: "events", Partition: `{"id":2}`, State: json.RawMessage(`{"v":"z"}`)},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if raw, err := x.State().Load(ctx, "p", "events", `{"id":2}`); err != nil || string(raw) != `{"v":"z"}` {
+			t.Fatalf("state after Save: %s, %v", raw, err)
+		}
+		w.Abort(ctx)
+	})
+}
+
 // TestStreamLocks: a stream's lock is held by one run at a time, in this
 // process or another; whoever finds it taken learns who holds it; a
 // released lock, and the lock of a process that was killed, can be taken
