@@ -527,6 +527,33 @@ func TestStreamLocks(t *testing.T) {
 	})
 }
 
+// TestStreamLocksAreScopedToTheStore: a stream lock keeps two runs from
+// writing the same state at once. Two destinations on one server that
+// keep their state apart (two PostgreSQL schemas of one database, two
+// MySQL databases) hold different states, so the same pipeline and
+// stream names must not lock each other out.
+func TestStreamLocksAreScopedToTheStore(t *testing.T) {
+	for _, kind := range []string{"postgres", "mysql"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Skip("bug: sqldest.LockKey(pipeline, stream) does not include the schema (PostgreSQL) or database (MySQL), and pg_try_advisory_lock / GET_LOCK are database-wide / server-wide, so a pipeline synced into two schemas or databases of one server cannot run in both at once: the second fails with a *dest.LockedError whose holder is unknown (the holder row is in the other store's _ferry_locks). It also fails e2e TestCrashAnywhere whenever two test runs share the servers: every iteration writes a fresh database, but all are pipeline crashy (seen: \"stream users of pipeline crashy is being synced by another run\").")
+			ctx := context.Background()
+			a := mustOpen(t, kind, fresh(t, kind), false)
+			b := mustOpen(t, kind, fresh(t, kind), false)
+			pipeline := dbtest.Name()
+			release, err := a.State().Lock(ctx, pipeline, "users", dest.Holder{RunID: "run-a"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer release()
+			rel, err := b.State().Lock(ctx, pipeline, "users", dest.Holder{RunID: "run-b"})
+			if err != nil {
+				t.Fatalf("lock of the same stream in another store: %v", err)
+			}
+			rel()
+		})
+	}
+}
+
 func checkLocked(t *testing.T, what string, err error, pipeline, stream string, holder dest.Holder) {
 	t.Helper()
 	var le *dest.LockedError
