@@ -424,6 +424,7 @@ func (r *Running) execute(opts Options) {
 			r.Cancel()
 		}
 	})
+	var opened dest.Destination // opened here for Wrap
 	if opts.Wrap != nil {
 		d := eo.Destination
 		if d == nil {
@@ -432,12 +433,18 @@ func (r *Running) execute(opts Options) {
 				res.Stage, res.Err = StageNew, err
 				return
 			}
+			opened = d
 		}
 		eo.Destination = opts.Wrap(d, r)
 	}
 	res.Stage = StageNew
 	run, err := engine.New(context.Background(), eo)
 	if err != nil {
+		if opened != nil {
+			// engine.New may have failed before taking the destination over;
+			// closing Ferry's destinations twice is harmless.
+			opened.Close()
+		}
 		res.Err = err
 		return
 	}
@@ -475,7 +482,9 @@ func (r *Running) Events() []engine.Event {
 
 // WaitFor waits until an event for which match is true has been published
 // (it may have been already), and returns it. ok is false when the run
-// ended, or timeout passed, without one.
+// ended, or timeout passed, without one. match is called in WaitFor's
+// goroutine, once per event, in the order the events were published, so
+// it may count them.
 func (r *Running) WaitFor(match func(engine.Event) bool, timeout time.Duration) (e engine.Event, ok bool) {
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
