@@ -104,7 +104,7 @@ func Open(ctx context.Context, cfg *Config, opts dest.Options) (dest.Destination
 			return nil, redact(err, secrets...)
 		}
 	}
-	d, err := sqldest.New(ctx, sqldest.Config{DB: pdb, Dialect: Dialect{Schema: schemaName}, Prefix: prefix, ReadOnly: opts.ReadOnly, Locker: &locker{cc: cc}})
+	d, err := sqldest.New(ctx, sqldest.Config{DB: pdb, Dialect: Dialect{Schema: schemaName}, Prefix: prefix, ReadOnly: opts.ReadOnly, Locker: &locker{cc: cc, schema: schemaName}})
 	if err != nil {
 		p.Close()
 		return nil, redact(fmt.Errorf("postgres %s: %w", target, err), secrets...)
