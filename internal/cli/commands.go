@@ -38,7 +38,7 @@ there. Every problem is reported with file:line:col.`,
 			var all spec.Problems
 			var other []error
 			for _, f := range args {
-				data, err := os.ReadFile(f)
+				data, err := spec.ReadFile(f)
 				if err != nil {
 					other = append(other, usageError{err})
 					continue

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
 	"github.com/goccy/go-yaml/token"
 )
@@ -29,9 +30,26 @@ type File struct {
 }
 
 // ParseFile parses YAML data. A syntax error is returned as Problems with
-// the position of the offending token.
+// the position of the offending token. Data beyond the limits (see
+// MaxFileSize and the others) is refused before it can cost much.
 func ParseFile(name string, data []byte) (*File, error) {
-	f, err := parser.ParseBytes(data, 0)
+	if p := sizeLimit(name, data); p != nil {
+		return nil, Problems{*p}
+	}
+	if cuts := marksCuts(data); cuts != nil {
+		for _, cut := range cuts {
+			if scan := scanTokens(name, lexer.Tokenize(string(data[:cut]))); scan.problem != nil {
+				return nil, Problems{*scan.problem}
+			}
+		}
+		return nil, Problems{*marksProblem(name, data, cuts[len(cuts)-1])}
+	}
+	tokens := lexer.Tokenize(string(data))
+	scan := scanTokens(name, tokens)
+	if scan.problem != nil {
+		return nil, Problems{*scan.problem}
+	}
+	f, err := parser.Parse(tokens, 0)
 	if err != nil {
 		p := Problem{File: name, Message: err.Error()}
 		var ye interface {
@@ -49,6 +67,9 @@ func ParseFile(name string, data []byte) (*File, error) {
 	}
 	if len(f.Docs) > 1 {
 		return nil, Problems{{File: name, Line: 1, Col: 1, Message: "the file holds several YAML documents; put one per file"}}
+	}
+	if p := checkAliases(name, f, scan.exprs); p != nil {
+		return nil, Problems{*p}
 	}
 	return &File{Name: name, Data: data, ast: f}, nil
 }
