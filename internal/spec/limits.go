@@ -146,7 +146,9 @@ func (f *frame) entryPath() int {
 }
 
 // tokenScan follows the structure of a file's tokens, before they are
-// parsed, to enforce the limits that the parser's own cost depends on.
+// parsed, to enforce the limits that the parser's own cost depends on, and
+// notes the first unquoted ${ in a flow collection, for the message of the
+// syntax error it causes.
 type tokenScan struct {
 	name      string
 	tokens    token.Tokens
@@ -155,6 +157,7 @@ type tokenScan struct {
 	exprs     int
 	pathBytes int
 	problem   *Problem
+	dollar    *dollarHint // the first unquoted ${ in a flow collection
 	// lastFlow is the last top-level flow collection closed: its start's
 	// column and its end token.
 	lastFlow struct {
@@ -217,7 +220,7 @@ func scanTokens(name string, tokens token.Tokens) *tokenScan {
 				continue // the name of an anchor or alias
 			}
 			s.value(tk)
-			s.scalar(tk)
+			s.scalar(i, tk)
 		}
 	}
 	return s
@@ -422,14 +425,16 @@ func isScalar(t token.Type) bool {
 	return false
 }
 
-// scalar counts template expressions.
-func (s *tokenScan) scalar(tk *token.Token) {
+// scalar counts template expressions and notes unquoted ${ in flow
+// collections.
+func (s *tokenScan) scalar(i int, tk *token.Token) {
 	if n := strings.Count(tk.Value, "{{"); n > 0 {
 		s.exprs += n
 		if s.exprs > MaxExpressions {
 			s.fail(tk, s.path(true), "the file holds more than %s {{ }} template expressions, the limit", formatCount(MaxExpressions))
 		}
 	}
+	s.noteDollar(i, tk)
 }
 
 // aliasScan bounds what aliases expand to, in document order: the alias

@@ -62,6 +62,9 @@ func ParseFile(name string, data []byte) (*File, error) {
 				p.Line, p.Col = tk.Position.Line, tk.Position.Column
 			}
 		}
+		if hint := scan.dollarProblem(data, p.Line, p.Col); hint != nil {
+			return nil, Problems{*hint}
+		}
 		p.Message = "invalid YAML: " + p.Message
 		return nil, Problems{p}
 	}
