@@ -271,6 +271,8 @@ func validateSchema(f *File, base []string, sch *jsonschema.Schema, s *schemas) 
 	for _, leaf := range leaves(ve) {
 		at := path(base, leaf.InstanceLocation...)
 		switch k := leaf.ErrorKind.(type) {
+		case *keyKind:
+			ps.at(k.locate(f, at), "%s", k.msg)
 		case *kind.AdditionalProperties:
 			allowed := s.allowedProperties(leaf.SchemaURL)
 			comp, _ := s.objectNode(leaf.SchemaURL)[componentKey].(string)
@@ -320,6 +322,9 @@ func validateSchema(f *File, base []string, sch *jsonschema.Schema, s *schemas) 
 // oneOf/anyOf it keeps the branches that got furthest into the document,
 // or the alternative error itself when every branch failed at once.
 func leaves(e *jsonschema.ValidationError) []*jsonschema.ValidationError {
+	if leaf := propertyNameLeaf(e); leaf != nil {
+		return []*jsonschema.ValidationError{leaf}
+	}
 	if len(e.Causes) == 0 {
 		return []*jsonschema.ValidationError{e}
 	}
