@@ -189,17 +189,7 @@ func decode(f *File, base []string, v any) error {
 }
 
 // decodeProblem turns a decoding error into a problem at its token.
-func decodeProblem(f *File, err error) Problem {
-	p := Problem{File: f.Name, Message: err.Error()}
-	var ye yaml.Error
-	if errors.As(err, &ye) {
-		p.Message = ye.GetMessage()
-		if tk := ye.GetToken(); tk != nil && tk.Position != nil {
-			p.Line, p.Col = tk.Position.Line, tk.Position.Column
-		}
-	}
-	return p
-}
+func decodeProblem(f *File, err error) Problem { return f.yamlProblem(nil, err) }
 
 // generic converts the node at base to JSON-like values for the validator.
 func generic(f *File, base []string) (any, error) {
@@ -253,8 +243,7 @@ var printer = message.NewPrinter(language.English)
 func validateSchema(f *File, base []string, sch *jsonschema.Schema, s *schemas) error {
 	v, err := generic(f, base)
 	if err != nil {
-		line, col := f.Pos(base)
-		return Problems{{File: f.Name, Line: line, Col: col, Message: err.Error()}}
+		return Problems{f.yamlProblem(base, err)}
 	}
 	if v == nil {
 		return Problems{{File: f.Name, Line: 1, Col: 1, Message: "the file is empty"}}

@@ -77,6 +77,52 @@ func ParseFile(name string, data []byte) (*File, error) {
 	return &File{Name: name, Data: data, ast: f}, nil
 }
 
+// yamlProblem turns an error converting the YAML to values into a
+// Problem at the token the error names (or at base), without the source
+// excerpt the error's text carries.
+func (f *File) yamlProblem(base []string, err error) Problem {
+	line, col := f.Pos(base)
+	p := Problem{File: f.Name, Line: line, Col: col, Path: joinPath(base), Message: err.Error()}
+	var ye interface {
+		GetMessage() string
+		GetToken() *tokenT
+	}
+	if errors.As(err, &ye) {
+		p.Message = ye.GetMessage()
+		if tk := ye.GetToken(); tk != nil && tk.Position != nil {
+			p.Line, p.Col = tk.Position.Line, tk.Position.Column
+			if n := nodeWithToken(f.body(), tk); n != nil {
+				p.Path = nodePath(n)
+			}
+		}
+	}
+	return p
+}
+
+// nodeWithToken returns the node under n whose token is tk, or nil.
+func nodeWithToken(n ast.Node, tk *tokenT) ast.Node {
+	if n == nil {
+		return nil
+	}
+	var found ast.Node
+	ast.Walk(visitFunc(func(n ast.Node) bool {
+		if found == nil && n.GetToken() == tk {
+			found = n
+		}
+		return found == nil
+	}), n)
+	return found
+}
+
+type visitFunc func(ast.Node) bool
+
+func (v visitFunc) Visit(n ast.Node) ast.Visitor {
+	if n == nil || !v(n) {
+		return nil
+	}
+	return v
+}
+
 // body returns the root node of the document, or nil for an empty file.
 func (f *File) body() ast.Node {
 	if f == nil || f.ast == nil || len(f.ast.Docs) == 0 {
@@ -195,6 +241,18 @@ func (f *File) Keys(path []string) []string {
 }
 
 func position(n ast.Node) (int, int) {
+	// A block mapping's token is the ':' of its first entry; it starts at
+	// that entry's key.
+	switch x := n.(type) {
+	case *ast.MappingNode:
+		if !x.IsFlowStyle && len(x.Values) > 0 && x.Values[0].Key != nil {
+			return position(x.Values[0].Key)
+		}
+	case *ast.MappingValueNode:
+		if x.Key != nil {
+			return position(x.Key)
+		}
+	}
 	if tk := n.GetToken(); tk != nil && tk.Position != nil {
 		return tk.Position.Line, tk.Position.Column
 	}
