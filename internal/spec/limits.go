@@ -601,6 +601,27 @@ func formatCount(n int) string {
 	return s
 }
 
+// maxHintLength bounds the names "did you mean" compares: the comparison
+// costs the product of the two lengths.
+const maxHintLength = 256
+
+// hintCandidates returns the allowed names worth comparing with got for a
+// "did you mean" hint: none for a long got, and only names whose length is
+// within the distance a hint allows.
+func hintCandidates(got string, allowed []string) []string {
+	if len(got) > maxHintLength {
+		return nil
+	}
+	limit := max(2, len(got)/3)
+	var out []string
+	for _, a := range allowed {
+		if d := len(a) - len(got); d <= limit && -d <= limit {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // templateTooLong reports a template string longer than MaxTemplateLength.
 func (c *problems) templateTooLong(p []string, src string) bool {
 	if len(src) <= MaxTemplateLength {

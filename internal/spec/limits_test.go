@@ -241,3 +241,21 @@ func TestReadFile(t *testing.T) {
 		t.Fatalf("LoadConnector = %v", err)
 	}
 }
+
+// TestHintsForLongNames checks that "did you mean" hints do not compare
+// long names: the comparison costs the product of the lengths, and a
+// pipeline naming 1000 unknown streams of a connector with 1000 long names
+// would take hours.
+func TestHintsForLongNames(t *testing.T) {
+	var names []string
+	for i := range 1000 {
+		names = append(names, fmt.Sprintf("%s%d", strings.Repeat("s", 1000), i))
+	}
+	long := strings.Repeat("s", 1000)
+	if allocs := testing.AllocsPerRun(1, func() { didYouMean(long, names) }); allocs > 10 {
+		t.Errorf("didYouMean of a long name: %v allocations, want none per candidate", allocs)
+	}
+	if got := didYouMean("strems", []string{"streams", strings.Repeat("x", 1<<20)}); got != "streams" {
+		t.Errorf("didYouMean(strems) = %q", got)
+	}
+}

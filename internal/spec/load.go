@@ -462,7 +462,7 @@ func (s *schemas) schemaNode(url string) map[string]any {
 // didYouMean returns the allowed name closest to got, if close enough.
 func didYouMean(got string, allowed []string) string {
 	best, bestDist := "", 1<<30
-	for _, a := range allowed {
+	for _, a := range hintCandidates(got, allowed) {
 		d := levenshtein(strings.ToLower(got), strings.ToLower(a))
 		if d < bestDist {
 			best, bestDist = a, d
