@@ -132,7 +132,8 @@ func readLimited(name, what string) ([]byte, error) {
 	if st.Size() > MaxFileSize {
 		return nil, fmt.Errorf("%s: the %s file is %d bytes; Ferry reads files of at most %d bytes", name, what, st.Size(), MaxFileSize)
 	}
-	data, err := os.ReadFile(name)
+	// A device or pipe has no size: read no more than ParseFile takes.
+	data, err := ReadFile(name)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", what, err)
 	}

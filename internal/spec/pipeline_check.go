@@ -117,6 +117,7 @@ func (p *Pipeline) check(ps *problems) {
 			ps.atValue([]string{"sync", "checkpoint_interval"}, "%v", err)
 		}
 	}
+	p.checkTables(ps)
 }
 
 // checkSection validates a component section of the pipeline: the
