@@ -108,6 +108,9 @@ type Stream struct {
 	// Where settings were written (the stream or the connector's defaults),
 	// for messages; set by Provision.
 	yamlPath, recordsPath, paginatePath, incrementalPath []string
+	// ownParams and ownHeaders are the keys the stream sets itself (the
+	// others came from defaults, which are checked once, where written).
+	ownParams, ownHeaders map[string]bool
 }
 
 // ColumnType is a type name in a stream's columns: hints.

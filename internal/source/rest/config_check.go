@@ -125,6 +125,7 @@ func mergeDefaults(s *Stream, d *StreamDefaults, dp, sp []string) {
 	if s.Method == "" {
 		s.Method = "GET"
 	}
+	s.ownParams, s.ownHeaders = keySet(s.Params), keySet(s.Headers)
 	s.Params = mergeTemplates(d.Params, s.Params)
 	s.Headers = mergeTemplates(d.Headers, s.Headers)
 	s.recordsPath = join(sp, "records")
@@ -170,6 +171,14 @@ func mergeDefaults(s *Stream, d *StreamDefaults, dp, sp []string) {
 	}
 }
 
+func keySet(t spec.Templates) map[string]bool {
+	out := make(map[string]bool, len(t))
+	for k := range t {
+		out[k] = true
+	}
+	return out
+}
+
 func mergeTemplates(a, b spec.Templates) spec.Templates {
 	if len(a) == 0 {
 		return b
@@ -211,11 +220,16 @@ func checkStream(chk *spec.Checker, s *Stream) {
 		all |= spec.VarParent
 	}
 	sc.Template([]string{"path"}, s.Path, all)
+	// Settings merged from defaults are checked where they are written.
 	for _, k := range slices.Sorted(maps.Keys(s.Params)) {
-		sc.Template([]string{"params", k}, s.Params[k], all)
+		if s.ownParams[k] {
+			sc.Template([]string{"params", k}, s.Params[k], all)
+		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.Headers)) {
-		sc.Template([]string{"headers", k}, s.Headers[k], all)
+		if s.ownHeaders[k] {
+			sc.Template([]string{"headers", k}, s.Headers[k], all)
+		}
 	}
 	if s.Body != nil {
 		if s.Method != "POST" {
