@@ -47,7 +47,7 @@ func init() {
 // Config is the jsonl destination's section of a pipeline file.
 type Config struct {
 	// Dir is the directory of the files, relative to the pipeline file.
-	Dir string `yaml:"dir" required:"true" min:"1" doc:"Directory of the files, relative to the pipeline file; created if missing. Each table is <table>.jsonl, its layout <table>.layout.json."`
+	Dir string `yaml:"dir" required:"true" min:"1" doc:"Directory of the files, relative to the pipeline file; created if missing. Each table is a file named after it (users.jsonl for table users), with its layout beside it (users.layout.json)."`
 	// Metadata says whether lines carry _ferry_extracted_at and
 	// _ferry_run_id (default true).
 	Metadata *bool `yaml:"metadata,omitempty" default:"true" doc:"Write Ferry's _ferry_extracted_at and _ferry_run_id on every line. The columns that link unnested rows to their parents are always written."`
@@ -92,9 +92,9 @@ var (
 	_ dest.Checker     = (*Destination)(nil)
 )
 
-// Open opens the directory (creating it, unless opts.ReadOnly). A
-// read-only open of a directory that does not exist yet succeeds: it
-// holds no tables.
+// Open opens the directory. Nothing is created until a stream opens
+// (then the directory, if missing); an open of a directory that does not
+// exist yet succeeds: it holds no tables.
 func Open(_ context.Context, cfg *Config, opts dest.Options) (dest.Destination, error) {
 	if cfg.Dir == "" {
 		return nil, fmt.Errorf("jsonl destination needs dir: the directory to write the files in")
@@ -119,12 +119,16 @@ func Open(_ context.Context, cfg *Config, opts dest.Options) (dest.Destination, 
 	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
 		return nil, fmt.Errorf("jsonl: %s is a file, not a directory: point dir at a directory", dir)
 	}
-	if !opts.ReadOnly {
-		if err := os.MkdirAll(dir, dirMode(mode)); err != nil {
-			return nil, fmt.Errorf("jsonl: create directory %s: %w", dir, err)
-		}
-	}
 	return d, nil
+}
+
+// mkdir creates the directory, when the first stream opens: a run that
+// fails before it writes anything leaves nothing behind.
+func (d *Destination) mkdir() error {
+	if err := os.MkdirAll(d.dir, dirMode(d.mode)); err != nil {
+		return fmt.Errorf("jsonl: create directory %s: %w", d.dir, err)
+	}
+	return nil
 }
 
 // dirMode is the permission of a directory holding files of mode m: m

@@ -280,7 +280,10 @@ func TestCrashRecovery(t *testing.T) {
 func TestForeignAndLockedFiles(t *testing.T) {
 	dir := t.TempDir()
 	d := open(t, dir, jsonl.Config{})
-	os.WriteFile(filepath.Join(dir, "out", "theirs.jsonl"), []byte("{\"x\":1}\n"), 0o644)
+	os.Mkdir(filepath.Join(dir, "out"), 0o755)
+	if err := os.WriteFile(filepath.Join(dir, "out", "theirs.jsonl"), []byte("{\"x\":1}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	_, err := d.OpenStream(context.Background(), dest.StreamConfig{Pipeline: "p", Stream: "theirs", Table: "theirs", Mode: dest.IncrementalAppend})
 	if err == nil || !strings.Contains(err.Error(), "Ferry did not write it") {
 		t.Fatalf("OpenStream over a foreign file: %v", err)
@@ -391,6 +394,16 @@ func TestReadOnlyAndCheck(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "later")); !os.IsNotExist(err) {
 		t.Fatalf("read-only open created the directory: %v", err)
 	}
+	// Nor does an open for writing, until a stream opens.
+	w := open(t, dir, jsonl.Config{Dir: "later"})
+	if _, err := os.Stat(filepath.Join(dir, "later")); !os.IsNotExist(err) {
+		t.Fatalf("open created the directory before any stream: %v", err)
+	}
+	openStream(t, w, "t", dest.IncrementalAppend).Abort(context.Background())
+	if entries, err := os.ReadDir(filepath.Join(dir, "later")); err != nil || len(entries) != 0 {
+		t.Fatalf("after a stream opened and aborted: %v, %v", entries, err)
+	}
+	os.Remove(filepath.Join(dir, "later"))
 	if _, err := d.OpenStream(context.Background(), dest.StreamConfig{Table: "t", Mode: dest.IncrementalAppend}); !errors.Is(err, dest.ErrReadOnly) {
 		t.Fatalf("OpenStream read-only: %v", err)
 	}

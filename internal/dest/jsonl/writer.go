@@ -135,6 +135,9 @@ func (d *Destination) OpenStream(_ context.Context, cfg dest.StreamConfig) (dest
 	if err != nil {
 		return nil, err
 	}
+	if err := d.mkdir(); err != nil {
+		return nil, err
+	}
 	w := &writer{d: d, cfg: cfg, tables: map[string]*tableFile{}, known: map[string]*schema.Table{},
 		rejects: &pendingFile{path: rejects, mode: d.mode}}
 	d.register(w)
