@@ -3,9 +3,12 @@ package jsonl_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ferry-dev/ferry/internal/apitest"
@@ -194,5 +197,58 @@ func TestSchemaAndValidateKnowJSONL(t *testing.T) {
 		if code != 2 || !strings.Contains(errs, tc.want) {
 			t.Errorf("validate destination %s: %d %q\n%s%s", tc.destination, code, tc.want, out, errs)
 		}
+	}
+}
+
+// TestRunFailsThenResumes: a run that fails half-way keeps the lines it
+// committed, with their state; the next run appends the rest, each record
+// once.
+func TestRunFailsThenResumes(t *testing.T) {
+	users := apitest.Users(9)
+	api := apitest.New(t, users, apitest.PageNumber, 2)
+	api.Token = "s3cret"
+	var failing atomic.Bool
+	failing.Store(true)
+	api.Fault = func(n int64, r *http.Request) apitest.Fault {
+		if failing.Load() && r.URL.Query().Get("page") == "4" {
+			return apitest.ServerError
+		}
+		return apitest.OK
+	}
+	t.Setenv("API_TOKEN", "s3cret")
+	dir := t.TempDir()
+	conn := strings.Replace(connectorYAML, "%s", api.URL, 1)
+	conn = strings.Replace(conn, "streams:\n", "http: {initial_backoff: 1ms, max_backoff: 2ms, max_attempts: 2}\nstreams:\n", 1)
+	writeFiles(t, dir, map[string]string{
+		"connector.yaml": conn,
+		"pipeline.yaml":  pipelineYAML + "sync: {checkpoint_rows: 1}\n",
+	})
+	pipeline := filepath.Join(dir, "pipeline.yaml")
+	code, out, errs := ferry(t, "run", pipeline)
+	if code == 0 || !strings.Contains(errs, "500") {
+		t.Fatalf("run against a failing API: %d\n%s%s", code, out, errs)
+	}
+	data := filepath.Join(dir, "out", "users.jsonl")
+	if n := strings.Count(readFile(t, data), "\n"); n != 6 {
+		t.Fatalf("%d lines after the failure, want the 6 of the three pages before it", n)
+	}
+	failing.Store(false)
+	if code, out, errs := ferry(t, "run", pipeline); code != 0 {
+		t.Fatalf("second run: %d\n%s%s", code, out, errs)
+	}
+	var ids []string
+	for _, line := range strings.Split(strings.TrimSuffix(readFile(t, data), "\n"), "\n") {
+		var rec struct{ ID json.Number }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, rec.ID.String())
+	}
+	var want []string
+	for _, u := range users {
+		want = append(want, fmt.Sprint(u["id"]))
+	}
+	if strings.Join(ids, ",") != strings.Join(want, ",") {
+		t.Fatalf("ids in the file: %v, want each once: %v", ids, want)
 	}
 }

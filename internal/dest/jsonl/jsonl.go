@@ -82,7 +82,8 @@ type Destination struct {
 	rejectMu sync.Mutex // one append to the rejected file at a time in this process
 
 	mu      sync.Mutex
-	writers map[*writer]bool // open writers, aborted by Close
+	writers map[*writer]bool  // open writers, aborted by Close
+	claimed map[string]string // table → the stream whose writer has it open
 }
 
 var (
@@ -112,7 +113,7 @@ func Open(_ context.Context, cfg *Config, opts dest.Options) (dest.Destination, 
 		dir = filepath.Join(opts.Dir, dir)
 	}
 	d := &Destination{dir: dir, metadata: cfg.Metadata == nil || *cfg.Metadata, mode: mode, readOnly: opts.ReadOnly,
-		log: opts.Logger, writers: map[*writer]bool{}}
+		log: opts.Logger, writers: map[*writer]bool{}, claimed: map[string]string{}}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -204,6 +205,24 @@ func (d *Destination) path(table, ext string) (string, error) {
 func (d *Destination) register(w *writer) {
 	d.mu.Lock()
 	d.writers[w] = true
+	d.mu.Unlock()
+}
+
+// claim reserves a table for one stream's writer in this process (the
+// file lock keeps other processes out).
+func (d *Destination) claim(table, stream string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if other, ok := d.claimed[table]; ok {
+		return fmt.Errorf("table %s is being written by stream %s of this run; give one of the streams another table (streams.<name>.table)", table, other)
+	}
+	d.claimed[table] = stream
+	return nil
+}
+
+func (d *Destination) unclaim(table string) {
+	d.mu.Lock()
+	delete(d.claimed, table)
 	d.mu.Unlock()
 }
 

@@ -297,6 +297,11 @@ func TestForeignAndLockedFiles(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "being written by another Ferry run") {
 		t.Fatalf("second writer of one table: %v", err)
 	}
+	// Nor can two streams of one run share a table.
+	_, err = d.OpenStream(context.Background(), dest.StreamConfig{Pipeline: "p", Stream: "other", Table: "mine", Mode: dest.IncrementalAppend})
+	if err == nil || !strings.Contains(err.Error(), "table mine is being written by stream mine of this run") {
+		t.Fatalf("second stream on one table: %v", err)
+	}
 	w.Abort(context.Background())
 	// Nothing was committed: no file is left behind.
 	if _, err := os.Stat(filepath.Join(dir, "out", "mine.jsonl")); !os.IsNotExist(err) {

@@ -192,28 +192,32 @@ func (w *writer) open(name string) (*tableFile, error) {
 	}
 	sidePath, _ := d.path(name, layoutExt)
 	pendPath, _ := d.path(name, pendingExt)
+	if err := d.claim(name, w.cfg.Stream); err != nil {
+		return nil, err
+	}
 	_, statErr := os.Stat(dataPath)
 	created := errors.Is(statErr, fs.ErrNotExist)
 	f, err := os.OpenFile(dataPath, os.O_RDWR|os.O_CREATE, d.mode)
 	if err != nil {
+		d.unclaim(name)
 		return nil, fmt.Errorf("jsonl: open %s: %w", dataPath, err)
 	}
 	t := &tableFile{d: d, name: name, dataPath: dataPath, sidePath: sidePath, data: f, created: created, pending: &pendingFile{path: pendPath, mode: d.mode}}
 	if err := tryLock(f); err != nil {
 		f.Close()
+		d.unclaim(name)
 		if errors.Is(err, errLocked) {
 			return nil, fmt.Errorf("table %s: %s is being written by another Ferry run (of another pipeline, or started with another state store); wait for it to end, or give the stream another table (streams.<name>.table)", name, dataPath)
 		}
 		return nil, fmt.Errorf("jsonl: %w", err)
 	}
+	w.tables[name] = t
+	w.order = append(w.order, t) // closed (and unclaimed) by release from here on
 	if created {
 		if err := f.Chmod(d.mode); err != nil {
-			t.close()
 			return nil, fmt.Errorf("jsonl: %s: %w", dataPath, err)
 		}
 	}
-	w.tables[name] = t
-	w.order = append(w.order, t)
 	if t.recorded, err = readSidecar(sidePath); err != nil {
 		return nil, err
 	}
@@ -259,6 +263,7 @@ func (t *tableFile) close() {
 	}
 	t.data.Close()
 	t.data = nil
+	t.d.unclaim(t.name)
 }
 
 // Existing returns the root table's recorded layout, nil if none.
