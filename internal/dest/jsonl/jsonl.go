@@ -136,9 +136,6 @@ func (d *Destination) mkdir() error {
 // plus x wherever r is set.
 func dirMode(m fs.FileMode) fs.FileMode { return m | (m&0o444)>>2 }
 
-// Dir returns the directory the files are in.
-func (d *Destination) Dir() string { return d.dir }
-
 // TableName normalises a stream's table name into a file name stem.
 func (d *Destination) TableName(name string) string {
 	return schema.Truncate(schema.Normalize(name), name, maxIdentLen)
