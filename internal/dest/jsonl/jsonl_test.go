@@ -39,6 +39,15 @@ func TestConformance(t *testing.T) {
 	}, desttest.Caps{Unnest: true})
 }
 
+// TestManyColumns: a file bounds neither the columns of a table nor the
+// widening of one.
+func TestManyColumns(t *testing.T) {
+	d := open(t, t.TempDir(), jsonl.Config{})
+	if err := desttest.WriteColumns(t, d, "wide", 2000); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // layout is a table of the given columns (name:type), with the metadata
 // columns a run adds.
 func layout(name string, pk []string, cols ...string) *schema.Table {
