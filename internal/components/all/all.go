@@ -7,6 +7,7 @@ import (
 	_ "github.com/ferry-dev/ferry/internal/auth/basic"  // auth "basic": user name and password
 	_ "github.com/ferry-dev/ferry/internal/auth/bearer" // auth "bearer": Authorization: Bearer <token>
 
+	_ "github.com/ferry-dev/ferry/internal/dest/jsonl"    // destination "jsonl": JSON Lines files, appended
 	_ "github.com/ferry-dev/ferry/internal/dest/mysql"    // destination "mysql": MySQL 8 and MariaDB
 	_ "github.com/ferry-dev/ferry/internal/dest/postgres" // destination "postgres": PostgreSQL, binary COPY
 	_ "github.com/ferry-dev/ferry/internal/dest/sqlite"   // destination "sqlite": the embedded default
