@@ -140,7 +140,7 @@ func (a *app) checkDestination(ctx context.Context, p *spec.Pipeline, r *spec.Re
 	d, err := dest.Open(ctx, p.Destination.Type, r.Destination, dest.Options{ReadOnly: true, Dir: p.Dir})
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return "the database file does not exist yet; the first run creates it", nil
+			return "it does not exist yet; the first run creates it", nil
 		}
 		return "", err
 	}

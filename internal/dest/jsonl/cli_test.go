@@ -142,7 +142,8 @@ func TestRunTwiceIncremental(t *testing.T) {
 }
 
 // TestRunWithoutStateSection: a pipeline writing JSON Lines without a
-// state: section fails before any request, saying what to add.
+// state: section is refused before any request (at validation, exit 2),
+// saying what to add; so is one asking for a mode jsonl cannot do.
 func TestRunWithoutStateSection(t *testing.T) {
 	api := apitest.New(t, nil, apitest.PageNumber, 2)
 	t.Setenv("API_TOKEN", "x")
@@ -152,8 +153,13 @@ func TestRunWithoutStateSection(t *testing.T) {
 		"pipeline.yaml":  strings.Replace(pipelineYAML, "state: {type: sqlite, path: state.db}\n", "", 1),
 	})
 	code, _, errs := ferry(t, "run", filepath.Join(dir, "pipeline.yaml"))
-	if code == 0 || !strings.Contains(errs, "the jsonl destination keeps no sync state: give the pipeline a state: section") {
+	if code != 2 || !strings.Contains(errs, "pipeline.yaml:3:1: destination: the jsonl destination keeps no sync state: add a state: section") {
 		t.Fatalf("run without state: %d\n%s", code, errs)
+	}
+	writeFiles(t, dir, map[string]string{"pipeline.yaml": strings.Replace(pipelineYAML, "{mode: incremental_append}", "{mode: incremental_dedup}", 1)})
+	code, _, errs = ferry(t, "validate", filepath.Join(dir, "pipeline.yaml"))
+	if code != 2 || !strings.Contains(errs, "the jsonl destination does not support mode incremental_dedup") {
+		t.Fatalf("validate a dedup mode: %d\n%s", code, errs)
 	}
 	if api.Requests() != 0 {
 		t.Fatalf("%d requests sent", api.Requests())

@@ -41,7 +41,15 @@ import (
 )
 
 func init() {
-	dest.Register("jsonl", "JSON Lines files, one per table, appended: for debugging connectors and for tools that read files.", Open)
+	dest.Register("jsonl", `JSON Lines files, one per table, appended: for debugging connectors and for tools that read files.
+
+It appends only (full_refresh_append, incremental_append) and keeps no sync state: a pipeline writing here needs a state: section (state: {type: sqlite, path: state.db}), and delivery is then at-least-once.`, Open)
+}
+
+// Declare says what the destination can do: it only appends, and keeps
+// no state.
+func (*Config) Declare() dest.Declaration {
+	return dest.Declaration{Modes: []dest.Mode{dest.FullRefreshAppend, dest.IncrementalAppend}, NoState: true}
 }
 
 // Config is the jsonl destination's section of a pipeline file.

@@ -39,14 +39,12 @@ func (d *Destination) sidecar(table string) (*sidecar, error) {
 }
 
 // Count returns the committed rows of a table (lines, deletes included),
-// -1 if it does not exist.
+// -1 if it does not exist. The rejected table always exists, as it does
+// in a database: empty until something is rejected.
 func (d *Destination) Count(ctx context.Context, table string) (int64, error) {
 	if table == dest.RejectedTable {
 		var n int64
 		err := d.ReadRows(ctx, table, nil, func([]string, []any) error { n++; return nil })
-		if errors.Is(err, fs.ErrNotExist) {
-			return -1, nil
-		}
 		return n, err
 	}
 	s, err := d.sidecar(table)
@@ -61,7 +59,7 @@ func (d *Destination) Count(ctx context.Context, table string) (int64, error) {
 // holding a deleted row, nil otherwise). A line written before a column
 // was widened is read as the wider type (a number in a column widened to
 // text is its text). _ferry_rejected reads too, with the SQL
-// destinations' columns.
+// destinations' columns, and has no rows until something is rejected.
 func (d *Destination) ReadRows(_ context.Context, table string, orderBy []string, fn func(cols []string, row []any) error) error {
 	path, err := d.path(table, dataExt)
 	if err != nil {
@@ -72,7 +70,9 @@ func (d *Destination) ReadRows(_ context.Context, table string, orderBy []string
 	var f *os.File
 	if table == dest.RejectedTable {
 		cols = rejectColumns
-		if f, err = os.Open(path); err != nil {
+		if f, err = os.Open(path); errors.Is(err, fs.ErrNotExist) {
+			return nil // nothing was ever rejected
+		} else if err != nil {
 			return fmt.Errorf("jsonl: table %s: %w", table, err)
 		}
 		defer f.Close()
