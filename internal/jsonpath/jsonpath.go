@@ -127,7 +127,12 @@ var ErrNotJSON = errors.New("invalid JSON")
 // wrapping ErrNotJSON when doc is not exactly one valid JSON value
 // (invalid UTF-8 in strings is accepted: the records holding it are
 // refused one by one later), and stops at the first error visit returns.
-// The elements of a Skim path are delimited without being validated.
+// An object repeating a member name (compared after unescaping) is not
+// valid: which of two "next_cursor" members is meant cannot be told (the
+// error also wraps jsonscan.ErrDuplicateName), and neither is a document
+// nested deeper than jsonscan.MaxDepth (jsonscan.ErrTooDeep).
+// The elements of a Skim path are delimited without being validated, so
+// such an element may repeat names; the caller validates it.
 func Scan(doc []byte, paths []*Path, visit func(i int, v []byte) error) error {
 	live := make([]int, 0, len(paths))
 	for i := range paths {
@@ -332,7 +337,7 @@ func wrapSyntax(err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%w: %v", ErrNotJSON, err)
+	return fmt.Errorf("%w: %w", ErrNotJSON, err)
 }
 
 // Lookup returns the value at p in doc. found is false when some segment is

@@ -3,12 +3,17 @@ package jsonpath
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/ferry-dev/ferry/internal/jsonscan"
 )
 
 func TestCompile(t *testing.T) {
@@ -126,6 +131,62 @@ func TestScanInvalid(t *testing.T) {
 	}
 }
 
+// TestScanDuplicateKeys: a response repeating a key is refused, on the way
+// to the records or the pagination fields and anywhere else Scan reads;
+// records that are only delimited (Skim) are left to their validator.
+func TestScanDuplicateKeys(t *testing.T) {
+	for doc, want := range map[string]string{
+		`{"data":[],"next_cursor":"a","next_cursor":"b"}`:      `invalid JSON: duplicate key "next_cursor" at byte 29`,
+		`{"data":[],"next_cursor":"a","next_\u0063ursor":"b"}`: `invalid JSON: duplicate key "next_cursor" at byte 29`,
+		`{"data":{"items":[]},"data":{"items":[{"id":1}]}}`:    `invalid JSON: duplicate key "data" at byte 21`,
+		`{"data":[],"meta":{"a":1,"a":2}}`:                     `invalid JSON: duplicate key "a" at byte 25`,
+		`{"data":[],"paging":{"next":{"after":1,"after":2}}}`:  `invalid JSON: duplicate key "after" at byte 39`,
+	} {
+		rec, next := MustCompile("data"), MustCompile("next_cursor")
+		rec.Spread, rec.Skim = true, true
+		err := Scan([]byte(doc), []*Path{rec, next, MustCompile("paging.next")}, func(int, []byte) error { return nil })
+		if !errors.Is(err, ErrNotJSON) || !errors.Is(err, jsonscan.ErrDuplicateName) || err.Error() != want {
+			t.Errorf("Scan(%s) error = %v, want %q", doc, err, want)
+		}
+	}
+	p := MustCompile("data")
+	p.Spread, p.Skim = true, true
+	var recs []string
+	if err := Scan([]byte(`{"data":[{"id":1,"id":2}]}`), []*Path{p}, func(_ int, v []byte) error {
+		recs = append(recs, string(v))
+		return nil
+	}); err != nil || len(recs) != 1 {
+		t.Fatalf("a skimmed record with a duplicate key: %v %q", err, recs)
+	}
+}
+
+// TestScanDeep: 200 KB of nesting fails cleanly at jsonscan.MaxDepth, in
+// every mode of Scan and in Lookup.
+func TestScanDeep(t *testing.T) {
+	want := fmt.Sprintf("invalid JSON: JSON nested deeper than %d levels at byte ", jsonscan.MaxDepth)
+	for _, doc := range []string{
+		strings.Repeat("[", 200<<10),
+		`{"data":` + strings.Repeat("[", 200<<10),
+		`{"data":[` + strings.Repeat(`{"a":`, 40<<10),
+		`{"meta":` + strings.Repeat(`{"a":`, 40<<10),
+		strings.Repeat(`{"a":`, 40<<10),
+	} {
+		for _, path := range []string{"", "data", "a.a.a", "*.*"} {
+			for _, skim := range []bool{false, true} {
+				p := MustCompile(path)
+				p.Spread, p.Announce, p.Skim = true, true, skim
+				err := Scan([]byte(doc), []*Path{p}, func(int, []byte) error { return nil })
+				if !errors.Is(err, jsonscan.ErrTooDeep) || !strings.HasPrefix(err.Error(), want) {
+					t.Errorf("Scan(%.12s…, %q, skim=%v) = %.200v", doc, path, skim, err)
+				}
+			}
+			if _, _, err := Lookup([]byte(doc), MustCompile(strings.TrimPrefix(path+".x", "."))); !errors.Is(err, jsonscan.ErrTooDeep) {
+				t.Errorf("Lookup(%.12s…, %q) = %.200v", doc, path, err)
+			}
+		}
+	}
+}
+
 func TestAnnounce(t *testing.T) {
 	for doc, want := range map[string]int{`{"data":[]}`: 1, `{"data":[1,2]}`: 3, `{"x":1}`: 0, `{"data":null}`: 1} {
 		p := MustCompile("data")
@@ -226,6 +287,9 @@ func FuzzScan(f *testing.F) {
 	f.Add([]byte(`{"a":{"a":{"a":1}}}`), "a.a")
 	f.Add([]byte(`{"k\u00e9y":[true,false,null]}`), "kéy.1")
 	f.Add([]byte(`{"a":1,"a":2}`), "a")
+	f.Add([]byte(`{"a":{"b":[],"c":{}},"d":[{}]}`), "*.*.x")
+	f.Add([]byte(`{"data":{"edges":[{"cursor":1},{"node":{"x":1}}]}}`), "data.edges.*.node.id")
+	f.Add([]byte(strings.Repeat("[", jsonscan.MaxDepth+1)+strings.Repeat("]", jsonscan.MaxDepth+1)), "*")
 	f.Fuzz(func(t *testing.T, doc []byte, path string) {
 		p, err := Compile(path)
 		if err != nil || len(doc) > 1<<16 {
@@ -236,6 +300,21 @@ func FuzzScan(f *testing.F) {
 			got = append(got, string(v))
 			return nil
 		})
+		lax := jsontext.AllowInvalidUTF8(true)
+		if jsontext.Value(doc).IsValid(lax, jsontext.AllowDuplicateNames(true)) {
+			switch {
+			case depth(doc) > jsonscan.MaxDepth:
+				if !errors.Is(scanErr, jsonscan.ErrTooDeep) {
+					t.Fatalf("Scan(%q): %d levels: %v", doc, depth(doc), scanErr)
+				}
+				return
+			case !jsontext.Value(doc).IsValid(lax):
+				if !errors.Is(scanErr, jsonscan.ErrDuplicateName) {
+					t.Fatalf("Scan(%q) = %v, want a duplicate name", doc, scanErr)
+				}
+				return
+			}
+		}
 		want, refErr := reference(doc, p)
 		if refErr != nil {
 			if scanErr == nil && json.Valid(doc) {
@@ -244,14 +323,11 @@ func FuzzScan(f *testing.F) {
 			return
 		}
 		if scanErr != nil {
-			// Both accept duplicate names and invalid UTF-8.
+			// Both accept invalid UTF-8.
 			t.Fatalf("Scan(%q, %q) = %v, but encoding/json accepts the document", doc, path, scanErr)
 		}
 		if !utf8.Valid(doc) || strings.Contains(string(doc), `\u`) {
 			return // encoding/json replaces invalid text; Scan hands it out raw
-		}
-		if hasDuplicateNames(doc) {
-			return // encoding/json merges duplicates differently for wildcards
 		}
 		g, w := canonical(got), canonical(want)
 		if strconv.Quote(strings.Join(g, "\x00")) != strconv.Quote(strings.Join(w, "\x00")) {
@@ -260,45 +336,22 @@ func FuzzScan(f *testing.F) {
 	})
 }
 
-// hasDuplicateNames reports whether any object in doc repeats a name.
-func hasDuplicateNames(doc []byte) bool {
-	var dup bool
-	var walk func(d *json.Decoder) bool
-	walk = func(d *json.Decoder) bool {
-		tok, err := d.Token()
-		if err != nil {
-			return false
+// depth returns how deeply doc nests, by its brackets outside strings.
+func depth(doc []byte) int {
+	d, top, in := 0, 0, false
+	for i := 0; i < len(doc); i++ {
+		switch c := doc[i]; {
+		case in && c == '\\':
+			i++
+		case c == '"':
+			in = !in
+		case in:
+		case c == '{' || c == '[':
+			d++
+			top = max(top, d)
+		case c == '}' || c == ']':
+			d--
 		}
-		switch tok {
-		case json.Delim('{'):
-			seen := map[string]bool{}
-			for d.More() {
-				k, err := d.Token()
-				if err != nil {
-					return false
-				}
-				ks, _ := k.(string)
-				if seen[ks] {
-					dup = true
-				}
-				seen[ks] = true
-				if !walk(d) {
-					return false
-				}
-			}
-			_, err = d.Token()
-			return err == nil
-		case json.Delim('['):
-			for d.More() {
-				if !walk(d) {
-					return false
-				}
-			}
-			_, err = d.Token()
-			return err == nil
-		}
-		return true
 	}
-	walk(json.NewDecoder(strings.NewReader(string(doc))))
-	return dup
+	return top
 }
