@@ -31,7 +31,8 @@ type Path struct {
 	// the array itself. Record selectors use it.
 	Spread bool
 	// Announce makes Scan call visit with a nil value when a Spread path
-	// matches an array, before its elements, so that an empty array can be
+	// matches an array, before its elements, and when a "*" segment meets
+	// an empty array or object, so that a path matching no records can be
 	// told from a missing one.
 	Announce bool
 	// Skim makes Scan delimit a Spread path's elements by structure alone,
@@ -279,6 +280,9 @@ func (s *scanner) object(depth int, live []int) error {
 			return wrapSyntax(err)
 		}
 		if !ok {
+			if first {
+				return s.announceEmpty(depth, live)
+			}
 			return nil
 		}
 		match = match[:0]
@@ -305,6 +309,9 @@ func (s *scanner) array(depth int, live []int) error {
 			return wrapSyntax(err)
 		}
 		if !ok {
+			if n == 0 {
+				return s.announceEmpty(depth, live)
+			}
 			return nil
 		}
 		match = match[:0]
@@ -318,6 +325,19 @@ func (s *scanner) array(depth int, live []int) error {
 			return err
 		}
 	}
+}
+
+// announceEmpty announces the paths whose "*" segment at depth met an
+// empty array or object: they match, with nothing to select.
+func (s *scanner) announceEmpty(depth int, live []int) error {
+	for _, i := range live {
+		if p := s.paths[i]; p.Announce && p.segs[depth].any {
+			if err := s.visit(i, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // nameEquals compares a raw JSON string token with an unescaped name.

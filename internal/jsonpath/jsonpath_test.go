@@ -201,6 +201,73 @@ func TestAnnounce(t *testing.T) {
 	}
 }
 
+// TestEmptyWildcard: a "*" meeting an empty array or object matches with
+// nothing to select (a GraphQL connection with no edges), and says so.
+func TestEmptyWildcard(t *testing.T) {
+	for doc, want := range map[string][]string{
+		`{"data":{"products":{"edges":[],"pageInfo":{"hasNextPage":false}}}}`: {"<nil>"},
+		`{"data":{"products":{"edges":{},"pageInfo":{}}}}`:                    {"<nil>"},
+		`{"data":{"products":{"edges":[{"node":{"id":1}}]}}}`:                 {`{"id":1}`},
+		`{"data":{"products":{"edges":[{"node":[]}]}}}`:                       {"<nil>"},
+		`{"data":{"products":{"edges":[{"cursor":"x"}]}}}`:                    nil,
+		`{"data":{"products":null}}`:                                          nil,
+	} {
+		p := MustCompile("data.products.edges.*.node")
+		p.Spread, p.Announce, p.Skim = true, true, true
+		var got []string
+		if err := Scan([]byte(doc), []*Path{p}, func(_ int, v []byte) error {
+			if v == nil {
+				got = append(got, "<nil>")
+			} else {
+				got = append(got, string(v))
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: visits %q, want %q", doc, got, want)
+		}
+		if err := Missing([]byte(doc), p); (err == nil) != (len(want) > 0) {
+			t.Errorf("%s: Missing = %v", doc, err)
+		}
+	}
+}
+
+func TestMissing(t *testing.T) {
+	many := `{"data":{`
+	for i := 0; i < 30; i++ {
+		many += fmt.Sprintf(`"key%d":%d,`, i, i)
+	}
+	many += `"` + strings.Repeat("long", 100) + `":1,"odd, key":2}}`
+	odd := `{"data":{"` + strings.Repeat("long", 100) + `":1,"odd, key":2,"":3,"k":4}}`
+	for _, tc := range []struct{ doc, path, want string }{
+		{`{"data":{"products":{"edges":[]},"pageInfo":{}}}`, "data.prodcts.edges.*.node",
+			`path "data.prodcts.edges.*.node" not found: "data" has keys products, pageInfo`},
+		{`{"errors":[{"message":"denied"}],"data":null}`, "data.products.edges.*.node",
+			`path "data.products.edges.*.node" not found: "data" is null`},
+		{`{"error":"rate limited"}`, "data", `path "data" not found: the top level has keys error`},
+		{`[1,2]`, "data", `path "data" not found: the top level is an array of 2 elements, not an object`},
+		{`{"data":{}}`, "data.items", `path "data.items" not found: "data" is an empty object`},
+		{`{"data":"x"}`, "data.items", `path "data.items" not found: "data" is a string, not an object`},
+		{`{"data":{"items":[1,2]}}`, "data.items.5", `path "data.items.5" not found: "data.items" has 2 elements, no element 5`},
+		{`{"data":{"edges":[{"cursor":"a"},{"node":{"x":1},"cursor":"b"}]}}`, "data.edges.*.node.id",
+			`path "data.edges.*.node.id" not found: "data.edges.1.node" has keys x`},
+		{`{"a.b":{"c":1}}`, `a\.b.d`, `path "a\\.b.d" not found: "a\\.b" has keys c`},
+		{odd, "data.x", `path "data.x" not found: "data" has keys longlonglonglonglonglonglonglonglonglong…, "odd, key", "", k`},
+		{many, "data.x", `path "data.x" not found: "data" has 32 keys: key0, key1, key2, key3, key4, key5, key6, key7, key8, key9, …`},
+	} {
+		err := Missing([]byte(tc.doc), MustCompile(tc.path))
+		var nf *NotFoundError
+		if !errors.As(err, &nf) || err.Error() != tc.want {
+			t.Errorf("Missing(%.40s, %q) = %v\n want %s", tc.doc, tc.path, err, tc.want)
+		}
+	}
+	if err := Missing([]byte(`{"data":[]}`), MustCompile("data")); err != nil {
+		t.Errorf("Missing on a match = %v", err)
+	}
+}
+
 func TestLookup(t *testing.T) {
 	doc := []byte(`{"meta":{"total":42,"next":null}}`)
 	v, ok, err := Lookup(doc, MustCompile("meta.total"))
@@ -295,11 +362,31 @@ func FuzzScan(f *testing.F) {
 		if err != nil || len(doc) > 1<<16 {
 			return
 		}
+		p.Announce = true
 		var got []string
+		announced := false
 		scanErr := Scan(doc, []*Path{p}, func(_ int, v []byte) error {
-			got = append(got, string(v))
+			if v == nil {
+				announced = true
+			} else {
+				got = append(got, string(v))
+			}
 			return nil
 		})
+		if len(got) == 0 && !announced && scanErr == nil {
+			// Missing explains, briefly, exactly when nothing matched.
+			err := Missing(doc, p)
+			if err == nil {
+				t.Fatalf("Scan(%q, %q) matched nothing, Missing says it matches", doc, path)
+			}
+			if len(err.Error()) > 3*len(path)+250*(p.Len()+1)+2500 {
+				t.Fatalf("Missing(%q, %q): %d bytes", doc, path, len(err.Error()))
+			}
+		} else if scanErr == nil {
+			if err := Missing(doc, p); err != nil {
+				t.Fatalf("Scan(%q, %q) matched, Missing says %v", doc, path, err)
+			}
+		}
 		lax := jsontext.AllowInvalidUTF8(true)
 		if jsontext.Value(doc).IsValid(lax, jsontext.AllowDuplicateNames(true)) {
 			switch {
