@@ -87,6 +87,7 @@ func (s *Scanner) Reset(b []byte) {
 	s.b, s.i, s.depth = b, 0, 0
 	s.checked = s.checked[:0]
 	s.names.reset()
+	s.names.src = b
 }
 
 // Offset returns the position of the next byte to read.
@@ -204,7 +205,7 @@ func (s *Scanner) Name(first bool) (name []byte, ok bool, err error) {
 		return nil, false, err
 	}
 	name = s.b[start:s.i]
-	if n := len(s.checked); n > 0 && s.checked[n-1].depth == s.depth && s.names.add(s.checked[n-1].start, name, s.esc) {
+	if n := len(s.checked); n > 0 && s.checked[n-1].depth == s.depth && s.names.add(s.checked[n-1].start, start, s.i, s.esc) {
 		return nil, false, s.duplicate(start)
 	}
 	if c := s.Peek(); c != ':' {
@@ -362,7 +363,7 @@ func (s *Scanner) container(depth int, close byte) error {
 			if err := s.str(); err != nil {
 				return err
 			}
-			if check && s.names.add(names, s.b[at:s.i], s.esc) {
+			if check && s.names.add(names, at, s.i, s.esc) {
 				return s.duplicate(at)
 			}
 			if c := s.Peek(); c != ':' {

@@ -13,11 +13,13 @@ const linearNames = 16
 
 var nameSeed = maphash.MakeSeed()
 
-// nameEntry is one member name of an object whose names are checked.
+// nameEntry is one member name of an object whose names are checked: the
+// string token src[start:end], quotes included. Offsets rather than
+// slices, so that old entries pin no old input.
 type nameEntry struct {
-	raw  []byte // the string token, quotes included
-	esc  bool   // raw must be unescaped to be compared
-	hash uint64 // of the unescaped name, once the object is indexed
+	start, end int
+	esc        bool   // the token must be unescaped to be compared
+	hash       uint64 // of the unescaped name, once the object is indexed
 }
 
 // names holds the member names of the objects being checked, innermost
@@ -27,6 +29,7 @@ type nameEntry struct {
 // and the outer one rebuilds it when it next needs it). Nothing is
 // allocated once the buffers have grown.
 type names struct {
+	src   []byte // the input the tokens are in
 	list  []nameEntry
 	index []int32 // open addressing over list[owner-1:]: list index + 1, 0 when free
 	owner int     // start + 1 of the object index belongs to, 0 for none
@@ -36,6 +39,9 @@ type names struct {
 func (ns *names) reset() {
 	ns.list = ns.list[:0]
 	ns.owner = 0
+	if cap(ns.list) > 1<<12 || cap(ns.index) > 1<<14 {
+		ns.list, ns.index = nil, nil // keep no memory a rare wide object took
+	}
 }
 
 // pop ends the object whose names start at start.
@@ -46,23 +52,24 @@ func (ns *names) pop(start int) {
 	}
 }
 
-// add adds a name to the object whose names start at start, and reports
-// whether the object already had it.
-func (ns *names) add(start int, raw []byte, esc bool) bool {
+// add adds the name token src[from:to] to the object whose names start
+// at start, and reports whether the object already had it.
+func (ns *names) add(start, from, to int, esc bool) bool {
+	e := nameEntry{start: from, end: to, esc: esc}
 	n := len(ns.list) - start
 	if n < linearNames {
 		for i := start; i < len(ns.list); i++ {
-			if ns.same(&ns.list[i], raw, esc) {
+			if ns.same(&ns.list[i], &e) {
 				return true
 			}
 		}
-		ns.list = append(ns.list, nameEntry{raw: raw, esc: esc})
+		ns.list = append(ns.list, e)
 		return false
 	}
 	if ns.owner != start+1 || 2*(n+1) > len(ns.index) {
 		ns.rebuild(start, 4*(n+1))
 	}
-	e := nameEntry{raw: raw, esc: esc, hash: ns.hash(raw, esc)}
+	e.hash = ns.hash(&e)
 	mask := uint64(len(ns.index) - 1)
 	for i := e.hash & mask; ; i = (i + 1) & mask {
 		j := ns.index[i]
@@ -71,7 +78,7 @@ func (ns *names) add(start int, raw []byte, esc bool) bool {
 			ns.list = append(ns.list, e)
 			return false
 		}
-		if o := &ns.list[j-1]; o.hash == e.hash && ns.same(o, raw, esc) {
+		if o := &ns.list[j-1]; o.hash == e.hash && ns.same(o, &e) {
 			return true
 		}
 	}
@@ -94,7 +101,7 @@ func (ns *names) rebuild(start, size int) {
 	mask := uint64(slots - 1)
 	for k := start; k < len(ns.list); k++ {
 		e := &ns.list[k]
-		e.hash = ns.hash(e.raw, e.esc)
+		e.hash = ns.hash(e)
 		i := e.hash & mask
 		for ns.index[i] != 0 {
 			i = (i + 1) & mask
@@ -103,24 +110,25 @@ func (ns *names) rebuild(start, size int) {
 	}
 }
 
-func (ns *names) hash(raw []byte, esc bool) uint64 {
-	if !esc {
-		return maphash.Bytes(nameSeed, raw[1:len(raw)-1])
+func (ns *names) hash(e *nameEntry) uint64 {
+	if !e.esc {
+		return maphash.Bytes(nameSeed, ns.src[e.start+1:e.end-1])
 	}
-	ns.a = unquote(ns.a[:0], raw)
+	ns.a = unquote(ns.a[:0], ns.src[e.start:e.end])
 	return maphash.Bytes(nameSeed, ns.a)
 }
 
-// same reports whether e holds the name raw.
-func (ns *names) same(e *nameEntry, raw []byte, esc bool) bool {
-	if string(e.raw) == string(raw) {
+// same reports whether two entries hold the same name.
+func (ns *names) same(e, o *nameEntry) bool {
+	a, b := ns.src[e.start:e.end], ns.src[o.start:o.end]
+	if string(a) == string(b) {
 		return true
 	}
-	if !e.esc && !esc {
+	if !e.esc && !o.esc {
 		return false
 	}
-	ns.a = unquote(ns.a[:0], e.raw)
-	ns.b = unquote(ns.b[:0], raw)
+	ns.a = unquote(ns.a[:0], a)
+	ns.b = unquote(ns.b[:0], b)
 	return string(ns.a) == string(ns.b)
 }
 
@@ -240,11 +248,17 @@ func Excerpt(b []byte, limit int) []byte {
 type Names struct{ ns names }
 
 // Reset forgets every name.
-func (n *Names) Reset() { n.ns.reset() }
+func (n *Names) Reset() {
+	n.ns.reset()
+	n.ns.src = n.ns.src[:0]
+	if cap(n.ns.src) > 1<<16 {
+		n.ns.src = nil
+	}
+}
 
-// Add adds a name token (quotes included, as Scanner.Name returns it; it
-// must not change until Reset) and reports whether it was already there,
-// comparing names after unescaping.
+// Add adds a name token (quotes included, as Scanner.Name returns it) and
+// reports whether it was already there, comparing names after unescaping.
+// It keeps a copy of the token.
 func (n *Names) Add(raw []byte) bool {
 	esc := false
 	for _, c := range raw {
@@ -253,5 +267,11 @@ func (n *Names) Add(raw []byte) bool {
 			break
 		}
 	}
-	return n.ns.add(0, raw, esc)
+	from := len(n.ns.src)
+	n.ns.src = append(n.ns.src, raw...)
+	if n.ns.add(0, from, len(n.ns.src), esc) {
+		n.ns.src = n.ns.src[:from]
+		return true
+	}
+	return false
 }
