@@ -135,6 +135,13 @@ type Normalizer struct {
 	reject  string // reason the current record is rejected, "" if none
 	rejCol  string
 	drops   []drop // values dropped from the current record (discard_value)
+
+	// Reading a record: the scanner is reused so that its buffers are.
+	sc      jsonscan.Scanner
+	rec     []byte         // the record being read
+	recs    uint64         // counts the records read: the current one's number
+	seen    []uint64       // per column: the last record whose top level had its key
+	unknown jsonscan.Names // this record's top-level keys that had no column
 }
 
 type drop struct{ column, reason string }
@@ -156,6 +163,9 @@ func New(opts Options) (*Normalizer, error) {
 	if opts.MaxDepth <= 0 {
 		opts.MaxDepth = 2
 	}
+	// Records nest no deeper than jsonscan allows; neither does the
+	// flattening and unnesting of their fields.
+	opts.MaxDepth = min(opts.MaxDepth, jsonscan.MaxDepth)
 	n := &Normalizer{
 		opts:      opts,
 		namer:     schema.NewNamer(opts.MaxIdentLen).Reserving(opts.ReservedColumns...),
@@ -542,7 +552,8 @@ func (n *Normalizer) appendRow(c *record.Chunk, op record.Op) {
 // stream; any other error rejects the record with that reason.
 func (n *Normalizer) scan(rec []byte) error {
 	n.pos = 0
-	var sc jsonscan.Scanner
+	n.begin(rec)
+	sc := &n.sc
 	sc.Reset(rec)
 	switch c := sc.Peek(); {
 	case c == '{':
@@ -551,16 +562,25 @@ func (n *Normalizer) scan(rec []byte) error {
 	default:
 		return fmt.Errorf("record is a JSON %s, not an object", kindName(c))
 	}
-	if err := n.object(&sc, nil, 1); err != nil {
+	if err := n.object(sc, nil, 1); err != nil {
 		return err
 	}
 	return invalid(sc.End())
 }
 
+// begin starts reading a record.
+func (n *Normalizer) begin(rec []byte) {
+	n.rec = rec
+	n.recs++
+	n.unknown.Reset()
+}
+
 // object scans the object at the scanner into cells; prefix is the key
-// path of the object (nil for the record itself).
+// path of the object (nil for the record itself). The record's own keys
+// are checked for duplicates here, by their columns; the objects inside
+// were checked by the scanner.
 func (n *Normalizer) object(sc *jsonscan.Scanner, prefix []string, depth int) error {
-	if err := sc.Begin(); err != nil {
+	if err := sc.BeginUnchecked(); err != nil {
 		return invalid(err)
 	}
 	var keyBuf []byte
@@ -573,43 +593,78 @@ func (n *Normalizer) object(sc *jsonscan.Scanner, prefix []string, depth int) er
 			return nil
 		}
 		key := unquoted(name, &keyBuf)
-		if err := n.member(prefix, key, raw, depth); err != nil {
+		if prefix != nil {
+			idx, known := n.lookup(prefix, key)
+			if err := n.member(prefix, key, raw, depth, idx, known); err != nil {
+				return err
+			}
+			continue
+		}
+		idx, known := n.lookupTop(key)
+		if known {
+			if n.seenKey(idx) {
+				return fmt.Errorf("duplicate key %s", jsonscan.QuoteName(name))
+			}
+		} else if n.unknown.Add(name) {
+			return fmt.Errorf("duplicate key %s", jsonscan.QuoteName(name))
+		}
+		cols := len(n.cells)
+		if err := n.member(prefix, key, raw, depth, idx, known); err != nil {
 			return err
 		}
-		if prefix == nil {
-			n.pos++
+		if !known && len(n.cells) > cols {
+			// The key got a column: a repeat finds it there.
+			if i, ok := n.byKey[string(key)]; ok {
+				n.seenKey(i)
+			}
 		}
+		n.pos++
 	}
 }
 
-// member stores the value of one object member.
-func (n *Normalizer) member(prefix []string, key, raw []byte, depth int) error {
+// seenKey notes that the current record has the key of column i at its
+// top level, and reports whether it already had.
+func (n *Normalizer) seenKey(i int) bool {
+	for len(n.seen) <= i {
+		n.seen = append(n.seen, 0)
+	}
+	if n.seen[i] == n.recs {
+		return true
+	}
+	n.seen[i] = n.recs
+	return false
+}
+
+// member stores the value of one object member; idx and known are the
+// key's column, as lookup finds it.
+func (n *Normalizer) member(prefix []string, key, raw []byte, depth, idx int, known bool) error {
 	kind := raw[0]
 	flatten := n.opts.Nested == schema.Flatten || n.opts.Nested == schema.Unnest
-	if kind == '{' && flatten && depth <= n.opts.MaxDepth {
+	if kind == '{' && flatten && depth <= n.opts.MaxDepth && !known {
 		// Objects become columns of their own, unless a column already
-		// holds this key whole.
-		if _, asColumn := n.lookup(prefix, key); !asColumn {
-			var sub jsonscan.Scanner
-			sub.Reset(raw)
-			return n.object(&sub, append(append([]string(nil), prefix...), string(key)), depth+1)
-		}
+		// holds this key whole. The object was validated with the record.
+		sub := jsonscan.Scanner{AllowDuplicateNames: true}
+		sub.Reset(raw)
+		return n.object(&sub, append(append([]string(nil), prefix...), string(key)), depth+1)
 	}
-	if kind == '[' && n.opts.Nested == schema.Unnest && n.level+depth <= n.opts.MaxDepth {
+	if kind == '[' && n.opts.Nested == schema.Unnest && n.level+depth <= n.opts.MaxDepth && !known {
 		// Arrays become rows of a child table, unless a column already
 		// holds this key whole.
-		if _, asColumn := n.lookup(prefix, key); !asColumn {
-			return n.pendArray(append(append([]string(nil), prefix...), string(key)), raw)
-		}
+		return n.pendArray(append(append([]string(nil), prefix...), string(key)), raw)
 	}
-	return n.field(prefix, key, raw)
+	return n.fieldAt(prefix, key, raw, idx, known)
 }
 
 // field stores one raw value under key: it infers the value's type, adds
 // or widens the column as the policy allows, and sets the row's cell.
 func (n *Normalizer) field(prefix []string, key []byte, raw []byte) error {
-	var err error
 	idx, known := n.lookup(prefix, key)
+	return n.fieldAt(prefix, key, raw, idx, known)
+}
+
+// fieldAt is field for a key whose column lookup found.
+func (n *Normalizer) fieldAt(prefix []string, key, raw []byte, idx int, known bool) error {
+	var err error
 	var hint schema.Type
 	var newPath []string // the field's path, when it has no column yet
 	if known {
@@ -995,6 +1050,9 @@ func kindName(k byte) string {
 func invalid(err error) error {
 	if err == nil {
 		return nil
+	}
+	if errors.Is(err, jsonscan.ErrDuplicateName) {
+		return err // well-formed, but which value is meant cannot be told
 	}
 	return fmt.Errorf("record is not valid JSON: %s", strings.TrimPrefix(err.Error(), "jsontext: "))
 }

@@ -171,7 +171,7 @@ func (n *Normalizer) addArray(p *record.Page, raw []byte, parent []cell) error {
 	}
 	var elems [][]byte
 	path := jsonpath.MustCompile("")
-	path.Spread = true
+	path.Spread, path.Skim = true, true // validated with the record
 	if err := jsonpath.Scan(raw, []*jsonpath.Path{path}, func(_ int, v []byte) error {
 		elems = append(elems, v)
 		return nil
