@@ -1,6 +1,7 @@
 package normalize
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -109,5 +110,177 @@ func TestDeepRecord(t *testing.T) {
 		if len(n.Table().Columns) > jsonscan.MaxDepth+10 || len(n.Children()) > jsonscan.MaxDepth {
 			t.Errorf("%s: %d columns, %d child tables", nested, len(n.Table().Columns), len(n.Children()))
 		}
+	}
+}
+
+// wideRecord returns a record with an id and keys fields more.
+func wideRecord(id, keys int, prefix string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `{"id":%d`, id)
+	for i := 0; i < keys; i++ {
+		fmt.Fprintf(&b, `,"%s%d":%d`, prefix, i, i)
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+// TestWideRecord: a record with more fields than the table can take
+// columns is rejected with a short reason, adding no column; the records
+// around it become rows, and columns earlier records added stay.
+func TestWideRecord(t *testing.T) {
+	for _, max := range []int{1600, 0} {
+		n := mustNew(t, Options{Table: "orders", PrimaryKey: []string{"id"}, MaxColumns: max})
+		if _, _, err := n.Page(records(`{"id":1,"a":1,"b":"x"}`, wideRecord(2, 7, "c")), nil); err != nil {
+			t.Fatal(err)
+		}
+		has := len(n.Table().Columns) // id a b c0…c6 and two of Ferry's
+		wide := wideRecord(3, 9999, "k")
+		c, res, err := n.Page(records(`{"id":4,"a":2,"new":true}`, wide, `{"id":5,"b":"y","c3":3,"newer":1.5}`), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		limit := max
+		if limit == 0 {
+			limit = DefaultMaxColumns
+		}
+		want := fmt.Sprintf("record has 10000 fields; table orders can hold at most %d columns (has %d): the record would add 9999", limit, has+1)
+		if res.Rows != 2 || res.Rejected != 1 || c.Rejects[0].Reason != want || string(c.Rejects[0].Record) != wide {
+			t.Fatalf("rows %d, rejects %d: %q\nwant %q", res.Rows, res.Rejected, c.Rejects[0].Reason, want)
+		}
+		if got := len(n.Table().Columns); got != has+2 || n.Table().Index("newer") < 0 || n.Table().Index("k0") >= 0 {
+			t.Fatalf("columns: %d (want %d)", got, has+2)
+		}
+		if got := rows(c); len(got) != 2 || got[1] != "id:int=5 b:text=y c3:int=3 newer:float=1.5" {
+			t.Fatalf("rows = %q", got)
+		}
+	}
+	// Without a budget, the wide record is taken (and fast: the columns
+	// are added in place).
+	n := mustNew(t, Options{Table: "orders", PrimaryKey: []string{"id"}, MaxColumns: -1})
+	_, res, err := n.Page(records(wideRecord(3, 9999, "k")), nil)
+	if err != nil || res.Rows != 1 || len(n.Table().Columns) != 2+10000 {
+		t.Fatalf("no budget: %d rows, %v, %d columns", res.Rows, err, len(n.Table().Columns))
+	}
+	// A record that fits exactly is taken; one more column is too many.
+	n = mustNew(t, Options{PrimaryKey: []string{"id"}, MaxColumns: 10})
+	_, res, _ = n.Page(records(wideRecord(1, 7, "k"), wideRecord(2, 8, "k")), nil)
+	if res.Rows != 1 || res.Rejected != 1 || len(n.Table().Columns) != 10 {
+		t.Fatalf("at the limit: %+v, %d columns", res, len(n.Table().Columns))
+	}
+	// The child tables of unnested arrays have the same budget.
+	n = mustNew(t, Options{PrimaryKey: []string{"id"}, Nested: schema.Unnest, MaxColumns: 11})
+	c, res, err := n.Page(records(`{"id":1,"l":[`+wideRecord(1, 3, "k")+`,`+wideRecord(2, 20, "k")+`,5]}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Rows != 1 || res.Rejected != 1 || len(c.Children) != 1 || c.Children[0].Len != 2 ||
+		c.Children[0].Rejects[0].Reason != "t__l element 1: record has 21 fields; table t__l can hold at most 11 columns (has 10): the record would add 17" {
+		t.Fatalf("child budget: %+v %+v", res, c.Children)
+	}
+}
+
+// TestManyColumnsLinear: adding columns within one page costs the same
+// per column however many there are (the table is not copied for each).
+func TestManyColumnsLinear(t *testing.T) {
+	allocs := func(keys int) float64 {
+		p := records(wideRecord(1, keys, "k"))
+		return testing.AllocsPerRun(3, func() {
+			n := mustNew(t, Options{PrimaryKey: []string{"id"}, MaxColumns: 10000})
+			if _, res, err := n.Page(p, nil); err != nil || res.Rows != 1 {
+				t.Fatal(res, err)
+			}
+		})
+	}
+	small, large := allocs(1000), allocs(4000)
+	if large > 5*small {
+		t.Fatalf("%.0f allocations for 1000 new columns, %.0f for 4000", small, large)
+	}
+	// Chunks handed out keep the layout they were built with.
+	n := mustNew(t, Options{})
+	c1, _, _ := n.Page(records(`{"a":1}`), nil)
+	v1 := c1.Table.Version
+	c2, _, _ := n.Page(records(`{"a":1.5,"b":2}`, `{"c":3}`), nil)
+	if len(c1.Table.Columns) != 3 || c1.Table.Version != v1 || c1.Table.Column("a").Type != schema.Int {
+		t.Fatalf("the first chunk's table changed: %+v", c1.Table)
+	}
+	if c2.Table != n.Table() || len(c2.Table.Columns) != 5 || c2.Table.Column("a").Type != schema.Float {
+		t.Fatalf("second chunk: %+v", c2.Table)
+	}
+	tbl := n.Table()
+	n.Page(records(`{"d":1}`), nil)
+	if len(tbl.Columns) != 5 {
+		t.Fatalf("a table returned by Table changed")
+	}
+}
+
+// TestTypedKeepsLayouts: chunks from typed pages keep their layout too,
+// whatever the next page adds.
+func TestTypedKeepsLayouts(t *testing.T) {
+	n := mustNew(t, Options{})
+	typed := func(col string) *record.Page {
+		src := record.NewChunk(&schema.Table{Columns: []schema.Column{{Name: col, Type: schema.Int}}}, 1)
+		src.Cols[0].AppendInt(1, nil)
+		src.Ops = append(src.Ops, record.Upsert)
+		src.Len = 1
+		return &record.Page{Stream: "s", Chunk: src}
+	}
+	c1, _, err := NewTyped(n).Convert(typed("a"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, _, err := n.Page(records(`{"a":1.5,"b":1}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c3, _, err := NewTyped(n).Convert(typed("c"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c1.Table.Columns) != 3 || c1.Table.Column("a").Type != schema.Int || len(c2.Table.Columns) != 4 || len(c3.Table.Columns) != 5 {
+		t.Fatalf("layouts changed: %v / %v / %v", c1.Table.Columns, c2.Table.Columns, c3.Table.Columns)
+	}
+}
+
+// TestReasonsBounded: every reason is short, whatever the record holds.
+func TestReasonsBounded(t *testing.T) {
+	long := strings.Repeat("k", 10000)
+	val := `"` + strings.Repeat("v", 10000) + `"`
+	for _, tc := range []struct {
+		opts Options
+		recs []string
+	}{
+		{Options{PrimaryKey: []string{"id"}}, []string{`{"` + long + `":1,"` + long + `":2,"id":1}`, `{"` + long + `":1}`}},
+		{Options{PrimaryKey: []string{"id"}, Nested: schema.Flatten}, []string{`{"id":1,"` + long + `":{"` + long + `":1,"` + long + `":2}}`}},
+		{Options{Hints: map[string]schema.Type{long: schema.Int}}, []string{`{"` + long + `":` + val + `}`}},
+		{Options{Policy: schema.DiscardRow, Existing: &schema.Table{Name: "t"}}, []string{`{"` + long + `":` + val + `}`}},
+		{Options{Policy: schema.DiscardValue, Existing: &schema.Table{Name: "t"}}, []string{`{"` + long + `":` + val + `}`}},
+		{Options{Nested: schema.Unnest, Table: long}, []string{`{"l":[{"` + long + `":1,"` + long + `":2}]}`}},
+		{Options{MaxColumns: 3, Table: long}, []string{`{"a":1,"b":2}`}},
+		{Options{}, []string{`{"a":"\ud800` + strings.Repeat("x", 10000) + `"}`, `{"a":1,` + val + `}`, val}},
+	} {
+		n := mustNew(t, tc.opts)
+		c, res, err := n.Page(records(tc.recs...), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all := append([]record.Reject(nil), c.Rejects...)
+		for _, ch := range c.Children {
+			all = append(all, ch.Rejects...)
+		}
+		if len(all) == 0 || res.Rejected != len(all) {
+			t.Errorf("%+v: %d rejects", tc.opts.Policy, len(all))
+		}
+		for _, r := range all {
+			if len(r.Reason) > maxReason || r.Reason == "" {
+				t.Errorf("reason of %d bytes: %.120s…", len(r.Reason), r.Reason)
+			}
+		}
+	}
+	// A frozen table's error is short too.
+	n := mustNew(t, Options{Policy: schema.Freeze, Existing: &schema.Table{Name: "t"}})
+	_, _, err := n.Page(records(`{"`+long+`":`+val+`}`), nil)
+	var se *SchemaError
+	if !errors.As(err, &se) || len(err.Error()) > 600 {
+		t.Errorf("freeze error of %d bytes: %.200v", len(fmt.Sprint(err)), err)
 	}
 }
