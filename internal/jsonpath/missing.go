@@ -25,15 +25,16 @@ type NotFoundError struct {
 func (e *NotFoundError) Error() string {
 	at := "the top level"
 	if e.At != "" {
-		at = strconv.Quote(e.At)
+		at = strconv.Quote(string(jsonscan.Excerpt([]byte(e.At), shownPathLen)))
 	}
-	return fmt.Sprintf("path %q not found: %s %s", e.Path, at, e.Found)
+	return fmt.Sprintf("path %q not found: %s %s", jsonscan.Excerpt([]byte(e.Path), shownPathLen), at, e.Found)
 }
 
 // Limits of a NotFoundError's text.
 const (
-	shownKeys   = 10 // keys listed in Found
-	shownKeyLen = 40 // bytes of each key or segment shown
+	shownKeys    = 10  // keys listed in Found
+	shownKeyLen  = 40  // bytes of each key or segment shown
+	shownPathLen = 200 // bytes of Path and At shown
 )
 
 // Missing explains why p selects nothing in doc, a document Scan accepts:
