@@ -35,8 +35,9 @@ type Path struct {
 	// an empty array or object, so that a path matching no records can be
 	// told from a missing one.
 	Announce bool
-	// Skim makes Scan delimit a Spread path's elements by structure alone,
-	// for callers that validate each element themselves.
+	// Skim makes Scan delimit a Spread path's elements (or the object it
+	// matches, taken as the one element) by structure alone, for callers
+	// that validate each element themselves.
 	Skim bool
 }
 
@@ -178,7 +179,14 @@ func (s *scanner) value(depth int, live []int) error {
 		if len(deeper) == 0 && kind == '[' && allSpread(s.paths, done) {
 			return s.spread(done)
 		}
-		v, err := s.s.Value()
+		var v []byte
+		var err error
+		if len(deeper) == 0 && kind == '{' && allSkim(s.paths, done) {
+			// One object as the one record: its validator checks it.
+			v, err = s.s.Skim()
+		} else {
+			v, err = s.s.Value()
+		}
 		if err != nil {
 			return wrapSyntax(err)
 		}
@@ -205,6 +213,15 @@ func (s *scanner) value(depth int, live []int) error {
 func allSpread(paths []*Path, idx []int) bool {
 	for _, i := range idx {
 		if !paths[i].Spread {
+			return false
+		}
+	}
+	return true
+}
+
+func allSkim(paths []*Path, idx []int) bool {
+	for _, i := range idx {
+		if !paths[i].Spread || !paths[i].Skim {
 			return false
 		}
 	}

@@ -149,14 +149,16 @@ func TestScanDuplicateKeys(t *testing.T) {
 			t.Errorf("Scan(%s) error = %v, want %q", doc, err, want)
 		}
 	}
-	p := MustCompile("data")
-	p.Spread, p.Skim = true, true
-	var recs []string
-	if err := Scan([]byte(`{"data":[{"id":1,"id":2}]}`), []*Path{p}, func(_ int, v []byte) error {
-		recs = append(recs, string(v))
-		return nil
-	}); err != nil || len(recs) != 1 {
-		t.Fatalf("a skimmed record with a duplicate key: %v %q", err, recs)
+	for doc, path := range map[string]string{`{"data":[{"id":1,"id":2}]}`: "data", `{"data":{"id":1,"id":2}}`: "data", `{"id":1,"id":2}`: ""} {
+		p := MustCompile(path)
+		p.Spread, p.Skim = true, true
+		var recs []string
+		if err := Scan([]byte(doc), []*Path{p}, func(_ int, v []byte) error {
+			recs = append(recs, string(v))
+			return nil
+		}); err != nil || len(recs) != 1 {
+			t.Fatalf("%s: a skimmed record with a duplicate key: %v %q", doc, err, recs)
+		}
 	}
 }
 

@@ -96,4 +96,15 @@ func TestResponseDuplicateKey(t *testing.T) {
 			t.Errorf("%.40s: error of %d bytes", body, len(err.Error()))
 		}
 	}
+	// A record repeating a key is the normalizer's to reject, alone.
+	for _, tc := range []struct{ records, body string }{
+		{"data", `{"data":[{"id":1,"id":2},{"id":3}]}`},
+		{"data", `{"data":{"id":1,"id":2}}`},
+		{"", `{"id":1,"id":2}`},
+	} {
+		got, _, err := readBody(t, tc.records, tc.body)
+		if err != nil || len(got) == 0 || got[0] != `{"id":1,"id":2}` {
+			t.Errorf("%s: records %q, error %v", tc.body, got, err)
+		}
+	}
 }
