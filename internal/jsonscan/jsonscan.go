@@ -73,7 +73,7 @@ type Scanner struct {
 	AllowDuplicateNames bool
 
 	depth   int         // containers open around the position
-	esc     bool        // the last string read needs unescaping to compare
+	esc     bool        // the last name read needs unescaping to compare
 	checked []openNames // objects opened by Begin whose names are checked
 	names   names       // their member names (and Value's, while it reads)
 }
@@ -201,6 +201,7 @@ func (s *Scanner) Name(first bool) (name []byte, ok bool, err error) {
 		return nil, false, s.errorf("invalid character %q where an object name should start", c)
 	}
 	start := s.i
+	s.esc = false
 	if err := s.str(); err != nil {
 		return nil, false, err
 	}
@@ -360,11 +361,16 @@ func (s *Scanner) container(depth int, close byte) error {
 				return s.errorf("invalid character %q where an object name should start", s.b[s.i])
 			}
 			at := s.i
+			s.esc = false
 			if err := s.str(); err != nil {
 				return err
 			}
-			if check && s.names.add(names, at, s.i, s.esc) {
-				return s.duplicate(at)
+			if check {
+				if len(s.names.list) == names { // the first name: nothing to compare
+					s.names.list = append(s.names.list, nameEntry{at, s.i, s.esc})
+				} else if s.names.add(names, at, s.i, s.esc) {
+					return s.duplicate(at)
+				}
 			}
 			if c := s.Peek(); c != ':' {
 				if c == 0 {
@@ -390,13 +396,13 @@ var plain = func() (t [256]bool) {
 	return t
 }()
 
-// str consumes a string whose opening quote is at s.i. It sets s.esc when
-// the string must be unescaped to be compared: it has escapes, or non-ASCII
-// bytes under LaxUTF8 (which may be invalid).
+// str consumes a string whose opening quote is at s.i. It sets s.esc (for
+// callers that cleared it) when the string must be unescaped to be
+// compared: it has escapes, or non-ASCII bytes under LaxUTF8 (which may be
+// invalid).
 func (s *Scanner) str() error {
 	b := s.b
 	i := s.i + 1
-	s.esc = false
 	for i < len(b) {
 		c := b[i]
 		if plain[c] {

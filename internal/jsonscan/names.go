@@ -18,8 +18,7 @@ var nameSeed = maphash.MakeSeed()
 // slices, so that old entries pin no old input.
 type nameEntry struct {
 	start, end int
-	esc        bool   // the token must be unescaped to be compared
-	hash       uint64 // of the unescaped name, once the object is indexed
+	esc        bool // the token must be unescaped to be compared
 }
 
 // names holds the member names of the objects being checked, innermost
@@ -29,18 +28,22 @@ type nameEntry struct {
 // and the outer one rebuilds it when it next needs it). Nothing is
 // allocated once the buffers have grown.
 type names struct {
-	src   []byte // the input the tokens are in
-	list  []nameEntry
-	index []int32 // open addressing over list[owner-1:]: list index + 1, 0 when free
-	owner int     // start + 1 of the object index belongs to, 0 for none
-	a, b  []byte  // scratch for unescaping
+	src    []byte // the input the tokens are in
+	list   []nameEntry
+	hashes []uint64 // of the unescaped names, for the indexed object's entries
+	index  []int32  // open addressing over list[owner-1:]: list index + 1, 0 when free
+	owner  int      // start + 1 of the object index belongs to, 0 for none
+	a, b   []byte   // scratch for unescaping
 }
 
 func (ns *names) reset() {
+	if len(ns.list) == 0 && ns.owner == 0 {
+		return
+	}
 	ns.list = ns.list[:0]
 	ns.owner = 0
 	if cap(ns.list) > 1<<12 || cap(ns.index) > 1<<14 {
-		ns.list, ns.index = nil, nil // keep no memory a rare wide object took
+		ns.list, ns.hashes, ns.index = nil, nil, nil // keep no memory a rare wide object took
 	}
 }
 
@@ -55,30 +58,41 @@ func (ns *names) pop(start int) {
 // add adds the name token src[from:to] to the object whose names start
 // at start, and reports whether the object already had it.
 func (ns *names) add(start, from, to int, esc bool) bool {
-	e := nameEntry{start: from, end: to, esc: esc}
-	n := len(ns.list) - start
-	if n < linearNames {
-		for i := start; i < len(ns.list); i++ {
-			if ns.same(&ns.list[i], &e) {
-				return true
-			}
-		}
-		ns.list = append(ns.list, e)
-		return false
+	if len(ns.list)-start >= linearNames {
+		return ns.addIndexed(start, from, to, esc)
 	}
+	for i := start; i < len(ns.list); i++ {
+		o := ns.list[i]
+		if o.end-o.start == to-from && string(ns.src[o.start:o.end]) == string(ns.src[from:to]) ||
+			(o.esc || esc) && ns.sameUnquoted(o, nameEntry{from, to, esc}) {
+			return true
+		}
+	}
+	ns.list = append(ns.list, nameEntry{from, to, esc})
+	return false
+}
+
+// addIndexed is add for an object with linearNames names or more.
+func (ns *names) addIndexed(start, from, to int, esc bool) bool {
+	n := len(ns.list) - start
 	if ns.owner != start+1 || 2*(n+1) > len(ns.index) {
 		ns.rebuild(start, 4*(n+1))
 	}
-	e.hash = ns.hash(&e)
+	e := nameEntry{from, to, esc}
+	h := ns.hash(e)
 	mask := uint64(len(ns.index) - 1)
-	for i := e.hash & mask; ; i = (i + 1) & mask {
+	for i := h & mask; ; i = (i + 1) & mask {
 		j := ns.index[i]
 		if j == 0 {
 			ns.index[i] = int32(len(ns.list) + 1)
 			ns.list = append(ns.list, e)
+			for len(ns.hashes) < len(ns.list) {
+				ns.hashes = append(ns.hashes, 0)
+			}
+			ns.hashes[len(ns.list)-1] = h
 			return false
 		}
-		if o := &ns.list[j-1]; o.hash == e.hash && ns.same(o, &e) {
+		if o := ns.list[j-1]; ns.hashes[j-1] == h && (string(ns.src[o.start:o.end]) == string(ns.src[from:to]) || ns.sameUnquoted(o, e)) {
 			return true
 		}
 	}
@@ -97,12 +111,15 @@ func (ns *names) rebuild(start, size int) {
 		ns.index = ns.index[:slots]
 		clear(ns.index)
 	}
+	for len(ns.hashes) < len(ns.list) {
+		ns.hashes = append(ns.hashes, 0)
+	}
 	ns.owner = start + 1
 	mask := uint64(slots - 1)
 	for k := start; k < len(ns.list); k++ {
-		e := &ns.list[k]
-		e.hash = ns.hash(e)
-		i := e.hash & mask
+		h := ns.hash(ns.list[k])
+		ns.hashes[k] = h
+		i := h & mask
 		for ns.index[i] != 0 {
 			i = (i + 1) & mask
 		}
@@ -110,7 +127,7 @@ func (ns *names) rebuild(start, size int) {
 	}
 }
 
-func (ns *names) hash(e *nameEntry) uint64 {
+func (ns *names) hash(e nameEntry) uint64 {
 	if !e.esc {
 		return maphash.Bytes(nameSeed, ns.src[e.start+1:e.end-1])
 	}
@@ -118,17 +135,14 @@ func (ns *names) hash(e *nameEntry) uint64 {
 	return maphash.Bytes(nameSeed, ns.a)
 }
 
-// same reports whether two entries hold the same name.
-func (ns *names) same(e, o *nameEntry) bool {
-	a, b := ns.src[e.start:e.end], ns.src[o.start:o.end]
-	if string(a) == string(b) {
-		return true
-	}
+// sameUnquoted reports whether two entries hold the same name once
+// unescaped; it is for entries of which one at least has escapes.
+func (ns *names) sameUnquoted(e, o nameEntry) bool {
 	if !e.esc && !o.esc {
 		return false
 	}
-	ns.a = unquote(ns.a[:0], a)
-	ns.b = unquote(ns.b[:0], b)
+	ns.a = unquote(ns.a[:0], ns.src[e.start:e.end])
+	ns.b = unquote(ns.b[:0], ns.src[o.start:o.end])
 	return string(ns.a) == string(ns.b)
 }
 
@@ -249,6 +263,9 @@ type Names struct{ ns names }
 
 // Reset forgets every name.
 func (n *Names) Reset() {
+	if len(n.ns.src) == 0 {
+		return // empty
+	}
 	n.ns.reset()
 	n.ns.src = n.ns.src[:0]
 	if cap(n.ns.src) > 1<<16 {
