@@ -241,6 +241,10 @@ func NewNormalizer(table string, info source.Stream, sch spec.SchemaSettings, d 
 	}
 	if l, ok := d.(dest.Limits); ok {
 		opts.ReservedColumns = l.ReservedColumns()
+		opts.MaxColumns = l.MaxColumns()
+		if opts.MaxColumns == 0 {
+			opts.MaxColumns = -1 // the destination has no limit
+		}
 	}
 	if w != nil {
 		opts.Existing = w.Existing()

@@ -1319,6 +1319,13 @@ func WriteColumns(t *testing.T, dst dest.Destination, name string, columns int) 
 	d := &target{Destination: dst}
 	s := open(t, d, name, dest.IncrementalAppend, opts{})
 	defer s.w.Abort(ctx)
+	// The database is under test, not the normalizer's column budget
+	// (which stops at the destination's limit): no budget.
+	n, err := normalize.New(normalize.Options{Table: s.table, RunID: s.run, MaxColumns: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.n = n
 	data := columns - len(s.n.Table().Columns)
 	record := func(first string) string {
 		var b strings.Builder

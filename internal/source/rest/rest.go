@@ -24,6 +24,7 @@ import (
 	"github.com/ferry-dev/ferry/internal/auth"
 	"github.com/ferry-dev/ferry/internal/httpx"
 	"github.com/ferry-dev/ferry/internal/jsonpath"
+	"github.com/ferry-dev/ferry/internal/jsonscan"
 	"github.com/ferry-dev/ferry/internal/record"
 	"github.com/ferry-dev/ferry/internal/redact"
 	"github.com/ferry-dev/ferry/internal/schema"
@@ -874,10 +875,19 @@ func (s *Source) fetch(ctx context.Context, st *stream, req *httpx.Request) (*ht
 			return nil
 		})
 		if err != nil {
-			return httpx.Retryable(fmt.Errorf("response is not JSON: %v; body: %s", err, httpx.Describe(s.red, resp.Header, resp.Body)))
+			bad := fmt.Errorf("response is not JSON: %v; body: %s", err, httpx.Describe(s.red, resp.Header, resp.Body))
+			if errors.Is(err, jsonscan.ErrDuplicateName) || errors.Is(err, jsonscan.ErrTooDeep) {
+				return bad // complete, not truncated: asking again gets the same
+			}
+			return httpx.Retryable(bad)
 		}
 		if !recordsFound && st.records.Len() > 0 {
-			return fmt.Errorf("records path %q not found in the response; body: %s", st.records, httpx.Describe(s.red, resp.Header, resp.Body))
+			// Where the path stopped matching, and the keys found there.
+			why := jsonpath.Missing(resp.Body, st.records)
+			if why == nil {
+				why = fmt.Errorf("path %q not found", st.records)
+			}
+			return fmt.Errorf("records %v; body: %s", why, httpx.Describe(s.red, resp.Header, resp.Body))
 		}
 		parsed = r
 		return nil
