@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -653,4 +654,57 @@ func lockHelper(raw string) int {
 	fmt.Println("locked")
 	io.Copy(io.Discard, os.Stdin)
 	return 0
+}
+
+// TestLockOfAnEndedHolder: a lock whose recorded holder is a process of
+// this host that has ended is waited for (the server lets it go once it
+// notices the session gone, or has rolled back its transaction), not
+// reported as taken; a lock whose holder is alive is reported at once.
+func TestLockOfAnEndedHolder(t *testing.T) {
+	// The hook is the package's: the kinds run in parallel and each finds
+	// its own release by pipeline.
+	var mu sync.Mutex
+	releases := map[string]func(){}
+	waited := map[string]int{}
+	t.Cleanup(sqldest.WaitForEndedHolders(50*time.Millisecond, func(pipeline, _ string) {
+		mu.Lock()
+		defer mu.Unlock()
+		waited[pipeline]++
+		releases[pipeline]() // the server noticed the ended session
+	}))
+	forEachKind(t, func(t *testing.T, kind string) {
+		ctx := context.Background()
+		cfg := fresh(t, kind)
+		a := mustOpen(t, kind, cfg, false)
+		b := mustOpen(t, kind, cfg, false)
+		pipeline := dbtest.Name()
+		host, _ := os.Hostname()
+		gone := exec.Command("true")
+		if err := gone.Run(); err != nil {
+			t.Fatal(err)
+		}
+		release, err := b.State().Lock(ctx, pipeline, "users", dest.Holder{RunID: "ended-run", Host: host, PID: gone.Process.Pid, Since: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		releases[pipeline] = release
+		mu.Unlock()
+		times := func() int {
+			mu.Lock()
+			defer mu.Unlock()
+			return waited[pipeline]
+		}
+		rel, err := a.State().Lock(ctx, pipeline, "users", dest.Holder{RunID: "run-a", Host: host, PID: os.Getpid(), Since: time.Now()})
+		if err != nil || times() != 1 {
+			t.Fatalf("lock of an ended holder: %v (waited %d times)", err, times())
+		}
+		// Now held by this live process: another run is told at once.
+		_, err = b.State().Lock(ctx, pipeline, "users", dest.Holder{RunID: "run-b"})
+		var le *dest.LockedError
+		if !errors.As(err, &le) || le.Holder.RunID != "run-a" || times() != 1 {
+			t.Fatalf("lock of a live holder: %v (waited %d times)", err, times())
+		}
+		rel()
+	})
 }

@@ -5,7 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"syscall"
 	"time"
 
 	"github.com/ferry-dev/ferry/internal/dest"
@@ -171,8 +174,17 @@ func LockKey(pipeline, stream string) string {
 	return "ferry_" + hex.EncodeToString(sum[:16])
 }
 
-// lockPatience is how long Lock keeps trying a taken lock.
-var lockPatience = 3 * time.Second
+// lockPatience is how long Lock keeps trying a taken lock whose holder
+// is alive, and endedPatience how long when the holder is a process of
+// this host that has ended (or no holder was recorded): the server still
+// holds a killed run's lock until it notices the session gone, and a
+// session killed inside a large transaction ends only once the database
+// has rolled that transaction back.
+var lockPatience, endedPatience = 3 * time.Second, 60 * time.Second
+
+// onEndedHolder, when set (by tests), is called when Lock starts waiting
+// longer for the lock of a holder that has ended.
+var onEndedHolder func(pipeline, stream string)
 
 // Lock takes a stream's lock and records its holder, so that a run that
 // finds the lock taken can say by whom.
@@ -184,11 +196,10 @@ func (s stateStore) Lock(ctx context.Context, pipeline, stream string, holder de
 	if x.locker == nil {
 		return nil, fmt.Errorf("the %s destination cannot lock streams", x.d.Name())
 	}
-	// A holder that was just killed may still look alive to the server for
-	// a moment (its session not yet noticed gone): try for a few seconds
-	// before calling the stream taken.
 	var release func()
-	deadline := time.Now().Add(lockPatience)
+	start := time.Now()
+	deadline := start.Add(lockPatience)
+	extended := false
 	for {
 		var ok bool
 		var err error
@@ -196,8 +207,22 @@ func (s stateStore) Lock(ctx context.Context, pipeline, stream string, holder de
 		if err != nil {
 			return nil, x.classify(fmt.Errorf("lock stream %s: %w", stream, err))
 		}
-		if ok || time.Now().After(deadline) || ctx.Err() != nil {
+		if ok || ctx.Err() != nil {
 			break
+		}
+		if time.Now().After(deadline) {
+			if extended {
+				break
+			}
+			extended = true
+			h, err := s.holder(ctx, pipeline, stream)
+			if err != nil || !ended(h) {
+				break
+			}
+			deadline = start.Add(endedPatience)
+			if onEndedHolder != nil {
+				onEndedHolder(pipeline, stream)
+			}
 		}
 		t := time.NewTimer(100 * time.Millisecond)
 		select {
@@ -238,4 +263,23 @@ func (s stateStore) holder(ctx context.Context, pipeline, stream string) (dest.H
 		_ = json.Unmarshal([]byte(raw), &h)
 	}
 	return h, rows.Err()
+}
+
+// ended reports whether a lock's recorded holder is known to have ended:
+// none was recorded (a run killed between taking the lock and recording
+// itself), or it is a process of this host that no longer exists.
+func ended(h dest.Holder) bool {
+	if h.RunID == "" {
+		return true
+	}
+	host, err := os.Hostname()
+	if err != nil || h.Host != host || h.PID <= 0 {
+		return false
+	}
+	p, err := os.FindProcess(h.PID)
+	if err != nil {
+		return true
+	}
+	err = p.Signal(syscall.Signal(0))
+	return err != nil && !errors.Is(err, syscall.EPERM) // EPERM: alive, another user's
 }
