@@ -12,13 +12,17 @@ FUZZTIME ?=
 # 1.27); a count has no deadline to race.
 FUZZ_TARGETS = \
 	./internal/spec:FuzzParseConnector:120000x \
+	./internal/spec:FuzzParsePipeline:80000x \
 	./internal/jsonpath:FuzzScan:600000x \
 	./internal/jsonscan:FuzzValue:700000x \
 	./internal/normalize:FuzzNormalize:600000x \
 	./internal/schema:FuzzClassify:500000x \
 	./internal/source/rest:FuzzLinkNext:180000x \
 	./internal/redact:FuzzRedactorURL:250000x \
+	./internal/redact:FuzzRedactorJSON:40000x \
+	./internal/redact:FuzzParseURL:250000x \
 	./internal/httpx:FuzzParseRetryAfter:200000x \
+	./internal/httpx:FuzzAPIMessage:100000x \
 	./internal/dest/postgres:FuzzNumeric:140000x
 
 .PHONY: build test lint unit fuzz demo bench clean

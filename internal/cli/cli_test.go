@@ -98,3 +98,20 @@ func TestDemoTwiceThenStateAndQuery(t *testing.T) {
 		t.Fatalf("state rows: %s", out)
 	}
 }
+
+// TestValidateReportsOnce checks that a connector's problem is reported
+// once when the connector and a pipeline using it are validated together,
+// however the connector's path is spelled.
+func TestValidateReportsOnce(t *testing.T) {
+	dir := t.TempDir()
+	conn := filepath.Join(dir, "bad.connector.yaml")
+	os.WriteFile(conn, []byte("name: x\nbase_url: http://x\nstreams:\n  bad-name:\n    path: /a\n"), 0o644)
+	pipe := filepath.Join(dir, "bad.pipeline.yaml")
+	os.WriteFile(pipe, []byte("connector: bad.connector.yaml\ndestination: {type: sqlite, path: x.db}\n"), 0o644)
+	t.Chdir(dir)
+	code, _, errs := ferry(t, "validate", "bad.connector.yaml", "bad.pipeline.yaml", "./bad.connector.yaml")
+	want := `bad.connector.yaml:4:3: streams.bad-name: invalid stream name "bad-name": use letters, digits and _, not starting with a digit (such as "bad_name")` + "\n"
+	if code != 2 || errs != want {
+		t.Fatalf("validate: %d\n%s\nwant:\n%s", code, errs, want)
+	}
+}

@@ -37,8 +37,9 @@ there. Every problem is reported with file:line:col.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var all spec.Problems
 			var other []error
+			seen := map[spec.Problem]bool{}
 			for _, f := range args {
-				data, err := os.ReadFile(f)
+				data, err := spec.ReadFile(f)
 				if err != nil {
 					other = append(other, usageError{err})
 					continue
@@ -55,7 +56,18 @@ there. Every problem is reported with file:line:col.`,
 				var ps spec.Problems
 				switch {
 				case errors.As(err, &ps):
-					all = append(all, ps...)
+					// A connector's problems come again with each pipeline
+					// that uses it: report each once.
+					for _, p := range ps {
+						k := p
+						if abs, err := filepath.Abs(p.File); err == nil {
+							k.File = abs
+						}
+						if !seen[k] {
+							seen[k] = true
+							all = append(all, p)
+						}
+					}
 				case err != nil:
 					other = append(other, usageError{fmt.Errorf("%s: %w", f, err)})
 				default:
@@ -128,7 +140,7 @@ func (a *app) checkDestination(ctx context.Context, p *spec.Pipeline, r *spec.Re
 	d, err := dest.Open(ctx, p.Destination.Type, r.Destination, dest.Options{ReadOnly: true, Dir: p.Dir})
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return "the database file does not exist yet; the first run creates it", nil
+			return "it does not exist yet; the first run creates it", nil
 		}
 		return "", err
 	}

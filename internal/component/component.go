@@ -73,6 +73,10 @@ func Register(info Info) {
 	if info.Kind == "" || info.Name == "" {
 		panic(fmt.Sprintf("component: Register(%+v) without a kind or name", info))
 	}
+	// A summary of several paragraphs is the summary and the doc.
+	if first, rest, ok := strings.Cut(info.Summary, "\n\n"); ok && info.Doc == "" {
+		info.Summary, info.Doc = strings.TrimSpace(first), strings.TrimSpace(rest)
+	}
 	if info.Config == nil || isNil(info.Config()) || isNil(info.Factory) {
 		panic(fmt.Sprintf("component: %s registered without a config type or a factory", info.ID()))
 	}

@@ -1,6 +1,8 @@
 package cursor
 
 import (
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strconv"
@@ -106,8 +108,12 @@ func (f *Filter) track(cur Value, has bool, id uint64, hasID bool) bool {
 			cmp = cur.Compare(f.max)
 		}
 		if cmp > 0 {
-			f.max, f.hasMax = cur.Clone(), true
-			clear(f.atMax)
+			raw := append(f.max.Raw[:0], cur.Raw...) // reuses the buffer: the max moves on every record of an ordered stream
+			f.max, f.hasMax = cur, true
+			f.max.Raw = raw
+			if len(f.atMax) > 0 {
+				clear(f.atMax)
+			}
 		}
 		if cmp >= 0 {
 			if f.atMax == nil {
@@ -167,30 +173,40 @@ func mix(id uint64, v Value) uint64 {
 	return h
 }
 
-// ring is a bounded set of the latest identities added.
+// ring is a bounded set of the latest identities added: at least the
+// last recentWindow of them, at most twice as many. Membership is two
+// generations of sets, the older dropped whole when the newer is full, so
+// adding costs one map insert (no per-identity counting); the order of
+// the latest identities is kept apart, for last.
 type ring struct {
-	ids  []uint64
-	next int
-	set  map[uint64]int // id → times present in ids
+	cur, prev map[uint64]struct{}
+	ids       []uint64 // the latest identities, a circular buffer
+	next      int
 }
 
-func (r *ring) has(id uint64) bool { return r.set[id] > 0 }
+func (r *ring) has(id uint64) bool {
+	if _, ok := r.cur[id]; ok {
+		return true
+	}
+	_, ok := r.prev[id]
+	return ok
+}
 
 func (r *ring) add(id uint64) {
-	if r.set == nil {
-		r.set = map[uint64]int{}
+	if r.cur == nil {
+		r.cur, r.prev = make(map[uint64]struct{}, recentWindow), make(map[uint64]struct{}, recentWindow)
 	}
+	if len(r.cur) >= recentWindow {
+		r.prev, r.cur = r.cur, r.prev
+		clear(r.cur)
+	}
+	r.cur[id] = struct{}{}
 	if len(r.ids) < recentWindow {
 		r.ids = append(r.ids, id)
-	} else {
-		old := r.ids[r.next]
-		if r.set[old]--; r.set[old] <= 0 {
-			delete(r.set, old)
-		}
-		r.ids[r.next] = id
-		r.next = (r.next + 1) % recentWindow
+		return
 	}
-	r.set[id]++
+	r.ids[r.next] = id
+	r.next = (r.next + 1) % recentWindow
 }
 
 // last returns up to n of the latest identities, oldest first.
@@ -267,10 +283,20 @@ func (b Boundary) Hashes() []string {
 }
 
 // HashHex renders identities for state.
+// Every page's checkpoint carries a pass's recent identities, so this is
+// one allocation for all of them: 16 hex digits each, sliced from one
+// string.
 func HashHex(ids []uint64) []string {
+	buf := make([]byte, 0, 16*len(ids))
+	var b [8]byte
+	for _, h := range ids {
+		binary.BigEndian.PutUint64(b[:], h)
+		buf = hex.AppendEncode(buf, b[:])
+	}
+	all := string(buf)
 	out := make([]string, len(ids))
-	for i, h := range ids {
-		out[i] = fmt.Sprintf("%016x", h)
+	for i := range out {
+		out[i] = all[16*i : 16*i+16]
 	}
 	return out
 }

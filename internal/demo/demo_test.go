@@ -1,20 +1,18 @@
 package demo_test
 
 import (
-	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/ferry-dev/ferry/internal/dest"
-	"github.com/ferry-dev/ferry/internal/redact"
-
 	_ "github.com/ferry-dev/ferry/internal/components/all"
 	"github.com/ferry-dev/ferry/internal/demo"
 	"github.com/ferry-dev/ferry/internal/demo/shopapi"
-	"github.com/ferry-dev/ferry/internal/engine"
+	"github.com/ferry-dev/ferry/internal/enginetest"
 )
 
 // TestDemoWhileDataChanges syncs the demo while the shop's clock runs fast,
@@ -32,34 +30,31 @@ func TestDemoWhileDataChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	dir := t.TempDir()
-	p, err := demo.Load(dir)
-	if err != nil {
+	// The demo's own files, run as `ferry demo` runs them.
+	files := t.TempDir()
+	if err := demo.Export(files); err != nil {
 		t.Fatal(err)
 	}
-	r, err := p.Resolve(srv.Lookup(""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for run := 1; run <= 2; run++ {
-		e, err := engine.New(context.Background(), engine.Options{Pipeline: p, Resolved: r, Redactor: redact.New()})
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(files, name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.Execute(context.Background()); err != nil {
-			t.Fatalf("run %d: %v", run, err)
+		return string(b)
+	}
+	p := enginetest.New(t, enginetest.Config{
+		Connector:     read(demo.ConnectorFile),
+		ConnectorFile: demo.ConnectorFile,
+		Pipeline:      read(demo.PipelineFile),
+		Env:           map[string]string{demo.EnvURL: srv.URL, demo.EnvToken: srv.Token},
+	})
+	for run := 1; run <= 2; run++ {
+		if res := p.Run(); res.Err != nil {
+			t.Fatalf("run %d: %v", run, res.Err)
 		}
 		check := func(table string, want []string) {
 			t.Helper()
-			_, rows, err := e.Destination().(dest.Querier).Query(context.Background(), "SELECT id FROM "+table)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, row := range rows {
-				got = append(got, row[0])
-			}
-			slices.Sort(got)
+			got := p.Rows(table, "id")
 			slices.Sort(want)
 			if !slices.Equal(got, want) {
 				t.Fatalf("run %d: %s has %d rows, the API %d", run, table, len(got), len(want))
@@ -74,7 +69,6 @@ func TestDemoWhileDataChanges(t *testing.T) {
 		}
 		check("customers", customers)
 		check("orders", orders)
-		e.Close()
 	}
 	if calls.Load() < 100 {
 		t.Fatalf("the clock moved only %d times: no change happened during the sync", calls.Load())

@@ -248,9 +248,10 @@ type StateStore interface {
 	Reset(ctx context.Context, pipeline, stream string) (int, error)
 	// Lock takes the lock of one stream of a pipeline, so that no other
 	// run of the stream (in this process or another, on this machine or
-	// another that shares the store) runs at the same time. It never
-	// waits: when another holder has the lock it fails with a *LockedError
-	// naming it. The lock ends with release, or when the process ends.
+	// another that shares the store) runs at the same time. It waits a few
+	// seconds at most (a holder killed a moment ago may still look alive to
+	// the server), then fails with a *LockedError naming the holder. The
+	// lock ends with release, or when the process ends.
 	Lock(ctx context.Context, pipeline, stream string, holder Holder) (release func(), err error)
 }
 
@@ -302,6 +303,36 @@ type Run struct {
 	Summary json.RawMessage
 }
 
+// Declarer is implemented by destination configurations that say, before
+// anything is opened, what the destination can do, so that ferry validate
+// refuses a pipeline that asks for more. A configuration that does not
+// implement it declares every mode and a state store.
+type Declarer interface {
+	Declare() Declaration
+}
+
+// Declaration is what a destination can do.
+type Declaration struct {
+	// Modes lists the sync modes it supports (nil: all of them).
+	Modes []Mode
+	// NoState is true when it is not a StateKeeper: a pipeline writing to
+	// it needs a state: section, and delivery is at-least-once.
+	NoState bool
+}
+
+// Supports reports whether the declaration allows mode m.
+func (d Declaration) Supports(m Mode) bool {
+	if d.Modes == nil {
+		return true
+	}
+	for _, x := range d.Modes {
+		if x == m {
+			return true
+		}
+	}
+	return false
+}
+
 // Options are what every destination gets besides its configuration.
 type Options struct {
 	// ReadOnly opens the destination for reading (state, queries, serving):
@@ -330,16 +361,17 @@ type Redactor interface {
 type Factory func(ctx context.Context, cfg any, opts Options) (Destination, error)
 
 // Register makes a destination type available by name, with the type its
-// section of a pipeline file decodes into (the fields besides type:).
-// It panics on a duplicate name or a nil factory.
-func Register[C any](name, summary string, open func(ctx context.Context, cfg *C, opts Options) (Destination, error)) {
+// section of a pipeline file decodes into (the fields besides type:). doc's
+// first paragraph is its summary; the others go into the generated
+// reference. It panics on a duplicate name or a nil factory.
+func Register[C any](name, doc string, open func(ctx context.Context, cfg *C, opts Options) (Destination, error)) {
 	if open == nil {
 		panic("dest: Register " + name + " with a nil open function")
 	}
 	component.Register(component.Info{
 		Kind:    component.Destination,
 		Name:    name,
-		Summary: summary,
+		Summary: doc,
 		Config:  func() any { return new(C) },
 		Factory: Factory(func(ctx context.Context, cfg any, opts Options) (Destination, error) {
 			c, ok := cfg.(*C)

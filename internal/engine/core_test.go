@@ -17,6 +17,7 @@ import (
 	"github.com/ferry-dev/ferry/internal/dest/dbtest"
 	"github.com/ferry-dev/ferry/internal/dest/sqlite"
 	"github.com/ferry-dev/ferry/internal/engine"
+	"github.com/ferry-dev/ferry/internal/enginetest"
 	"github.com/ferry-dev/ferry/internal/normalize"
 	"github.com/ferry-dev/ferry/internal/record"
 	"github.com/ferry-dev/ferry/internal/schema"
@@ -135,7 +136,7 @@ func TestUnboundedAcks(t *testing.T) {
 	var mu sync.Mutex
 	var acks []ack
 	durable := func(id int) bool {
-		db, err := sqlite.OpenReadOnly(e.db)
+		db, err := sqlite.OpenReadOnly(filepath.Join(e.Dir(), "out.db"))
 		if err != nil {
 			return false
 		}
@@ -170,18 +171,7 @@ func TestUnboundedAcks(t *testing.T) {
 		<-ctx.Done() // an unbounded source reads until cancelled
 		return ctx.Err()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	p, r := e.load()
-	run, err := engine.New(context.Background(), engine.Options{Pipeline: p, Resolved: r, Source: src})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := run.Execute(ctx)
-		done <- err
-	}()
+	run := e.Start(enginetest.Options{Engine: engine.Options{Source: src}})
 	// Six pages with a commit every two rows: every page is acknowledged
 	// before the run is cancelled.
 	select {
@@ -189,9 +179,8 @@ func TestUnboundedAcks(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("not every page was acknowledged")
 	}
-	cancel()
-	<-done
-	run.Close()
+	run.Cancel()
+	run.Wait()
 	mu.Lock()
 	defer mu.Unlock()
 	for _, a := range acks {
@@ -224,7 +213,7 @@ func TestStateElsewhere(t *testing.T) {
 	if got := e.query("SELECT COUNT(*) FROM _ferry_state"); got[0] != "0" {
 		t.Fatalf("the destination holds %s state rows; they belong in state.db", got[0])
 	}
-	st, err := sqlite.OpenReadOnly(filepath.Join(e.dir, "state.db"))
+	st, err := sqlite.OpenReadOnly(filepath.Join(e.Dir(), "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +243,7 @@ func TestSharedPostgresState(t *testing.T) {
 	a := newEnv(t, connector(api.URL, usersStream), pipeline)
 	b := newEnv(t, connector(api.URL, usersStream), pipeline)
 	// a holds the lock of users.
-	p, r := a.load()
+	p, r := a.Load()
 	d, err := dest.Open(context.Background(), p.State.Type, r.State, dest.Options{Dir: p.Dir})
 	if err != nil {
 		t.Fatal(err)
@@ -325,14 +314,8 @@ func TestEventsAndTypedErrors(t *testing.T) {
 	// Cancelled runs are context.Canceled.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	p, r := e.load()
-	run, err := engine.New(context.Background(), engine.Options{Pipeline: p, Resolved: r})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer run.Close()
-	if _, err := run.Execute(ctx); !errors.Is(err, context.Canceled) {
-		t.Fatalf("a cancelled run's error: %v", err)
+	if res := e.RunWith(enginetest.Options{Context: ctx}); res.Stage != enginetest.StageExecute || !errors.Is(res.Err, context.Canceled) {
+		t.Fatalf("a cancelled run's error: %v", res.Err)
 	}
 }
 

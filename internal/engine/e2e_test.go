@@ -1,17 +1,11 @@
 package engine_test
 
 import (
-	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -21,41 +15,27 @@ import (
 
 	"github.com/ferry-dev/ferry/internal/dest"
 	"github.com/ferry-dev/ferry/internal/normalize"
-	"github.com/ferry-dev/ferry/internal/record"
 	"github.com/ferry-dev/ferry/internal/redact"
 
 	"github.com/ferry-dev/ferry/internal/apitest"
 	_ "github.com/ferry-dev/ferry/internal/components/all"
-	"github.com/ferry-dev/ferry/internal/dest/sqlite"
 	"github.com/ferry-dev/ferry/internal/engine"
+	"github.com/ferry-dev/ferry/internal/enginetest"
 	"github.com/ferry-dev/ferry/internal/source"
 	"github.com/ferry-dev/ferry/internal/spec"
 )
 
-// env is a test pipeline: files in a temp dir, a SQLite file, and an
-// environment for secrets.
+// env is a test pipeline run through enginetest: files in a temp dir, a
+// SQLite file, and an environment for secrets.
 type env struct {
-	t    *testing.T
-	dir  string
-	db   string
-	vars map[string]string
-	logs bytes.Buffer
+	*enginetest.Pipeline
+	t *testing.T
 }
 
 func newEnv(t *testing.T, connector, pipeline string) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), vars: map[string]string{"API_TOKEN": "s3cret-token"}}
-	e.db = filepath.Join(e.dir, "out.db")
-	e.write("connector.yaml", connector)
-	e.write("pipeline.yaml", pipeline)
-	return e
-}
-
-func (e *env) write(name, body string) {
-	e.t.Helper()
-	if err := os.WriteFile(filepath.Join(e.dir, name), []byte(body), 0o644); err != nil {
-		e.t.Fatal(err)
-	}
+	p := enginetest.New(t, enginetest.Config{Connector: connector, Pipeline: pipeline, Env: map[string]string{"API_TOKEN": "s3cret-token"}})
+	return &env{Pipeline: p, t: t}
 }
 
 // run loads the pipeline and syncs it.
@@ -64,84 +44,30 @@ func (e *env) run(streams ...string) (*engine.Summary, error) {
 	return e.runWith(engine.Options{Streams: streams})
 }
 
-// load loads and resolves the pipeline; it fails the test on an error.
-func (e *env) load() (*spec.Pipeline, *spec.Resolved) {
-	e.t.Helper()
-	p, err := spec.LoadPipeline(filepath.Join(e.dir, "pipeline.yaml"))
-	if err != nil {
-		e.t.Fatalf("load pipeline: %v", err)
-	}
-	r, err := p.Resolve(e.lookup)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return p, r
-}
-
-func (e *env) lookup(k string) (string, bool) { v, ok := e.vars[k]; return v, ok }
-
-// runWith syncs with extra options.
+// runWith syncs with extra options; a pipeline that does not load fails
+// the test.
 func (e *env) runWith(opts engine.Options) (*engine.Summary, error) {
 	e.t.Helper()
-	p, err := spec.LoadPipeline(filepath.Join(e.dir, "pipeline.yaml"))
-	if err != nil {
-		e.t.Fatalf("load pipeline: %v", err)
+	return e.result(e.RunWith(enginetest.Options{Engine: opts}))
+}
+
+func (e *env) result(res *enginetest.Result) (*engine.Summary, error) {
+	e.t.Helper()
+	if res.Stage == enginetest.StageLoad {
+		e.t.Fatalf("load pipeline: %v", res.Err)
 	}
-	r, err := p.Resolve(e.lookup)
-	if err != nil {
-		return nil, err
-	}
-	log := slog.New(slog.NewTextHandler(&e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts.Pipeline, opts.Resolved, opts.Logger, opts.Redactor = p, r, log, redact.New()
-	run, err := engine.New(context.Background(), opts)
-	if err != nil {
-		return nil, err
-	}
-	defer run.Close()
-	return run.Execute(context.Background())
+	return res.Summary, res.Err
 }
 
 // query returns rows of a query on the SQLite file, each joined by "|".
 func (e *env) query(q string) []string {
 	e.t.Helper()
-	db, err := sqlite.OpenDB(e.db)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer db.Close()
-	rows, err := db.Query(q)
-	if err != nil {
-		e.t.Fatalf("%s: %v", q, err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var out []string
-	for rows.Next() {
-		vals := make([]sql.NullString, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			e.t.Fatal(err)
-		}
-		parts := make([]string, len(cols))
-		for i, v := range vals {
-			parts[i] = "NULL"
-			if v.Valid {
-				parts[i] = v.String
-			}
-		}
-		out = append(out, strings.Join(parts, "|"))
-	}
-	return out
+	return e.Query(q)
 }
 
 func (e *env) count(table string) int {
 	e.t.Helper()
-	var n int
-	fmt.Sscan(e.query("SELECT COUNT(*) FROM " + table)[0], &n)
-	return n
+	return int(e.Count(table))
 }
 
 func connector(url, stream string) string {
@@ -258,7 +184,7 @@ func TestAuthRejected(t *testing.T) {
 	if api.Requests() != 1 {
 		t.Fatalf("a 401 was retried: %d requests", api.Requests())
 	}
-	if strings.Contains(msg, "s3cret-token") || strings.Contains(e.logs.String(), "s3cret-token") {
+	if strings.Contains(msg, "s3cret-token") || strings.Contains(e.Logs(), "s3cret-token") {
 		t.Fatal("the token leaked into the error or the logs")
 	}
 }
@@ -742,18 +668,18 @@ streams:
   users: {path: /users, records: data, primary_key: id, cursor: updated_at, paginate: {type: next_url, next_path: next, size: 10, size_param: limit}}
 `, api.URL)
 	e := newEnv(t, conn, "connector: connector.yaml\nconfig: {key: {env: API_KEY}}\ndestination: {type: sqlite, path: out.db}\nsync: {checkpoint_rows: 1}\n")
-	e.vars["API_KEY"] = "k3y-very-secret"
+	e.SetEnv("API_KEY", "k3y-very-secret")
 	if _, err := e.run(); err != nil {
 		t.Fatal(err)
 	}
 	if leaked.Load() {
 		t.Fatal("a request went out without the key")
 	}
-	if strings.Contains(e.logs.String(), "k3y-very-secret") {
-		t.Fatalf("the key is in the logs:\n%s", e.logs.String())
+	if strings.Contains(e.Logs(), "k3y-very-secret") {
+		t.Fatalf("the key is in the logs:\n%s", e.Logs())
 	}
-	if !strings.Contains(e.logs.String(), "retrying http request") {
-		t.Fatalf("expected a retry log line:\n%s", e.logs.String())
+	if !strings.Contains(e.Logs(), "retrying http request") {
+		t.Fatalf("expected a retry log line:\n%s", e.Logs())
 	}
 	for _, table := range []string{"_ferry_state", "_ferry_runs", "_ferry_tables"} {
 		for _, row := range e.query("SELECT * FROM " + table) {
@@ -854,7 +780,7 @@ func TestDiscover(t *testing.T) {
 	api := apitest.New(t, apitest.Users(30), apitest.PageNumber, 10)
 	api.Token = "s3cret-token"
 	e := newEnv(t, connector(api.URL, "  users: {path: /users, records: data, primary_key: id, cursor: updated_at, paginate: {type: page_number, size: 10, size_param: per_page}}\n"), pipelineSQLite)
-	p, r := e.load()
+	p, r := e.Load()
 	src, err := source.New(p.Connector.Inline.Type, p.Connector.Inline.Body, source.Options{Config: r.Config, Redactor: redact.New()})
 	if err != nil {
 		t.Fatal(err)
@@ -965,25 +891,8 @@ func TestInterruptCommitsAndResumes(t *testing.T) {
 	api.Token = "s3cret-token"
 	e := newEnv(t, connector(api.URL, "  users: {path: /users, records: data, primary_key: id, cursor: updated_at, incremental: {param: updated_since}, paginate: {type: page_number, size: 20, size_param: per_page}}\n"),
 		pipelineSQLite+"sync: {checkpoint_rows: 1000000, checkpoint_interval: 1h}\n")
-	p, r := e.load()
-	inner, err := dest.Open(context.Background(), p.Destination.Type, r.Destination, dest.Options{Dir: p.Dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	// Ctrl-C while the fifth page (rows 81–100) is being written.
-	d := &cancellingDest{sqlDest: inner.(sqlDest), onWrite: func(n int) {
-		if n == 5 {
-			cancel()
-		}
-	}}
-	run, err := engine.New(context.Background(), engine.Options{Pipeline: p, Resolved: r, Destination: d})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := run.Execute(ctx)
-	run.Close()
+	sum, err := e.result(e.RunWith(enginetest.Options{Wrap: cancelAtWrite(func(n int, _ *enginetest.Running) bool { return n == 5 })}))
 	if err == nil || sum.Streams[0].Status != "cancelled" || !strings.Contains(sum.Streams[0].Error, "interrupted") {
 		t.Fatalf("interrupted run: %v %+v", err, sum.Streams[0])
 	}
@@ -1001,39 +910,16 @@ func TestInterruptCommitsAndResumes(t *testing.T) {
 	}
 }
 
-// sqlDest is a destination with the capabilities of Ferry's SQL ones.
-type sqlDest interface {
-	dest.Destination
-	dest.StateKeeper
-	dest.Namer
-	dest.RunLog
-}
-
-// cancellingDest wraps a destination: its writers call onWrite(n) at the
-// start of the n-th Write, then write.
-type cancellingDest struct {
-	sqlDest
-	onWrite func(n int)
-}
-
-func (d *cancellingDest) OpenStream(ctx context.Context, cfg dest.StreamConfig) (dest.StreamWriter, error) {
-	w, err := d.sqlDest.OpenStream(ctx, cfg)
-	if err != nil {
-		return nil, err
+// cancelAtWrite returns a destination wrapper whose writers, at the start
+// of their n-th Write, cancel the run when at(n) is true, then write.
+func cancelAtWrite(at func(n int, r *enginetest.Running) bool) func(dest.Destination, *enginetest.Running) dest.Destination {
+	return func(d dest.Destination, r *enginetest.Running) dest.Destination {
+		return enginetest.BeforeWrite(d, func(_ string, n int) {
+			if at(n, r) {
+				r.Cancel()
+			}
+		})
 	}
-	return &cancellingWriter{StreamWriter: w, onWrite: d.onWrite}, nil
-}
-
-type cancellingWriter struct {
-	dest.StreamWriter
-	onWrite func(n int)
-	n       int
-}
-
-func (w *cancellingWriter) Write(ctx context.Context, c *record.Chunk) error {
-	w.n++
-	w.onWrite(w.n)
-	return w.StreamWriter.Write(ctx, c)
 }
 
 // TestCancelDuringWriteKeepsTheTransaction: a run cancelled while a chunk
@@ -1045,24 +931,8 @@ func TestCancelDuringWriteKeepsTheTransaction(t *testing.T) {
 	api.Token = "s3cret-token"
 	e := newEnv(t, connector(api.URL, "  users: {path: /users, records: data, primary_key: id, cursor: updated_at, incremental: {param: updated_since}, paginate: {type: page_number, size: 20, size_param: per_page}}\n"),
 		pipelineSQLite+"sync: {checkpoint_rows: 1000000, checkpoint_interval: 1h}\n")
-	p, r := e.load()
-	inner, err := dest.Open(context.Background(), p.Destination.Type, r.Destination, dest.Options{Dir: p.Dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	d := &cancellingDest{sqlDest: inner.(sqlDest), onWrite: func(n int) {
-		if n == 6 {
-			cancel() // the run is cancelled while chunk 6 is being written
-		}
-	}}
-	run, err := engine.New(context.Background(), engine.Options{Pipeline: p, Resolved: r, Destination: d})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := run.Execute(ctx)
-	run.Close()
+	// The run is cancelled while chunk 6 is being written.
+	sum, err := e.result(e.RunWith(enginetest.Options{Wrap: cancelAtWrite(func(n int, _ *enginetest.Running) bool { return n == 6 })}))
 	if err == nil || sum.Streams[0].Status != "cancelled" {
 		t.Fatalf("cancelled run: %v %+v", err, sum.Streams[0])
 	}
@@ -1090,32 +960,21 @@ func TestCancelAfterTheSourceFinished(t *testing.T) {
 	api.Token = "s3cret-token"
 	e := newEnv(t, connector(api.URL, "  users: {path: /users, records: data, primary_key: id, cursor: updated_at, incremental: {param: updated_since}, paginate: {type: page_number, size: 20, size_param: per_page}}\n"),
 		pipelineSQLite+"sync: {checkpoint_rows: 1000000, checkpoint_interval: 1h}\n")
-	p, r := e.load()
-	inner, err := dest.Open(context.Background(), p.Destination.Type, r.Destination, dest.Options{Dir: p.Dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var run *engine.Run
-	d := &cancellingDest{sqlDest: inner.(sqlDest), onWrite: func(n int) {
+	sum, err := e.result(e.RunWith(enginetest.Options{Wrap: cancelAtWrite(func(n int, r *enginetest.Running) bool {
 		if n != 1 {
-			return
+			return false
 		}
 		// Wait until all three pages are converted (so the source is done),
 		// then cancel while the first chunk is being written.
-		deadline := time.Now().Add(10 * time.Second)
-		for run.Progress()[0].Pages.Load() < 3 && time.Now().Before(deadline) {
-			runtime.Gosched()
-		}
-		cancel()
-	}}
-	run, err = engine.New(context.Background(), engine.Options{Pipeline: p, Resolved: r, Destination: d})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := run.Execute(ctx)
-	run.Close()
+		pages := 0
+		r.WaitFor(func(e engine.Event) bool {
+			if _, ok := e.(engine.PageFetched); ok {
+				pages++
+			}
+			return pages >= 3
+		}, 10*time.Second)
+		return true
+	})}))
 	if err == nil || sum.Streams[0].Status != "cancelled" {
 		t.Fatalf("cancelled run: %v %+v", err, sum.Streams[0])
 	}

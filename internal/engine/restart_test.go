@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -16,12 +13,11 @@ import (
 	"time"
 
 	"github.com/ferry-dev/ferry/internal/dest/dbtest"
-	"github.com/ferry-dev/ferry/internal/redact"
 
 	"github.com/ferry-dev/ferry/internal/apitest"
 	"github.com/ferry-dev/ferry/internal/dest"
 	"github.com/ferry-dev/ferry/internal/engine"
-	"github.com/ferry-dev/ferry/internal/spec"
+	"github.com/ferry-dev/ferry/internal/enginetest"
 )
 
 // TestDatabaseConnectionsKilled cuts every connection Ferry has to the
@@ -48,29 +44,29 @@ func killDuringSync(t *testing.T, kind string) {
 		}
 		inner.ServeHTTP(w, r)
 	})
-	var destYAML string
+	p := enginetest.New(t, enginetest.Config{
+		Connector: fmt.Sprintf(`name: kill
+base_url: %s
+streams:
+  users: {path: /users, records: data, primary_key: id, cursor: updated_at, incremental: {param: updated_since}, paginate: {type: page_number, size: 50, size_param: per_page}}
+`, api.URL),
+		Pipeline: "connector: connector.yaml\nsync: {checkpoint_rows: 200}\n",
+		Dest:     enginetest.Kind(kind),
+	})
+	target := p.Target()
 	var kill func()
 	switch kind {
 	case "postgres":
-		base, schema := dbtest.Postgres(t)
-		u, _ := url.Parse(base)
-		q := u.Query()
-		q.Set("application_name", schema)
-		u.RawQuery = q.Encode()
-		destYAML = fmt.Sprintf("{type: postgres, url: %q, schema: %s}", u.String(), schema)
+		// The harness names the run's connections after the schema.
 		kill = func() {
-			stmt := fmt.Sprintf("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '%s' AND pid <> pg_backend_pid()", schema)
-			if err := dbtest.PostgresExec(base, stmt); err != nil {
+			stmt := fmt.Sprintf("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '%s' AND pid <> pg_backend_pid()", target.Schema)
+			if err := dbtest.PostgresExec(target.URL, stmt); err != nil {
 				t.Fatal(err)
 			}
 		}
 	case "mysql":
-		u := dbtest.MySQL(t)
-		destYAML = fmt.Sprintf("{type: mysql, url: %q}", u)
-		pu, _ := url.Parse(u)
-		name := strings.TrimPrefix(pu.Path, "/")
 		kill = func() {
-			ids, err := dbtest.MySQLInts("SELECT id FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()", name)
+			ids, err := dbtest.MySQLInts("SELECT id FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()", target.Database)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -82,65 +78,29 @@ func killDuringSync(t *testing.T, kind string) {
 			}
 		}
 	}
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "connector.yaml"), []byte(fmt.Sprintf(`name: kill
-base_url: %s
-streams:
-  users: {path: /users, records: data, primary_key: id, cursor: updated_at, incremental: {param: updated_since}, paginate: {type: page_number, size: 50, size_param: per_page}}
-`, api.URL)), 0o644)
-	os.WriteFile(filepath.Join(dir, "pipeline.yaml"), []byte("connector: connector.yaml\ndestination: "+destYAML+"\nsync: {checkpoint_rows: 200}\n"), 0o644)
-	p, err := spec.LoadPipeline(filepath.Join(dir, "pipeline.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := p.Resolve(os.LookupEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	run, err := engine.New(context.Background(), engine.Options{Pipeline: p, Resolved: r, Redactor: redact.New(), RetryFor: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer run.Close()
-	done := make(chan error, 1)
-	go func() {
-		_, err := run.Execute(context.Background())
-		done <- err
-	}()
+	run := p.Start(enginetest.Options{Engine: engine.Options{RetryFor: time.Minute}})
 	// Once rows have been committed, cut every connection of the run.
-	deadline := time.Now().Add(30 * time.Second)
-	for run.Progress()[0].Committed.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	run.WaitFor(func(e engine.Event) bool {
+		c, ok := e.(engine.Committed)
+		return ok && c.Total > 0
+	}, 30*time.Second)
 	select {
-	case err := <-done:
-		t.Fatalf("the sync ended before the kill (%v): the test proves nothing", err)
+	case <-run.Done():
+		t.Fatalf("the sync ended before the kill (%v): the test proves nothing", run.Wait().Err)
 	default:
 	}
 	kill()
 	slow.Store(false)
-	if err := <-done; err != nil {
-		t.Fatalf("sync after the connections were cut: %v", err)
+	res := run.Wait()
+	if res.Err != nil {
+		t.Fatalf("sync after the connections were cut: %v", res.Err)
 	}
 	// A transaction cut mid-way fails the stream, which starts over from
 	// its last commit; a connection cut between transactions is replaced
 	// by the driver without anyone noticing. Either way the data is exact.
-	t.Logf("stream restarts after the kill: %d", run.Progress()[0].Retries.Load())
-	admin, err := dest.Open(context.Background(), p.Destination.Type, r.Destination, dest.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	var ids []string
-	if err := admin.(dest.Reader).ReadRows(context.Background(), "users", nil, func(cols []string, row []any) error {
-		ids = append(ids, fmt.Sprint(row[slices.Index(cols, "id")]))
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(ids)
-	if want := idsOf(users); !slices.Equal(ids, want) {
-		t.Fatalf("%d rows, want %d", len(ids), len(want))
+	t.Logf("stream restarts after the kill: %d", res.Run.Progress()[0].Retries.Load())
+	if got, want := p.Rows("users", "id"), idsOf(users); !slices.Equal(got, want) {
+		t.Fatalf("%d rows, want %d", len(got), len(want))
 	}
 }
 
@@ -178,29 +138,21 @@ func init() {
 // TestDatabaseStaysDown: retries are bounded, and the error says so.
 func TestDatabaseStaysDown(t *testing.T) {
 	api := apitest.New(t, apitest.Users(3), apitest.None, 0)
-	p, err := spec.ParsePipeline(filepath.Join(t.TempDir(), "p.yaml"), []byte(fmt.Sprintf(`connector: {name: x, base_url: %q, streams: {users: {path: /users, records: data}}}
+	p := enginetest.New(t, enginetest.Config{Pipeline: fmt.Sprintf(`connector: {name: x, base_url: %q, streams: {users: {path: /users, records: data}}}
 destination: {type: unavailable-for-tests}
-`, api.URL)))
-	if err != nil {
-		t.Fatal(err)
+`, api.URL)})
+	res := p.RunWith(enginetest.Options{Engine: engine.Options{RetryFor: 2500 * time.Millisecond}})
+	if res.Stage != enginetest.StageExecute {
+		t.Fatalf("the run did not execute: %s: %v", res.Stage, res.Err)
 	}
-	r, err := p.Resolve(os.LookupEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	run, err := engine.New(context.Background(), engine.Options{Pipeline: p, Resolved: r, RetryFor: 2500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	_, err = run.Execute(context.Background())
+	err := res.Err
 	if err == nil || !strings.Contains(err.Error(), "the database stayed unavailable (tried 1 more times over 1s; the limit is 2.5s)") || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("error = %v", err)
 	}
-	if took := time.Since(start); took < time.Second || took > 5*time.Second {
+	if took := res.Elapsed; took < time.Second || took > 5*time.Second {
 		t.Fatalf("gave up after %s", took)
 	}
-	if n := run.Progress()[0].Retries.Load(); n < 1 {
+	if n := res.Run.Progress()[0].Retries.Load(); n < 1 {
 		t.Fatalf("retries = %d", n)
 	}
 }

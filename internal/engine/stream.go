@@ -253,6 +253,13 @@ func NewNormalizer(table string, info source.Stream, sch spec.SchemaSettings, d 
 	if n, ok := d.(dest.Namer); ok {
 		opts.MaxIdentLen = n.MaxIdentLen()
 	}
+	if l, ok := d.(dest.Limits); ok {
+		opts.ReservedColumns = l.ReservedColumns()
+		opts.MaxColumns = l.MaxColumns()
+		if opts.MaxColumns == 0 {
+			opts.MaxColumns = -1 // the destination has no limit
+		}
+	}
 	if w != nil {
 		opts.Existing = w.Existing()
 		opts.ChildExisting = w.ExistingChild

@@ -75,6 +75,11 @@ type Config struct {
 	Concurrency int
 	// MaxBodyBytes bounds a 2xx response body; a larger one fails the
 	// request with ErrBodyTooLarge and is not retried. Default 256 MiB.
+	//
+	// It also bounds the memory all the bodies the client is reading at
+	// once hold together: a body takes memory as it grows (not its cap up
+	// front, so ordinary pages are read side by side) and gives it back
+	// when Do returns; a body that needs memory others hold waits for it.
 	MaxBodyBytes int64
 	// UserAgent is sent unless the request sets its own. Default "ferry".
 	UserAgent string
@@ -94,6 +99,15 @@ type Config struct {
 	Logger *slog.Logger
 	// Auth adds credentials to every attempt. nil sends none.
 	Auth Authenticator
+	// CredentialOrigins are the origins (scheme://host[:port]) credentials
+	// may go to. A request to another origin, or a redirect there, is sent
+	// without calling Auth, and without every header and query parameter
+	// whose value holds a secret the Redactor knows, nor Authorization,
+	// Proxy-Authorization, Cookie and URL userinfo; one whose path or body
+	// holds a secret is refused. Empty means the origin of each Request's
+	// URL: credentials go where Do is asked to send them, but not to a
+	// redirect's other origin.
+	CredentialOrigins []string
 	// Observer is told about every attempt. nil tells no one.
 	Observer Observer
 }
@@ -107,16 +121,18 @@ type Redactor interface {
 }
 
 // Authenticator adds credentials to an outgoing request. Apply is called on
-// every attempt, with the attempt's context (bounded by Config.Timeout), so
-// it may refresh a token; it should Add a new token to the Config.Redactor.
-// An error from Apply fails the request at once, unless it is wrapped with
-// Retryable. The client drops the headers Apply set when a redirect leaves
-// the request's host. Implementations must be safe for concurrent use.
+// every attempt to an origin credentials may go to (Config.CredentialOrigins),
+// with the attempt's context (bounded by Config.Timeout), so it may refresh
+// a token; it should Add a new token to the Config.Redactor. An error from
+// Apply fails the request at once, unless it is wrapped with Retryable. The
+// client drops the headers Apply set when a redirect goes to another origin.
+// Implementations must be safe for concurrent use.
 type Authenticator interface {
 	Apply(ctx context.Context, req *http.Request) error
 }
 
-// Observer is told about every attempt, for metrics and progress.
+// Observer is told about every attempt, for metrics and progress, those
+// that failed before any response included (Status 0).
 // Implementations must be safe for concurrent use and should return quickly:
 // Attempt is called on the goroutine that called Do.
 type Observer interface {
@@ -173,7 +189,12 @@ type Response struct {
 
 // Stats are a Client's counters since New.
 type Stats struct {
-	Requests  int64 // attempts sent to the transport
+	// Requests counts attempts: every time a request was sent, including
+	// attempts that failed before any response (a reset connection, EOF
+	// before the headers, a timeout) and the tries net/http makes on its
+	// own when a kept-alive connection closes; a redirect followed is part
+	// of its attempt.
+	Requests  int64
 	Retries   int64 // attempts followed by another attempt
 	Throttled int64 // 429 responses, and 403s with Retry-After
 	Bytes     int64 // response body bytes read
@@ -185,11 +206,13 @@ type Stats struct {
 type Client struct {
 	cfg      Config
 	hc       *http.Client
-	limiter  *rate.Limiter // nil if unlimited
-	slots    chan struct{} // nil if unlimited
-	retry    map[int]bool  // statuses retried besides 5xx
-	retry5xx bool          // retry every 5xx
-	log      *slog.Logger  // never nil
+	mem      *budget         // memory of the bodies being read
+	origins  map[string]bool // Origin of each of cfg.CredentialOrigins
+	limiter  *rate.Limiter   // nil if unlimited
+	slots    chan struct{}   // nil if unlimited
+	retry    map[int]bool    // statuses retried besides 5xx
+	retry5xx bool            // retry every 5xx
+	log      *slog.Logger    // never nil
 	// ownTransport is true when the client made its transport (Close
 	// closes its idle connections).
 	ownTransport bool
@@ -240,10 +263,19 @@ func New(cfg Config) *Client {
 	}
 	c := &Client{
 		cfg:          cfg,
-		hc:           &http.Client{Transport: cfg.Transport, CheckRedirect: checkRedirect},
 		log:          cfg.Logger,
 		retry:        make(map[int]bool),
+		mem:          newBudget(cfg.MaxBodyBytes),
+		origins:      map[string]bool{},
 		ownTransport: own,
+	}
+	c.hc = &http.Client{Transport: cfg.Transport, CheckRedirect: c.checkRedirect}
+	for _, o := range cfg.CredentialOrigins {
+		if norm := Origin(o); norm != "" {
+			c.origins[norm] = true
+		} else {
+			c.origins[o] = true // matches nothing: no credentials go anywhere by mistake
+		}
 	}
 	statuses := cfg.RetryStatuses
 	if statuses == nil {
@@ -280,35 +312,6 @@ func newTransport(concurrency int) *http.Transport {
 	t.MaxIdleConnsPerHost = idle
 	t.MaxIdleConns = max(t.MaxIdleConns, idle)
 	return t
-}
-
-// authHeadersKey is the context key under which an attempt's request carries
-// the names of the headers its Authenticator set.
-type authHeadersKey struct{}
-
-// checkRedirect stops redirect loops and keeps credentials on their host:
-// once a redirect leaves the first request's host, the headers the
-// Authenticator set are dropped (net/http itself only drops Authorization
-// and cookies).
-func checkRedirect(req *http.Request, via []*http.Request) error {
-	if len(via) >= 10 {
-		return errTooManyRedirects
-	}
-	keys, _ := req.Context().Value(authHeadersKey{}).([]string)
-	if len(keys) == 0 {
-		return nil
-	}
-	host := via[0].URL.Host
-	left := req.URL.Host != host
-	for _, r := range via[1:] {
-		left = left || r.URL.Host != host
-	}
-	if left {
-		for _, k := range keys {
-			req.Header.Del(k)
-		}
-	}
-	return nil
 }
 
 // Stats returns the client's counters.
@@ -359,17 +362,36 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 		}
 		return resp, &RequestError{Method: method, URL: redURL, Attempts: attempts, Err: err, red: c.cfg.Redactor}
 	}
-	if err := checkURL(req.URL); err != nil {
+	if err := checkURL(c.cfg.Redactor, req.URL); err != nil {
 		return fail(nil, 0, err)
 	}
 
+	mem := c.mem.lease()
+	defer mem.release()
+	free := 0 // attempts made again to break a memory deadlock: not counted against MaxAttempts
 	for n := 1; ; n++ {
 		if err := c.acquire(ctx); err != nil {
 			return fail(nil, n-1, err)
 		}
 		began := time.Now()
-		resp, retry, err := c.attempt(ctx, method, req)
+		tr := &tries{}
+		resp, retry, err := c.attempt(ctx, method, req, tr, mem)
 		c.release()
+		// Tries the transport made on its own failed before a response:
+		// they are attempts and retries too, as the server saw them.
+		for _, at := range tr.extra() {
+			c.requests.Add(1)
+			c.retries.Add(1)
+			c.observe(AttemptInfo{Method: method, URL: redURL, Attempt: n, Duration: at.Sub(began), Err: errResent, Label: req.Label})
+			c.log.LogAttrs(ctx, slog.LevelInfo, "retrying http request",
+				slog.String("method", method),
+				slog.String("url", redURL),
+				slog.Int("attempt", n),
+				slog.Int("max_attempts", c.cfg.MaxAttempts),
+				slog.Duration("retry_in", 0),
+				slog.String("error", errResent.Error()))
+			n, began = n+1, at
+		}
 
 		info := AttemptInfo{Method: method, URL: redURL, Attempt: n, Duration: time.Since(began), Label: req.Label}
 		var (
@@ -412,6 +434,9 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 				err = se
 			}
 		}
+		// The body is the caller's now, or garbage.
+		used := mem.release()
+		evicted := errors.Is(err, errEvicted)
 		if err == nil {
 			c.observe(info)
 			return resp, nil
@@ -423,6 +448,20 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 			return fail(resp, n, ctxErr)
 		}
 
+		if evicted {
+			// Not the server's fault: again at once, once there is as
+			// much memory as this attempt had.
+			free++
+			info.Err, info.RetryIn = err, 0
+			c.observe(info)
+			c.retries.Add(1)
+			c.log.LogAttrs(ctx, slog.LevelDebug, "reading http response again", slog.String("method", method),
+				slog.String("url", redURL), slog.Int("attempt", n), slog.String("error", err.Error()))
+			if err := mem.reserve(ctx, used); err != nil && !errors.Is(err, errEvicted) {
+				return fail(nil, n, err)
+			}
+			continue
+		}
 		delay := fullJitter(backoffCap(n, c.cfg.InitialBackoff, c.cfg.MaxBackoff))
 		if ra > 0 && ra <= c.cfg.MaxRetryAfter {
 			// What the server asked, plus a little so that clients it
@@ -432,7 +471,7 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 		if pauses && ra <= c.cfg.MaxRetryAfter {
 			c.pause(delay)
 		}
-		more := retry && n < c.cfg.MaxAttempts
+		more := retry && n-free < c.cfg.MaxAttempts
 		info.Err = &redactedError{err: err, red: c.cfg.Redactor}
 		if more {
 			info.RetryIn = delay
@@ -451,7 +490,7 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 			slog.Duration("retry_in", delay),
 		}
 		if se != nil {
-			attrs = append(attrs, slog.Int("status", se.Status), slog.String("body", se.Excerpt))
+			attrs = append(attrs, slog.Int("status", se.Status), slog.String("body", se.detail()))
 		} else {
 			attrs = append(attrs, slog.String("error", info.Err.Error()))
 		}
@@ -469,9 +508,10 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 // attempt sends req once and reads the body. It returns the response when
 // one arrived (whatever its status), or an error and whether it is worth
 // retrying. An error caused by ctx ending is ctx.Err() itself.
-func (c *Client) attempt(ctx context.Context, method string, req *Request) (*Response, bool, error) {
+func (c *Client) attempt(ctx context.Context, method string, req *Request, tr *tries, mem *lease) (*Response, bool, error) {
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
+	actx = context.WithValue(tr.trace(actx), triesKey{}, tr)
 	// failed classifies an error of step op.
 	failed := func(op string, err error, retry bool) (*Response, bool, error) {
 		if ctx.Err() != nil {
@@ -493,6 +533,11 @@ func (c *Client) attempt(ctx context.Context, method string, req *Request) (*Res
 	}
 	hreq, err := http.NewRequestWithContext(actx, method, req.URL, body)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			// Its message quotes the URL; checkURL has said what is wrong.
+			err = errors.New("invalid url")
+		}
 		return failed("build request", err, false)
 	}
 	hreq.Header = req.Header.Clone()
@@ -505,15 +550,19 @@ func (c *Client) attempt(ctx context.Context, method string, req *Request) (*Res
 	if req.Body != nil && hreq.Header.Get("Content-Type") == "" {
 		hreq.Header.Set("Content-Type", "application/json")
 	}
-	if c.cfg.Auth != nil {
+	cred := &credState{body: req.Body}
+	if !c.mayCredential(hreq.URL, nil) {
+		if err := c.withhold(actx, hreq, req.Body); err != nil {
+			return nil, false, err
+		}
+	} else if c.cfg.Auth != nil {
 		before := hreq.Header.Clone()
 		if err := c.cfg.Auth.Apply(actx, hreq); err != nil {
 			return failed("authenticate", err, isRetryable(err))
 		}
-		if keys := changedHeaders(before, hreq.Header); len(keys) > 0 {
-			hreq = hreq.WithContext(context.WithValue(hreq.Context(), authHeadersKey{}, keys))
-		}
+		cred.authKeys = changedHeaders(before, hreq.Header)
 	}
+	hreq = hreq.WithContext(context.WithValue(hreq.Context(), credKey{}, cred))
 
 	c.requests.Add(1)
 	hresp, err := c.hc.Do(hreq)
@@ -533,56 +582,104 @@ func (c *Client) attempt(ctx context.Context, method string, req *Request) (*Res
 		limit = min(limit, errorBodyLimit)
 	}
 	tooLarge := func() (*Response, bool, error) {
-		return nil, false, fmt.Errorf("%w: more than %s (max_body_bytes)", ErrBodyTooLarge, formatBytes(limit))
+		return nil, false, fmt.Errorf("%w: more than %s (raise http.max_body_bytes to allow more)", ErrBodyTooLarge, formatBytes(limit))
 	}
 	if ok && method != http.MethodHead && hresp.ContentLength > limit {
 		return tooLarge()
 	}
-	data, err := readBody(hresp, limit)
+	var data []byte
+	if method != http.MethodHead { // its Content-Length is the GET's, with no body
+		data, err = readBody(actx, hresp, limit, mem)
+	}
 	c.bytes.Add(int64(len(data)))
-	if err != nil {
+	switch {
+	case err == nil:
+	case errors.Is(err, errBodyOverLimit):
 		if ok {
-			return failed("read body", err, true)
+			return tooLarge()
 		}
+		resp.cut = true // an error document: its start is enough
+	case errors.Is(err, errOverBudget):
+		return nil, false, fmt.Errorf("%w: more than the %s all responses being read at once may hold (raise http.max_body_bytes to allow more)",
+			ErrBodyTooLarge, formatBytes(c.mem.limit))
+	case errors.Is(err, errEvicted):
+		return nil, true, err
+	case ok:
+		if errors.Is(err, errMemoryWait) {
+			return failed("read body (waiting for memory other responses hold, see http.max_body_bytes)", err, true)
+		}
+		return failed("read body", err, true)
+	default:
 		// The status decides; keep what arrived for the excerpt.
 		if ctx.Err() != nil {
 			return nil, false, ctx.Err()
 		}
 		resp.cut = true
 	}
-	if int64(len(data)) > limit {
-		if ok {
-			return tooLarge()
-		}
-		data, resp.cut = data[:limit], true
-	}
 	resp.Body = data
 	return resp, false, nil
 }
 
-// readBody reads at most limit+1 bytes of a body. With a Content-Length
-// it reads into one buffer of that size instead of growing one, which
-// matters for pages of hundreds of kilobytes.
-func readBody(hresp *http.Response, limit int64) ([]byte, error) {
-	r := io.LimitReader(hresp.Body, min(limit, math.MaxInt64-1)+1)
+// errBodyOverLimit is readBody's error for a body longer than its limit.
+var errBodyOverLimit = errors.New("body over limit")
+
+// errMemoryWait marks readBody's error when the context ended while the
+// body waited for memory.
+var errMemoryWait = errors.New("waiting for memory")
+
+// readBody reads a body of at most limit bytes, taking the memory of its
+// buffer from mem as it grows. A body with a Content-Length is read into
+// one buffer of that size, which matters for pages of hundreds of
+// kilobytes; one without grows its buffer by half each time (and by 32
+// KiB at least). A body longer than limit fails with errBodyOverLimit and
+// the first limit bytes.
+func readBody(ctx context.Context, hresp *http.Response, limit int64, mem *lease) ([]byte, error) {
+	use := func(n int64) error {
+		err := mem.use(ctx, n)
+		if err != nil && ctx.Err() != nil {
+			return errors.Join(errMemoryWait, err)
+		}
+		return err
+	}
+	var buf []byte
 	if n := hresp.ContentLength; n > 0 && n <= limit {
-		buf := make([]byte, n, n+1)
-		m, err := io.ReadFull(r, buf)
-		if err == io.ErrUnexpectedEOF {
-			return buf[:m], err // truncated: the caller retries
+		if err := use(n); err != nil {
+			return nil, err
+		}
+		buf = make([]byte, 0, n)
+	}
+	var one [1]byte
+	for {
+		if len(buf) == cap(buf) {
+			// Full: find out whether more is coming before growing.
+			k, err := io.ReadAtLeast(hresp.Body, one[:], 1)
+			if k == 0 {
+				if err == io.EOF {
+					err = nil
+				}
+				return buf, err
+			}
+			if int64(len(buf)) >= limit {
+				return buf, errBodyOverLimit
+			}
+			size := min(limit, int64(cap(buf))+max(int64(cap(buf))/2, 32<<10))
+			if err := use(size - int64(cap(buf))); err != nil {
+				return buf, err
+			}
+			grown := make([]byte, len(buf), size)
+			copy(grown, buf)
+			buf = append(grown, one[0])
+			continue
+		}
+		k, err := hresp.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+k]
+		if err == io.EOF {
+			return buf, nil
 		}
 		if err != nil {
-			return buf[:m], err
+			return buf, err
 		}
-		// The server may send more than it declared; read on to find out.
-		var extra [1]byte
-		if k, _ := r.Read(extra[:]); k > 0 {
-			rest, err := io.ReadAll(r)
-			return append(append(buf, extra[:k]...), rest...), err
-		}
-		return buf, nil
 	}
-	return io.ReadAll(r)
 }
 
 // changedHeaders returns the names of the headers that differ between before
@@ -599,7 +696,7 @@ func changedHeaders(before, after http.Header) []string {
 
 // statusError describes a non-2xx response.
 func (c *Client) statusError(method, redURL string, resp *Response, attempts int) *StatusError {
-	return &StatusError{
+	se := &StatusError{
 		Method:     method,
 		URL:        redURL,
 		Status:     resp.Status,
@@ -608,17 +705,21 @@ func (c *Client) statusError(method, redURL string, resp *Response, attempts int
 		HTML:       looksHTML(resp.Header, resp.Body),
 		Attempts:   attempts,
 	}
+	statusMessage(se, c.cfg.Redactor, resp.Header, resp.Body, resp.cut)
+	return se
 }
 
-// checkURL rejects what no attempt could send.
-func checkURL(raw string) error {
-	u, err := url.Parse(raw)
+// checkURL rejects what no attempt could send. Its error quotes nothing
+// of raw: url.Parse's would, and the part it quotes may be a piece of a
+// password.
+func checkURL(red Redactor, raw string) error {
+	u, err := redact.ParseURLWith(red, raw)
 	if err != nil {
-		var ue *url.Error
+		var ue *redact.URLError
 		if errors.As(err, &ue) {
-			err = ue.Err // its message holds the unredacted URL
+			return errors.New("invalid url: " + ue.Reason) // the URL is already in the message
 		}
-		return fmt.Errorf("invalid url: %w", err)
+		return errors.New("invalid url")
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return errors.New("invalid url: scheme must be http or https")

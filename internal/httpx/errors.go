@@ -41,6 +41,21 @@ type StatusError struct {
 	URL        string // redacted
 	Status     int
 	StatusText string // http.StatusText(Status)
+	// Message is the API's own error message, taken from the usual fields
+	// of a JSON error body (message, error, error_description, errors[],
+	// detail, title), on one line, whole up to 2 KiB; "" when the body
+	// had none.
+	Message string
+	// MessageCut reports that Message is only the start of the API's
+	// message (it ends with "…").
+	MessageCut bool
+	// MessageNote is what the API added to its message: the parameter at
+	// fault, a documentation link ("param limit; see https://…").
+	MessageNote string
+	// BodyInfo describes a body without a Message: for one that is not
+	// JSON, its type, size and first words (`body is not JSON: (HTML page)
+	// text/html, 12.5 KiB: "502 Bad Gateway"`), for JSON its start.
+	BodyInfo string
 	// Excerpt is the start of the response body, at most about 200 bytes,
 	// on one line, with non-printable bytes replaced and secrets redacted.
 	Excerpt string
@@ -56,30 +71,62 @@ type StatusError struct {
 	RetryAfterLimit time.Duration
 }
 
-// Error reads like
+// Error reads as one sentence: the request, the status, what the client
+// did, and what the API said, like
 //
-//	GET https://api.example.com/v1/orders?api_key=REDACTED: 503 Service Unavailable after 6 attempts: body: (HTML page) "<html>…"
+//	GET https://api.example.com/v1/charges?limit=500: 400 Bad Request (not retried): the API says "This value must be less than or equal to 100." (param limit)
+//	GET https://api.example.com/v1/orders?api_key=REDACTED: 502 Bad Gateway (gave up after 6 attempts): body is not JSON: (HTML page) text/html, 552 bytes: "502 Bad Gateway"
 func (e *StatusError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s: %d", e.Method, e.URL, e.Status)
 	if e.StatusText != "" {
 		b.WriteString(" " + e.StatusText)
 	}
-	if e.Attempts > 1 {
-		fmt.Fprintf(&b, " after %d attempts", e.Attempts)
-	}
-	if e.RetryAfterLimit > 0 {
-		fmt.Fprintf(&b, ": server asked to wait %s before retrying, more than max_retry_after (%s)",
-			e.RetryAfter, e.RetryAfterLimit)
-	}
-	if e.Excerpt != "" {
-		b.WriteString(": body: ")
-		if e.HTML {
-			b.WriteString("(HTML page) ")
-		}
-		b.WriteString(`"` + e.Excerpt + `"`)
+	b.WriteString(" (" + e.action() + ")")
+	if d := e.detail(); d != "" {
+		b.WriteString(": " + d)
 	}
 	return b.String()
+}
+
+// action says what the client did about the response.
+func (e *StatusError) action() string {
+	s := "not retried"
+	if e.Attempts > 1 {
+		s = fmt.Sprintf("gave up after %d attempts", e.Attempts)
+	}
+	if e.RetryAfterLimit > 0 {
+		s += fmt.Sprintf(": the server asked to wait %s before retrying, more than max_retry_after (%s)", e.RetryAfter, e.RetryAfterLimit)
+	}
+	return s
+}
+
+// detail says what the body said.
+func (e *StatusError) detail() string {
+	switch {
+	case e.Message != "":
+		s := `the API says "` + e.Message + `"`
+		var notes []string
+		if e.MessageCut {
+			notes = append(notes, "message cut at 2 KiB")
+		}
+		if e.MessageNote != "" {
+			notes = append(notes, e.MessageNote)
+		}
+		if len(notes) > 0 {
+			s += " (" + strings.Join(notes, "; ") + ")"
+		}
+		return s
+	case e.BodyInfo != "":
+		return e.BodyInfo
+	case e.Excerpt != "":
+		s := "body: "
+		if e.HTML {
+			s += "(HTML page) "
+		}
+		return s + `"` + e.Excerpt + `"`
+	}
+	return ""
 }
 
 // RequestError is returned by Client.Do when a request fails without a
@@ -142,11 +189,11 @@ const excerptLimit = 200
 // says body is itself only the start of a longer body.
 func excerpt(red Redactor, body []byte, cut bool) string {
 	red = orNone(red)
+	s := red.String(string(body))
 	if cut {
 		// A secret may straddle the cut; drop what could be its start.
-		body = body[:max(0, len(body)-max(0, red.MaxLen()-1))]
+		s = redact.PrefixWith(red, string(body))
 	}
-	s := red.String(string(body))
 	var b strings.Builder
 	// Keep enough past the limit that the second redaction below sees
 	// every secret starting inside the limit.
@@ -168,10 +215,14 @@ func excerpt(red Redactor, body []byte, cut bool) string {
 		space = false
 		b.WriteRune(r)
 	}
-	longer := cut || b.Len() >= room
+	stopped := b.Len() >= room
+	longer := cut || stopped
 	// Collapsing whitespace or replacing a byte could have assembled a
 	// secret, so redact again.
 	out := red.String(b.String())
+	if stopped {
+		out = redact.PrefixWith(red, b.String())
+	}
 	if len(out) > excerptLimit {
 		cutAt := excerptLimit
 		for cutAt > 0 && !utf8.RuneStart(out[cutAt]) {

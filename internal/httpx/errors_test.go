@@ -28,7 +28,9 @@ func TestExcerpt(t *testing.T) {
 		{"secret", []string{"sk_live_1"}, `{"error":"key sk_live_1 revoked"}`, false, `{"error":"key REDACTED revoked"}`},
 		{"secret past the limit", []string{"tail-secret"}, long[:195] + "tail-secret", false, long[:195] + "REDAC…"},
 		{"secret made by collapsing", []string{"a b"}, "x a  b y", false, "x REDACTED y"},
-		{"cut through a secret", []string{"split-secret"}, "error for split-sec", true, "error fo…"},
+		{"cut through a secret", []string{"split-secret"}, "error for split-sec", true, "error for…"},
+		{"cut through an escaped secret", []string{"split/secret"}, `{"error":"for split\/sec`, true, `{"error":"for…`},
+		{"escaped secret", []string{"sk/live<1>"}, `{"error":"key sk\/live\u003c1\u003e revoked"}`, false, `{"error":"key REDACTED revoked"}`},
 		{"empty", nil, "", false, ""},
 		{"only whitespace", nil, " \n\t ", false, ""},
 	}
@@ -74,18 +76,18 @@ func TestErrorMessages(t *testing.T) {
 			"status after retries",
 			&StatusError{Method: "GET", URL: "https://api.example.com/v1/orders?page=3&api_key=REDACTED", Status: 503,
 				StatusText: "Service Unavailable", Excerpt: "<html><body>upstream down</body></html>", HTML: true, Attempts: 6},
-			`GET https://api.example.com/v1/orders?page=3&api_key=REDACTED: 503 Service Unavailable after 6 attempts: body: (HTML page) "<html><body>upstream down</body></html>"`,
+			`GET https://api.example.com/v1/orders?page=3&api_key=REDACTED: 503 Service Unavailable (gave up after 6 attempts): body: (HTML page) "<html><body>upstream down</body></html>"`,
 		},
 		{
 			"status once, no body",
 			&StatusError{Method: "DELETE", URL: "https://x/y", Status: 404, StatusText: "Not Found", Attempts: 1},
-			"DELETE https://x/y: 404 Not Found",
+			"DELETE https://x/y: 404 Not Found (not retried)",
 		},
 		{
 			"retry-after too long",
 			&StatusError{Method: "GET", URL: "https://x/y", Status: 429, StatusText: "Too Many Requests", Attempts: 1,
-				RetryAfter: time.Hour, RetryAfterLimit: 5 * time.Minute, Excerpt: `{"message":"slow down"}`},
-			`GET https://x/y: 429 Too Many Requests: server asked to wait 1h0m0s before retrying, more than max_retry_after (5m0s): body: "{"message":"slow down"}"`,
+				RetryAfter: time.Hour, RetryAfterLimit: 5 * time.Minute, Excerpt: `{"message":"slow down"}`, Message: "slow down"},
+			`GET https://x/y: 429 Too Many Requests (not retried: the server asked to wait 1h0m0s before retrying, more than max_retry_after (5m0s)): the API says "slow down"`,
 		},
 		{
 			"request after retries",

@@ -129,6 +129,7 @@ func retryableNetError(err error) bool {
 	)
 	switch {
 	case errors.Is(err, errTooManyRedirects),
+		isRefused(err),
 		errors.As(err, &verify),
 		errors.As(err, &header),
 		errors.As(err, &authority),

@@ -31,11 +31,13 @@ type Path struct {
 	// the array itself. Record selectors use it.
 	Spread bool
 	// Announce makes Scan call visit with a nil value when a Spread path
-	// matches an array, before its elements, so that an empty array can be
+	// matches an array, before its elements, and when a "*" segment meets
+	// an empty array or object, so that a path matching no records can be
 	// told from a missing one.
 	Announce bool
-	// Skim makes Scan delimit a Spread path's elements by structure alone,
-	// for callers that validate each element themselves.
+	// Skim makes Scan delimit a Spread path's elements (or the object it
+	// matches, taken as the one element) by structure alone, for callers
+	// that validate each element themselves.
 	Skim bool
 }
 
@@ -127,7 +129,12 @@ var ErrNotJSON = errors.New("invalid JSON")
 // wrapping ErrNotJSON when doc is not exactly one valid JSON value
 // (invalid UTF-8 in strings is accepted: the records holding it are
 // refused one by one later), and stops at the first error visit returns.
-// The elements of a Skim path are delimited without being validated.
+// An object repeating a member name (compared after unescaping) is not
+// valid: which of two "next_cursor" members is meant cannot be told (the
+// error also wraps jsonscan.ErrDuplicateName), and neither is a document
+// nested deeper than jsonscan.MaxDepth (jsonscan.ErrTooDeep).
+// The elements of a Skim path are delimited without being validated, so
+// such an element may repeat names; the caller validates it.
 func Scan(doc []byte, paths []*Path, visit func(i int, v []byte) error) error {
 	live := make([]int, 0, len(paths))
 	for i := range paths {
@@ -172,7 +179,14 @@ func (s *scanner) value(depth int, live []int) error {
 		if len(deeper) == 0 && kind == '[' && allSpread(s.paths, done) {
 			return s.spread(done)
 		}
-		v, err := s.s.Value()
+		var v []byte
+		var err error
+		if len(deeper) == 0 && kind == '{' && allSkim(s.paths, done) {
+			// One object as the one record: its validator checks it.
+			v, err = s.s.Skim()
+		} else {
+			v, err = s.s.Value()
+		}
 		if err != nil {
 			return wrapSyntax(err)
 		}
@@ -199,6 +213,15 @@ func (s *scanner) value(depth int, live []int) error {
 func allSpread(paths []*Path, idx []int) bool {
 	for _, i := range idx {
 		if !paths[i].Spread {
+			return false
+		}
+	}
+	return true
+}
+
+func allSkim(paths []*Path, idx []int) bool {
+	for _, i := range idx {
+		if !paths[i].Spread || !paths[i].Skim {
 			return false
 		}
 	}
@@ -274,6 +297,9 @@ func (s *scanner) object(depth int, live []int) error {
 			return wrapSyntax(err)
 		}
 		if !ok {
+			if first {
+				return s.announceEmpty(depth, live)
+			}
 			return nil
 		}
 		match = match[:0]
@@ -300,6 +326,9 @@ func (s *scanner) array(depth int, live []int) error {
 			return wrapSyntax(err)
 		}
 		if !ok {
+			if n == 0 {
+				return s.announceEmpty(depth, live)
+			}
 			return nil
 		}
 		match = match[:0]
@@ -313,6 +342,19 @@ func (s *scanner) array(depth int, live []int) error {
 			return err
 		}
 	}
+}
+
+// announceEmpty announces the paths whose "*" segment at depth met an
+// empty array or object: they match, with nothing to select.
+func (s *scanner) announceEmpty(depth int, live []int) error {
+	for _, i := range live {
+		if p := s.paths[i]; p.Announce && p.segs[depth].any {
+			if err := s.visit(i, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // nameEquals compares a raw JSON string token with an unescaped name.
@@ -332,7 +374,7 @@ func wrapSyntax(err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%w: %v", ErrNotJSON, err)
+	return fmt.Errorf("%w: %w", ErrNotJSON, err)
 }
 
 // Lookup returns the value at p in doc. found is false when some segment is

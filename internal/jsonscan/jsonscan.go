@@ -2,13 +2,15 @@
 // selecting records from a response (jsonpath) and scanning each record
 // into typed columns (normalize). A Scanner validates as strictly as
 // encoding/json/jsontext does by default — RFC 8259 syntax, UTF-8 text,
-// escapes that decode to whole characters — except that duplicate names
-// are allowed (the last one wins), and it hands out values as slices of
-// the input, never copies.
+// escapes that decode to whole characters, no object repeating a member
+// name (compared after unescaping) — except that it allows at most
+// MaxDepth levels of nesting, not 10000, and it hands out values as
+// slices of the input, never copies.
 //
 // Skim is the one unvalidated operation: it finds where a value ends from
 // its brackets and quotes alone, for records that are validated strictly
-// later, one by one, so that a malformed record is rejected alone.
+// later, one by one, so that a malformed record is rejected alone. It
+// still stops at MaxDepth.
 package jsonscan
 
 import (
@@ -20,19 +22,38 @@ import (
 	"github.com/ferry-dev/ferry/internal/schema"
 )
 
-// MaxDepth bounds nesting, as jsontext does.
-const MaxDepth = 10000
+// MaxDepth is how deeply arrays and objects may nest, in every operation
+// of a Scanner (and so in everything Ferry reads: responses, records,
+// nested fields): the outermost value is level 1. jsontext allows 10000;
+// API data rarely passes 20 levels, and a low bound keeps hostile input
+// from costing stack, time (flattening walks nested values once per
+// level) and child tables. Deeper input fails with an error wrapping
+// ErrTooDeep, at the offset of the bracket that goes too deep.
+const MaxDepth = 1000
 
-// ErrEnd is returned when the input ends inside a value.
-var ErrEnd = errors.New("unexpected end of JSON input (truncated?)")
+var (
+	// ErrEnd is returned when the input ends inside a value.
+	ErrEnd = errors.New("unexpected end of JSON input (truncated?)")
+	// ErrTooDeep is wrapped by the error for input nested deeper than
+	// MaxDepth.
+	ErrTooDeep = fmt.Errorf("JSON nested deeper than %d levels", MaxDepth)
+	// ErrDuplicateName is wrapped by the error for an object that repeats
+	// a member name.
+	ErrDuplicateName = errors.New("duplicate key")
+)
 
 // SyntaxError is invalid JSON at an offset of the input.
 type SyntaxError struct {
 	Offset int
 	Msg    string
+	// Err is ErrTooDeep or ErrDuplicateName for those errors, else nil.
+	Err error
 }
 
-func (e *SyntaxError) Error() string { return fmt.Sprintf("%s at offset %d", e.Msg, e.Offset) }
+func (e *SyntaxError) Error() string { return fmt.Sprintf("%s at byte %d", e.Msg, e.Offset) }
+
+// Unwrap returns Err.
+func (e *SyntaxError) Unwrap() error { return e.Err }
 
 // Scanner reads one document. The zero value reads an empty document;
 // Reset starts another.
@@ -40,12 +61,34 @@ type Scanner struct {
 	b []byte
 	i int
 	// LaxUTF8 accepts invalid UTF-8 inside strings (jsontext's
-	// AllowInvalidUTF8); escapes are still checked.
+	// AllowInvalidUTF8); escapes are still checked. Names then compare as
+	// jsontext compares them, with invalid bytes and unpaired surrogates
+	// read as U+FFFD.
 	LaxUTF8 bool
+	// AllowDuplicateNames accepts objects that repeat a member name (the
+	// last one wins), as jsontext's option of that name does. By default
+	// a repeated name is an error wrapping ErrDuplicateName: inside every
+	// value Value reads, and among the members of an object opened with
+	// Begin (not BeginUnchecked).
+	AllowDuplicateNames bool
+
+	depth   int         // containers open around the position
+	esc     bool        // the last name read needs unescaping to compare
+	checked []openNames // objects opened by Begin whose names are checked
+	names   names       // their member names (and Value's, while it reads)
 }
 
+// openNames is an object opened by Begin: its nesting level and where its
+// names start in Scanner.names.
+type openNames struct{ depth, start int }
+
 // Reset starts reading b.
-func (s *Scanner) Reset(b []byte) { s.b, s.i = b, 0 }
+func (s *Scanner) Reset(b []byte) {
+	s.b, s.i, s.depth = b, 0, 0
+	s.checked = s.checked[:0]
+	s.names.reset()
+	s.names.src = b
+}
 
 // Offset returns the position of the next byte to read.
 func (s *Scanner) Offset() int { return s.i }
@@ -65,6 +108,16 @@ func (s *Scanner) errorf(format string, args ...any) error {
 	return &SyntaxError{Offset: s.i, Msg: fmt.Sprintf(format, args...)}
 }
 
+// tooDeep is the error for a container opened at s.i beyond MaxDepth.
+func (s *Scanner) tooDeep() error {
+	return &SyntaxError{Offset: s.i, Msg: ErrTooDeep.Error(), Err: ErrTooDeep}
+}
+
+// duplicate is the error for the repeated name token at b[at:s.i].
+func (s *Scanner) duplicate(at int) error {
+	return &SyntaxError{Offset: at, Msg: "duplicate key " + QuoteName(s.b[at:s.i]), Err: ErrDuplicateName}
+}
+
 // Peek returns the next non-space byte, or 0 at the end (a NUL byte,
 // never valid outside a string, also reads as 0).
 func (s *Scanner) Peek() byte {
@@ -75,8 +128,22 @@ func (s *Scanner) Peek() byte {
 	return s.b[s.i]
 }
 
-// Begin consumes an object's opening brace.
-func (s *Scanner) Begin() error { return s.open('{', "an object") }
+// Begin consumes an object's opening brace. Unless AllowDuplicateNames,
+// Name then fails on a name the object already had.
+func (s *Scanner) Begin() error {
+	if err := s.open('{', "an object"); err != nil {
+		return err
+	}
+	if !s.AllowDuplicateNames {
+		s.checked = append(s.checked, openNames{depth: s.depth, start: len(s.names.list)})
+	}
+	return nil
+}
+
+// BeginUnchecked is Begin for a caller that checks the object's member
+// names itself (the normalizer does, with its columns): Name does not
+// compare them. The values inside the object are checked as usual.
+func (s *Scanner) BeginUnchecked() error { return s.open('{', "an object") }
 
 // BeginArray consumes an array's opening bracket.
 func (s *Scanner) BeginArray() error { return s.open('[', "an array") }
@@ -84,12 +151,25 @@ func (s *Scanner) BeginArray() error { return s.open('[', "an array") }
 func (s *Scanner) open(c byte, what string) error {
 	switch s.Peek() {
 	case c:
+		if s.depth >= MaxDepth {
+			return s.tooDeep()
+		}
 		s.i++
+		s.depth++
 		return nil
 	case 0:
 		return ErrEnd
 	}
 	return s.errorf("expected %s", what)
+}
+
+// closeObject ends the object opened at the current depth.
+func (s *Scanner) closeObject() {
+	if n := len(s.checked); n > 0 && s.checked[n-1].depth == s.depth {
+		s.names.pop(s.checked[n-1].start)
+		s.checked = s.checked[:n-1]
+	}
+	s.depth--
 }
 
 // Name reads the next member name of the object being read, with the
@@ -101,6 +181,7 @@ func (s *Scanner) Name(first bool) (name []byte, ok bool, err error) {
 	c := s.Peek()
 	if c == '}' {
 		s.i++
+		s.closeObject()
 		return nil, false, nil
 	}
 	if !first {
@@ -120,10 +201,14 @@ func (s *Scanner) Name(first bool) (name []byte, ok bool, err error) {
 		return nil, false, s.errorf("invalid character %q where an object name should start", c)
 	}
 	start := s.i
+	s.esc = false
 	if err := s.str(); err != nil {
 		return nil, false, err
 	}
 	name = s.b[start:s.i]
+	if n := len(s.checked); n > 0 && s.checked[n-1].depth == s.depth && s.names.add(s.checked[n-1].start, start, s.i, s.esc) {
+		return nil, false, s.duplicate(start)
+	}
 	if c := s.Peek(); c != ':' {
 		if c == 0 {
 			return nil, false, ErrEnd
@@ -152,6 +237,7 @@ func (s *Scanner) Next(first bool) (ok bool, err error) {
 	c := s.Peek()
 	if c == ']' {
 		s.i++
+		s.depth--
 		return false, nil
 	}
 	if !first {
@@ -182,7 +268,7 @@ func (s *Scanner) End() error {
 func (s *Scanner) Value() ([]byte, error) {
 	s.ws()
 	start := s.i
-	if err := s.value(0); err != nil {
+	if err := s.value(s.depth); err != nil {
 		return nil, err
 	}
 	return s.b[start:s.i], nil
@@ -239,16 +325,22 @@ func (s *Scanner) literal(lit string) error {
 	return nil
 }
 
-// container consumes an object or array whose opening byte is at s.i.
+// container consumes an object or array whose opening byte is at s.i,
+// inside depth others.
 func (s *Scanner) container(depth int, close byte) error {
 	if depth >= MaxDepth {
-		return s.errorf("nested too deeply")
+		return s.tooDeep()
 	}
+	check := close == '}' && !s.AllowDuplicateNames
+	names := len(s.names.list)
 	s.i++
 	for n := 0; ; n++ {
 		c := s.Peek()
 		if c == close {
 			s.i++
+			if check {
+				s.names.pop(names)
+			}
 			return nil
 		}
 		if c == 0 {
@@ -268,8 +360,17 @@ func (s *Scanner) container(depth int, close byte) error {
 			if s.b[s.i] != '"' {
 				return s.errorf("invalid character %q where an object name should start", s.b[s.i])
 			}
+			at := s.i
+			s.esc = false
 			if err := s.str(); err != nil {
 				return err
+			}
+			if check {
+				if len(s.names.list) == names { // the first name: nothing to compare
+					s.names.list = append(s.names.list, nameEntry{at, s.i, s.esc})
+				} else if s.names.add(names, at, s.i, s.esc) {
+					return s.duplicate(at)
+				}
 			}
 			if c := s.Peek(); c != ':' {
 				if c == 0 {
@@ -295,7 +396,10 @@ var plain = func() (t [256]bool) {
 	return t
 }()
 
-// str consumes a string whose opening quote is at s.i.
+// str consumes a string whose opening quote is at s.i. It sets s.esc (for
+// callers that cleared it) when the string must be unescaped to be
+// compared: it has escapes, or non-ASCII bytes under LaxUTF8 (which may be
+// invalid).
 func (s *Scanner) str() error {
 	b := s.b
 	i := s.i + 1
@@ -315,11 +419,13 @@ func (s *Scanner) str() error {
 				return err
 			}
 			i = s.i
+			s.esc = true
 		case c < 0x20:
 			s.i = i
 			return s.errorf("invalid control character %q in a string", c)
 		case s.LaxUTF8:
 			i++
+			s.esc = true
 		default:
 			r, size := utf8.DecodeRune(b[i:])
 			if r == utf8.RuneError && size <= 1 {
@@ -397,7 +503,8 @@ func (s *Scanner) hex4(at int) (rune, bool) {
 // Skim consumes the next value by its structure alone — brackets, quotes
 // and escapes — without validating it, and returns its bytes. It is for
 // values validated strictly afterwards; it fails only when the input ends
-// inside the value or brackets do not balance.
+// inside the value, or nests deeper than MaxDepth (counting the levels
+// open around it).
 func (s *Scanner) Skim() ([]byte, error) {
 	s.ws()
 	start := s.i
@@ -427,9 +534,9 @@ func (s *Scanner) Skim() ([]byte, error) {
 				continue
 			case '{', '[':
 				depth++
-				if depth > MaxDepth {
+				if s.depth+depth > MaxDepth {
 					s.i = i
-					return nil, s.errorf("nested too deeply")
+					return nil, s.tooDeep()
 				}
 			case '}', ']':
 				depth--

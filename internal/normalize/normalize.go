@@ -45,6 +45,10 @@ type Options struct {
 	Policy schema.Policy
 	// MaxIdentLen is the destination's identifier limit in bytes.
 	MaxIdentLen int
+	// ReservedColumns are column names the destination keeps for itself
+	// (PostgreSQL's xmin, ctid…): keys that would get one are renamed
+	// with the clash suffix instead.
+	ReservedColumns []string
 	// ParentFields are the columns copied from the partition onto each row.
 	ParentFields []string
 	// RunID fills the run id metadata column.
@@ -62,9 +66,33 @@ type Options struct {
 	// the root row by its primary key.
 	Nested   schema.Nesting
 	MaxDepth int
+	// MaxColumns is how many columns the table may have, Ferry's own
+	// included: the destination's limit (dest.Limits: PostgreSQL 1600,
+	// SQLite 2000, MySQL/MariaDB 383 for InnoDB's rows). A record that
+	// would take the table past it is rejected whole, adding no column;
+	// the columns earlier records added stay. Child tables of unnested
+	// arrays get the same budget. 0 means DefaultMaxColumns; a negative
+	// value means no budget, for a destination without a limit (JSON
+	// Lines files).
+	MaxColumns int
 
 	level int // nesting level of an unnested child table
 }
+
+// DefaultMaxColumns is the column budget when Options.MaxColumns is 0,
+// for a caller that does not know the destination's limit: below
+// PostgreSQL's and SQLite's (MySQL's is lower and must be passed), and
+// far more than a record meant as one row has. A wider record is almost
+// always a map keyed by ids or dates, better kept in one JSON column (give
+// its field a json type hint) than spread over thousands of columns, and
+// a bound keeps one hostile record from costing thousands of columns in
+// every row of the page.
+const DefaultMaxColumns = 1000
+
+// maxReason bounds the reasons given for rejected records and values, in
+// bytes: each quotes at most a key and a value excerpt, and is cut here
+// whatever it quotes.
+const maxReason = 300
 
 // SchemaError reports a change the policy forbids (freeze).
 type SchemaError struct {
@@ -131,6 +159,20 @@ type Normalizer struct {
 	reject  string // reason the current record is rejected, "" if none
 	rejCol  string
 	drops   []drop // values dropped from the current record (discard_value)
+
+	// Reading a record: the scanner is reused so that its buffers are.
+	sc      jsonscan.Scanner
+	rec     []byte         // the record being read
+	recs    uint64         // counts the records read: the current one's number
+	seen    []uint64       // per column: the last record whose top level had its key
+	unknown jsonscan.Names // this record's top-level keys that had no column
+	counted uint64         // the record whose new columns were counted (budget)
+	// shared is true once the table may be held outside (by a chunk, at
+	// its creation and again when Page returns it, or by a caller of Table
+	// or Children): the next change then works on a copy, which only the
+	// chunk being built holds. Within one page the table changes in place,
+	// so adding many columns is linear.
+	shared bool
 }
 
 type drop struct{ column, reason string }
@@ -152,9 +194,15 @@ func New(opts Options) (*Normalizer, error) {
 	if opts.MaxDepth <= 0 {
 		opts.MaxDepth = 2
 	}
+	// Records nest no deeper than jsonscan allows; neither does the
+	// flattening and unnesting of their fields.
+	opts.MaxDepth = min(opts.MaxDepth, jsonscan.MaxDepth)
+	if opts.MaxColumns == 0 {
+		opts.MaxColumns = DefaultMaxColumns
+	}
 	n := &Normalizer{
 		opts:      opts,
-		namer:     schema.NewNamer(opts.MaxIdentLen),
+		namer:     schema.NewNamer(opts.MaxIdentLen).Reserving(opts.ReservedColumns...),
 		byKey:     map[string]int{},
 		cursorIdx: -1,
 		runID:     []byte(opts.RunID),
@@ -269,14 +317,35 @@ func (n *Normalizer) ensureColumn(c schema.Column) int {
 }
 
 // Table returns the current layout.
-func (n *Normalizer) Table() *schema.Table { return n.table }
+func (n *Normalizer) Table() *schema.Table { return n.handOut() }
+
+// handOut returns the table for a chunk or a caller to keep: from then on
+// it must not change, and the next change works on a copy.
+func (n *Normalizer) handOut() *schema.Table {
+	n.shared = true
+	return n.table
+}
+
+// own returns the table to change: a copy of it, the first time after it
+// was handed out. The chunk being built (which has not been handed out
+// yet) gets the copy; further changes to it are made in place.
+func (n *Normalizer) own() *schema.Table {
+	if n.shared {
+		n.table = n.table.Clone()
+		n.shared = false
+		if c := n.chunk; c != nil {
+			c.Table = n.table
+		}
+	}
+	return n.table
+}
 
 func pathKey(path []string) string { return strings.Join(path, "\x00") }
 
-// addColumn adds a data column to the table (a new snapshot) and to the
+// addColumn adds a data column to the table (a new version) and to the
 // chunk being built.
 func (n *Normalizer) addColumn(key string, path []string, t schema.Type, hinted bool) int {
-	tbl := n.table.Clone()
+	tbl := n.own()
 	var name string
 	if len(path) > 1 {
 		name = n.namer.NameAs(key, joinNormalized(path))
@@ -285,13 +354,11 @@ func (n *Normalizer) addColumn(key string, path []string, t schema.Type, hinted 
 	}
 	tbl.Columns = append(tbl.Columns, schema.Column{Name: name, Path: path, Type: t, Hinted: hinted})
 	tbl.Version++
-	n.table = tbl
 	idx := len(tbl.Columns) - 1
 	n.byKey[key] = idx
 	n.cells = append(n.cells, cell{})
 	n.changes = append(n.changes, schema.Change{Kind: schema.Added, Column: name, To: t})
 	if c := n.chunk; c != nil {
-		c.Table = tbl
 		v := record.Vector{}
 		for r := 0; r < c.Len; r++ {
 			v.AppendNull(t)
@@ -318,18 +385,16 @@ func joinNormalized(path []string) string {
 
 // widen changes column i to type t in the table and in the chunk.
 func (n *Normalizer) widen(i int, t schema.Type) {
-	tbl := n.table.Clone()
+	tbl := n.own()
 	from := tbl.Columns[i].Type
 	tbl.Columns[i].Type = t
 	tbl.Version++
-	n.table = tbl
 	if from == schema.Unknown {
 		n.changes = append(n.changes, schema.Change{Kind: schema.Added, Column: tbl.Columns[i].Name, To: t})
 	} else {
 		n.changes = append(n.changes, schema.Change{Kind: schema.Widened, Column: tbl.Columns[i].Name, From: from, To: t})
 	}
 	if c := n.chunk; c != nil {
-		c.Table = tbl
 		convertVector(&c.Cols[i], from, t, c.Len)
 	}
 }
@@ -394,7 +459,7 @@ func boolText(b bool) []byte {
 // and the identities a sync already has); it sees every record that
 // became a row, with its cursor value and the hash of its primary key.
 func (n *Normalizer) Page(p *record.Page, f *cursor.Filter) (*record.Chunk, Result, error) {
-	c := record.NewChunk(n.table, len(p.Records))
+	c := record.NewChunk(n.handOut(), len(p.Records))
 	c.Source = p.Request
 	n.chunk = c
 	defer func() { n.chunk = nil }()
@@ -538,7 +603,8 @@ func (n *Normalizer) appendRow(c *record.Chunk, op record.Op) {
 // stream; any other error rejects the record with that reason.
 func (n *Normalizer) scan(rec []byte) error {
 	n.pos = 0
-	var sc jsonscan.Scanner
+	n.begin(rec)
+	sc := &n.sc
 	sc.Reset(rec)
 	switch c := sc.Peek(); {
 	case c == '{':
@@ -547,16 +613,38 @@ func (n *Normalizer) scan(rec []byte) error {
 	default:
 		return fmt.Errorf("record is a JSON %s, not an object", kindName(c))
 	}
-	if err := n.object(&sc, nil, 1); err != nil {
+	err := n.object(sc, nil, 1)
+	if err == nil {
+		err = invalid(sc.End())
+	}
+	if err != nil {
+		return bounded(err)
+	}
+	return nil
+}
+
+// bounded cuts a rejection's reason to maxReason bytes.
+func bounded(err error) error {
+	var se *SchemaError
+	if errors.As(err, &se) || len(err.Error()) <= maxReason {
 		return err
 	}
-	return invalid(sc.End())
+	return errors.New(reason(err.Error()))
+}
+
+// begin starts reading a record.
+func (n *Normalizer) begin(rec []byte) {
+	n.rec = rec
+	n.recs++
+	n.unknown.Reset()
 }
 
 // object scans the object at the scanner into cells; prefix is the key
-// path of the object (nil for the record itself).
+// path of the object (nil for the record itself). The record's own keys
+// are checked for duplicates here, by their columns; the objects inside
+// were checked by the scanner.
 func (n *Normalizer) object(sc *jsonscan.Scanner, prefix []string, depth int) error {
-	if err := sc.Begin(); err != nil {
+	if err := sc.BeginUnchecked(); err != nil {
 		return invalid(err)
 	}
 	var keyBuf []byte
@@ -569,43 +657,78 @@ func (n *Normalizer) object(sc *jsonscan.Scanner, prefix []string, depth int) er
 			return nil
 		}
 		key := unquoted(name, &keyBuf)
-		if err := n.member(prefix, key, raw, depth); err != nil {
+		if prefix != nil {
+			idx, known := n.lookup(prefix, key)
+			if err := n.member(prefix, key, raw, depth, idx, known); err != nil {
+				return err
+			}
+			continue
+		}
+		idx, known := n.lookupTop(key)
+		if known {
+			if n.seenKey(idx) {
+				return fmt.Errorf("duplicate key %s", jsonscan.QuoteName(name))
+			}
+		} else if n.unknown.Add(name) {
+			return fmt.Errorf("duplicate key %s", jsonscan.QuoteName(name))
+		}
+		cols := len(n.cells)
+		if err := n.member(prefix, key, raw, depth, idx, known); err != nil {
 			return err
 		}
-		if prefix == nil {
-			n.pos++
+		if !known && len(n.cells) > cols {
+			// The key got a column: a repeat finds it there.
+			if i, ok := n.byKey[string(key)]; ok {
+				n.seenKey(i)
+			}
 		}
+		n.pos++
 	}
 }
 
-// member stores the value of one object member.
-func (n *Normalizer) member(prefix []string, key, raw []byte, depth int) error {
+// seenKey notes that the current record has the key of column i at its
+// top level, and reports whether it already had.
+func (n *Normalizer) seenKey(i int) bool {
+	for len(n.seen) <= i {
+		n.seen = append(n.seen, 0)
+	}
+	if n.seen[i] == n.recs {
+		return true
+	}
+	n.seen[i] = n.recs
+	return false
+}
+
+// member stores the value of one object member; idx and known are the
+// key's column, as lookup finds it.
+func (n *Normalizer) member(prefix []string, key, raw []byte, depth, idx int, known bool) error {
 	kind := raw[0]
 	flatten := n.opts.Nested == schema.Flatten || n.opts.Nested == schema.Unnest
-	if kind == '{' && flatten && depth <= n.opts.MaxDepth {
+	if kind == '{' && flatten && depth <= n.opts.MaxDepth && !known {
 		// Objects become columns of their own, unless a column already
-		// holds this key whole.
-		if _, asColumn := n.lookup(prefix, key); !asColumn {
-			var sub jsonscan.Scanner
-			sub.Reset(raw)
-			return n.object(&sub, append(append([]string(nil), prefix...), string(key)), depth+1)
-		}
+		// holds this key whole. The object was validated with the record.
+		sub := jsonscan.Scanner{AllowDuplicateNames: true}
+		sub.Reset(raw)
+		return n.object(&sub, append(append([]string(nil), prefix...), string(key)), depth+1)
 	}
-	if kind == '[' && n.opts.Nested == schema.Unnest && n.level+depth <= n.opts.MaxDepth {
+	if kind == '[' && n.opts.Nested == schema.Unnest && n.level+depth <= n.opts.MaxDepth && !known {
 		// Arrays become rows of a child table, unless a column already
 		// holds this key whole.
-		if _, asColumn := n.lookup(prefix, key); !asColumn {
-			return n.pendArray(append(append([]string(nil), prefix...), string(key)), raw)
-		}
+		return n.pendArray(append(append([]string(nil), prefix...), string(key)), raw)
 	}
-	return n.field(prefix, key, raw)
+	return n.fieldAt(prefix, key, raw, idx, known)
 }
 
 // field stores one raw value under key: it infers the value's type, adds
 // or widens the column as the policy allows, and sets the row's cell.
 func (n *Normalizer) field(prefix []string, key []byte, raw []byte) error {
-	var err error
 	idx, known := n.lookup(prefix, key)
+	return n.fieldAt(prefix, key, raw, idx, known)
+}
+
+// fieldAt is field for a key whose column lookup found.
+func (n *Normalizer) fieldAt(prefix []string, key, raw []byte, idx int, known bool) error {
+	var err error
 	var hint schema.Type
 	var newPath []string // the field's path, when it has no column yet
 	if known {
@@ -640,6 +763,9 @@ func (n *Normalizer) field(prefix []string, key []byte, raw []byte) error {
 		if n.restricted {
 			return n.policyNewColumn(prefix, key, raw, v.t)
 		}
+		if err := n.budget(); err != nil {
+			return err
+		}
 		idx = n.addColumn(pathKey(newPath), newPath, v.t, hint != schema.Unknown)
 		delete(n.hints, pathKey(newPath))
 	} else if ct := n.table.Columns[idx].Type; !ct.Contains(v.t) {
@@ -657,6 +783,81 @@ func (n *Normalizer) field(prefix []string, key []byte, raw []byte) error {
 	}
 	n.set(idx, v)
 	return nil
+}
+
+// budget is called before the current record adds a column. The first
+// time for a record, it counts the columns the whole record would add,
+// and refuses the record if the table cannot hold them, before any is
+// added.
+func (n *Normalizer) budget() error {
+	max, has := n.opts.MaxColumns, len(n.table.Columns)
+	if max < 0 {
+		return nil // no budget
+	}
+	if n.counted != n.recs {
+		n.counted = n.recs
+		fields, add := n.countColumns(n.rec)
+		if has+add > max {
+			return fmt.Errorf("record has %d fields; table %s can hold at most %d columns (has %d): the record would add %d",
+				fields, excerpt([]byte(n.table.Name)), max, has, add)
+		}
+	}
+	if has >= max { // the count is exact; this is a backstop
+		return fmt.Errorf("table %s can hold at most %d columns (has %d): the record would add more", excerpt([]byte(n.table.Name)), max, has)
+	}
+	return nil
+}
+
+// countColumns returns how many fields rec (a record, or the element of an
+// unnested array) has, and how many of them have no column yet: the
+// columns that reading it would add. It follows member's rules for nested
+// values and stops counting at the first syntax error.
+func (n *Normalizer) countColumns(rec []byte) (fields, add int) {
+	if len(rec) == 0 || rec[0] != '{' {
+		// An element that is not an object: one value column.
+		if _, ok := n.byKey["value"]; !ok && len(rec) > 0 && rec[0] != 'n' {
+			return 1, 1
+		}
+		return 1, 0
+	}
+	sc := jsonscan.Scanner{AllowDuplicateNames: true}
+	sc.Reset(rec)
+	n.countObject(&sc, nil, 1, &fields, &add)
+	return fields, add
+}
+
+func (n *Normalizer) countObject(sc *jsonscan.Scanner, prefix []string, depth int, fields, add *int) {
+	if sc.BeginUnchecked() != nil {
+		return
+	}
+	var keyBuf []byte
+	flatten := n.opts.Nested == schema.Flatten || n.opts.Nested == schema.Unnest
+	for first := true; ; first = false {
+		name, raw, ok, err := sc.Member(first)
+		if err != nil || !ok {
+			return
+		}
+		key := unquoted(name, &keyBuf)
+		var known bool
+		if prefix == nil {
+			_, known = n.byKey[string(key)]
+		} else {
+			_, known = n.byKey[pathKey(append(append([]string(nil), prefix...), string(key)))]
+		}
+		switch {
+		case raw[0] == '{' && flatten && depth <= n.opts.MaxDepth && !known:
+			sub := jsonscan.Scanner{AllowDuplicateNames: true}
+			sub.Reset(raw)
+			n.countObject(&sub, append(append([]string(nil), prefix...), string(key)), depth+1, fields, add)
+		case raw[0] == '[' && n.opts.Nested == schema.Unnest && n.level+depth <= n.opts.MaxDepth && !known:
+			// A child table's rows.
+		default:
+			*fields++
+			if !known && raw[0] != 'n' {
+				*add++
+			}
+		}
+	}
 }
 
 type keyGuess struct {
@@ -700,14 +901,15 @@ func (n *Normalizer) lookupTop(key []byte) (int, bool) {
 // policyNewColumn applies the schema policy to a field with no column.
 func (n *Normalizer) policyNewColumn(prefix []string, key, raw []byte, t schema.Type) error {
 	name := strings.Join(append(append([]string(nil), prefix...), string(key)), ".")
+	short := excerpt([]byte(name))
 	switch n.opts.Policy {
 	case schema.Freeze:
-		return &SchemaError{Table: n.table.Name, Changes: []schema.Change{{Kind: schema.Added, Column: schema.Normalize(name), To: t}}, Key: name, Value: excerpt(raw)}
+		return &SchemaError{Table: n.table.Name, Changes: []schema.Change{{Kind: schema.Added, Column: excerpt([]byte(schema.Normalize(name))), To: t}}, Key: short, Value: excerpt(raw)}
 	case schema.DiscardRow:
-		n.reject = fmt.Sprintf("new field %q (%s) is not in the table and schema policy is discard_row", name, t)
+		n.reject = reason(fmt.Sprintf("new field %q (%s) is not in the table and schema policy is discard_row", short, t))
 		n.rejCol = name
 	case schema.DiscardValue:
-		n.drops = append(n.drops, drop{column: name, reason: fmt.Sprintf("value %s of new field %q dropped: schema policy is discard_value", excerpt(raw), name)})
+		n.drops = append(n.drops, drop{column: name, reason: reason(fmt.Sprintf("value %s of new field %q dropped: schema policy is discard_value", excerpt(raw), short))})
 	}
 	return nil
 }
@@ -717,9 +919,9 @@ func (n *Normalizer) policyWiden(idx int, ct, nt schema.Type, key, raw []byte) e
 	col := n.table.Columns[idx]
 	if n.restricted {
 		if n.opts.Policy == schema.Freeze {
-			return &SchemaError{Table: n.table.Name, Changes: []schema.Change{{Kind: schema.Widened, Column: col.Name, From: ct, To: nt}}, Key: string(key), Value: excerpt(raw)}
+			return &SchemaError{Table: n.table.Name, Changes: []schema.Change{{Kind: schema.Widened, Column: col.Name, From: ct, To: nt}}, Key: excerpt(key), Value: excerpt(raw)}
 		}
-		return n.refuse(idx, string(key), raw, fmt.Sprintf("the value needs type %s but column %s is %s (schema policy %s)", nt, col.Name, ct, n.opts.Policy))
+		return n.refuse(idx, string(key), raw, fmt.Sprintf("the value needs type %s but column %s is %s (schema policy %s)", nt, excerpt([]byte(col.Name)), ct, n.opts.Policy))
 	}
 	n.widen(idx, nt)
 	return nil
@@ -744,10 +946,10 @@ func (n *Normalizer) refuse(idx int, key string, raw []byte, why string) error {
 		col = n.table.Columns[idx].Name
 	}
 	if n.opts.Policy == schema.DiscardValue {
-		n.drops = append(n.drops, drop{column: col, reason: fmt.Sprintf("column %s: value %s dropped: %s", col, excerpt(raw), why)})
+		n.drops = append(n.drops, drop{column: col, reason: reason(fmt.Sprintf("column %s: value %s dropped: %s", excerpt([]byte(col)), excerpt(raw), why))})
 		return errDropped
 	}
-	n.reject = fmt.Sprintf("column %s: value %s: %s", col, excerpt(raw), why)
+	n.reject = reason(fmt.Sprintf("column %s: value %s: %s", excerpt([]byte(col)), excerpt(raw), why))
 	n.rejCol = col
 	return errDropped
 }
@@ -992,20 +1194,21 @@ func invalid(err error) error {
 	if err == nil {
 		return nil
 	}
+	if errors.Is(err, jsonscan.ErrDuplicateName) {
+		return err // well-formed, but which value is meant cannot be told
+	}
 	return fmt.Errorf("record is not valid JSON: %s", strings.TrimPrefix(err.Error(), "jsontext: "))
 }
 
-// excerpt renders a value for messages: at most 60 bytes.
-func excerpt(raw []byte) string {
-	const limit = 60
-	if len(raw) <= limit {
-		return string(raw)
+// excerpt renders a value or key for messages: at most 60 bytes.
+func excerpt(raw []byte) string { return string(jsonscan.Excerpt(raw, 60)) }
+
+// reason bounds a reason to maxReason bytes.
+func reason(s string) string {
+	if len(s) <= maxReason {
+		return s
 	}
-	cut := limit
-	for cut > 0 && raw[cut]&0xC0 == 0x80 {
-		cut--
-	}
-	return string(raw[:cut]) + "…"
+	return string(jsonscan.Excerpt([]byte(s), maxReason-len("…")))
 }
 
 // UnusedHints lists the keys of Options.Hints that match no column of

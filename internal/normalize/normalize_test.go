@@ -10,21 +10,24 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/ferry-dev/ferry/internal/cursor"
 	"github.com/ferry-dev/ferry/internal/jsonpath"
+	"github.com/ferry-dev/ferry/internal/jsonscan"
 	"github.com/ferry-dev/ferry/internal/record"
 	"github.com/ferry-dev/ferry/internal/schema"
 )
 
-// page builds a page from a JSON array of records.
+// page builds a page from a JSON array of records, delimiting them as the
+// REST source does.
 func page(t testing.TB, body string) *record.Page {
 	t.Helper()
 	p := &record.Page{Stream: "s", Body: []byte(body), Request: "GET /x", FetchedAt: 1700000000000000}
 	path := jsonpath.MustCompile("")
-	path.Spread = true
+	path.Spread, path.Skim = true, true
 	if err := jsonpath.Scan(p.Body, []*jsonpath.Path{path}, func(_ int, v []byte) error {
 		p.Records = append(p.Records, v)
 		return nil
@@ -434,20 +437,32 @@ func checkValue(t *testing.T, col schema.Column, c *record.Chunk, r, j int, ref 
 }
 
 // FuzzNormalize checks that every record either becomes a row holding the
-// values encoding/json reads, or is rejected, and that nothing panics.
+// values encoding/json reads, or is rejected with a short reason exactly
+// when it must be (not a valid object by jsontext's rules, duplicate keys
+// included; nested too deeply; no primary key; more columns than the
+// budget, which some inputs make small), and that nothing panics.
 func FuzzNormalize(f *testing.F) {
 	f.Add(`{"id":1,"a":"x","b":1.5,"c":true,"d":null,"e":{"f":[1]}}`, `{"id":2,"a":7,"b":"2024-01-01T00:00:00Z"}`)
 	f.Add(`{"id":1,"t":"2024-02-29T23:59:60Z"}`, `{"id":1,"t":"2024-02-29T10:00:00.1234567Z"}`)
 	f.Add(`{"id":"\u0000\ud83d\ude00","n":-0}`, `{"id":1e400,"n":123456789012345678901234567890}`)
 	f.Add(`{"id":1,"x":1}`, `{"id":2,"x":1.0000000000000002}`)
 	f.Add(`{"id":1,"x":"a","x":2}`, `[]`)
+	f.Add(`{"id":1,"\u0069d":2}`, `{"id":3,"m":{"a":1,"b":{"a":2},"a":3}}`)
+	f.Add(`{"id":1,"x":null,"x":2}`, `{"id":2,"`+strings.Repeat("k", 300)+`":1,"`+strings.Repeat("k", 300)+`":2}`)
+	f.Add(`{"id":1,"x":`+strings.Repeat("[", 1001)+strings.Repeat("]", 1001)+`}`, `{"id":2}`)
 	f.Fuzz(func(t *testing.T, a, b string) {
 		body := "[" + a + "," + b + "]"
 		if !json.Valid([]byte(body)) || len(body) > 4096 {
 			return
 		}
-		n := mustNew(t, Options{PrimaryKey: []string{"id"}})
-		p := page(t, body)
+		opts := Options{PrimaryKey: []string{"id"}}
+		if len(a)%3 == 0 {
+			opts.MaxColumns = 3 + len(b)%5 // Ferry's two columns, and a few
+		}
+		n := mustNew(t, opts)
+		// The records as given: a page's own nesting would count in
+		// jsonpath's depth limit.
+		p := &record.Page{Stream: "s", Records: [][]byte{[]byte(a), []byte(b)}}
 		c, res, err := n.Page(p, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -458,20 +473,27 @@ func FuzzNormalize(f *testing.F) {
 		if c.Table.Version != n.Table().Version {
 			t.Fatalf("chunk table version %d != %d", c.Table.Version, n.Table().Version)
 		}
+		if opts.MaxColumns > 0 && len(n.Table().Columns) > opts.MaxColumns {
+			t.Fatalf("%d columns, budget %d", len(n.Table().Columns), opts.MaxColumns)
+		}
+		reasons := map[*byte]string{}
+		for _, rj := range c.Rejects {
+			if len(rj.Reason) > maxReason {
+				t.Fatalf("reason of %d bytes: %.100s…", len(rj.Reason), rj.Reason)
+			}
+			reasons[unsafe.SliceData(rj.Record)] = rj.Reason
+		}
 		r := 0
 		for _, rec := range p.Records {
+			reason, rejected := reasons[unsafe.SliceData(rec)]
 			ref, err := reference(rec)
-			if err != nil || !jsontext.Value(rec).IsValid(jsontext.AllowDuplicateNames(true)) {
-				continue // rejected: not an object, or invalid UTF-8
+			id, hasID := ref["id"]
+			want := err == nil && jsontext.Value(rec).IsValid() && nestDepth(rec) <= jsonscan.MaxDepth && hasID && id != nil
+			if rejected == want && !(want && opts.MaxColumns > 0 && strings.HasPrefix(reason, "record has ")) {
+				t.Fatalf("record %s: rejected %v (%s), want %v", rec, rejected, reason, !want)
 			}
-			if hasDuplicateKeys(rec) {
-				if id, ok := ref["id"]; ok && id != nil {
-					r++
-				}
+			if rejected {
 				continue
-			}
-			if id, ok := ref["id"]; !ok || id == nil {
-				continue // rejected: no primary key
 			}
 			for j, col := range c.Table.Columns {
 				if col.Origin != schema.FromData {
@@ -491,27 +513,24 @@ func FuzzNormalize(f *testing.F) {
 	})
 }
 
-func hasDuplicateKeys(rec []byte) bool {
-	d := json.NewDecoder(bytes.NewReader(rec))
-	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
-		return false
-	}
-	seen := map[string]bool{}
-	for d.More() {
-		k, err := d.Token()
-		if err != nil {
-			return false
-		}
-		if seen[k.(string)] {
-			return true
-		}
-		seen[k.(string)] = true
-		var skip json.RawMessage
-		if err := d.Decode(&skip); err != nil {
-			return false
+// nestDepth returns how deeply rec nests, by its brackets outside strings.
+func nestDepth(rec []byte) int {
+	d, top, in := 0, 0, false
+	for i := 0; i < len(rec); i++ {
+		switch c := rec[i]; {
+		case in && c == '\\':
+			i++
+		case c == '"':
+			in = !in
+		case in:
+		case c == '{' || c == '[':
+			d++
+			top = max(top, d)
+		case c == '}' || c == ']':
+			d--
 		}
 	}
-	return false
+	return top
 }
 
 func TestUnnest(t *testing.T) {

@@ -67,7 +67,7 @@ func (t *Typed) Convert(p *record.Page, f *cursor.Filter) (*record.Chunk, Result
 		}
 		idx[j] = i
 	}
-	c := record.NewChunk(n.table, src.Len)
+	c := record.NewChunk(n.handOut(), src.Len)
 	c.Source = p.Request
 	if n.cursorIdx < 0 && n.opts.Cursor != "" {
 		if i, ok := n.byKey[n.opts.Cursor]; ok {

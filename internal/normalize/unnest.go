@@ -121,17 +121,19 @@ func (n *Normalizer) child(path []string) (*Normalizer, error) {
 		}
 	}
 	c, err := New(Options{
-		Table:         name,
-		Hints:         hints,
-		Policy:        n.opts.Policy,
-		MaxIdentLen:   n.opts.MaxIdentLen,
-		ParentFields:  append(append([]string(nil), rootKeys...), schema.ColParentRowID),
-		RunID:         n.opts.RunID,
-		Existing:      existing,
-		Nested:        schema.Unnest,
-		MaxDepth:      n.opts.MaxDepth,
-		ChildExisting: n.opts.ChildExisting,
-		level:         n.level + 1,
+		Table:           name,
+		Hints:           hints,
+		Policy:          n.opts.Policy,
+		MaxIdentLen:     n.opts.MaxIdentLen,
+		ReservedColumns: n.opts.ReservedColumns,
+		ParentFields:    append(append([]string(nil), rootKeys...), schema.ColParentRowID),
+		RunID:           n.opts.RunID,
+		Existing:        existing,
+		Nested:          schema.Unnest,
+		MaxDepth:        n.opts.MaxDepth,
+		MaxColumns:      n.opts.MaxColumns,
+		ChildExisting:   n.opts.ChildExisting,
+		level:           n.level + 1,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("child table %s: %w", name, err)
@@ -160,7 +162,7 @@ func (n *Normalizer) flushArrays(p *record.Page, parent []cell) error {
 // addArray appends one row per element of raw, an array.
 func (n *Normalizer) addArray(p *record.Page, raw []byte, parent []cell) error {
 	if n.chunk == nil {
-		n.chunk = record.NewChunk(n.table, 8)
+		n.chunk = record.NewChunk(n.handOut(), 8)
 		n.chunk.Source = p.Request
 	}
 	c := n.chunk
@@ -170,7 +172,7 @@ func (n *Normalizer) addArray(p *record.Page, raw []byte, parent []cell) error {
 	}
 	var elems [][]byte
 	path := jsonpath.MustCompile("")
-	path.Spread = true
+	path.Spread, path.Skim = true, true // validated with the record
 	if err := jsonpath.Scan(raw, []*jsonpath.Path{path}, func(_ int, v []byte) error {
 		elems = append(elems, v)
 		return nil
@@ -185,6 +187,7 @@ func (n *Normalizer) addArray(p *record.Page, raw []byte, parent []cell) error {
 		if len(elem) > 0 && elem[0] == '{' {
 			err = n.scan(elem)
 		} else {
+			n.begin(elem)
 			err = n.field(nil, []byte("value"), elem)
 		}
 		if err != nil {
@@ -202,7 +205,7 @@ func (n *Normalizer) addArray(p *record.Page, raw []byte, parent []cell) error {
 			}
 		}
 		if n.reject != "" {
-			c.Rejects = append(c.Rejects, record.Reject{Stream: p.Stream, Partition: part, Reason: fmt.Sprintf("%s element %d: %s", n.table.Name, idx, n.reject), Record: elem, Column: n.rejCol})
+			c.Rejects = append(c.Rejects, record.Reject{Stream: p.Stream, Partition: part, Reason: reason(fmt.Sprintf("%s element %d: %s", excerpt([]byte(n.table.Name)), idx, n.reject)), Record: elem, Column: n.rejCol})
 			continue
 		}
 		for _, d := range n.drops {
@@ -235,6 +238,7 @@ func (n *Normalizer) nextGen() {
 // collectChildren attaches the child tables' chunks of this page to c
 // (every descendant, parents before children) and resets them.
 func (n *Normalizer) collectChildren(c *record.Chunk, res *Result) {
+	n.shared = true // the page's chunk, handed out now, holds the table
 	for _, ch := range n.childList {
 		if ch.chunk != nil {
 			if ch.chunk.Len > 0 || len(ch.chunk.Rejects) > 0 {
@@ -257,7 +261,7 @@ func (n *Normalizer) collectChildren(c *record.Chunk, res *Result) {
 func (n *Normalizer) Children() []*schema.Table {
 	var out []*schema.Table
 	for _, ch := range n.childList {
-		out = append(out, ch.table)
+		out = append(out, ch.handOut())
 		out = append(out, ch.Children()...)
 	}
 	return out

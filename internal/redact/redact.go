@@ -5,7 +5,6 @@
 package redact
 
 import (
-	"cmp"
 	"net/url"
 	"slices"
 	"strings"
@@ -45,9 +44,11 @@ type Redactor struct {
 
 // redactState is immutable once published, so String needs no lock.
 type redactState struct {
-	secrets  []string
-	replacer *strings.Replacer
-	maxLen   int // longest pattern, in bytes
+	secrets []string
+	// urlForms are the secrets and their url.QueryEscape and
+	// url.PathEscape forms.
+	urlForms []string
+	maxLen   int // longest text hidden as one secret, in bytes
 }
 
 // New returns a Redactor that hides the given secrets. Empty strings
@@ -79,39 +80,75 @@ func (r *Redactor) Add(secrets ...string) {
 		return
 	}
 	// Hide each secret in the forms it takes inside URLs, too.
-	var patterns []string
+	var forms []string
+	longest := 0
 	for _, s := range all {
 		for _, p := range []string{s, url.QueryEscape(s), url.PathEscape(s)} {
-			if !slices.Contains(patterns, p) {
-				patterns = append(patterns, p)
+			if !slices.Contains(forms, p) {
+				forms = append(forms, p)
 			}
 		}
-	}
-	// strings.Replacer prefers the earliest pattern that matches at a
-	// position, so longest first makes it hide the longest match.
-	slices.SortFunc(patterns, func(a, b string) int {
-		return cmp.Or(cmp.Compare(len(b), len(a)), strings.Compare(a, b))
-	})
-	pairs := make([]string, 0, 2*len(patterns))
-	for _, p := range patterns {
-		pairs = append(pairs, p, Redacted)
+		longest = max(longest, len(s))
 	}
 	r.state.Store(&redactState{
 		secrets:  all,
-		replacer: strings.NewReplacer(pairs...),
-		maxLen:   len(patterns[0]),
+		urlForms: forms,
+		maxLen:   viewExpansion * longest,
 	})
 }
 
-// String returns s with every known secret, and its url.QueryEscape and
-// url.PathEscape forms, replaced by "REDACTED". A nil Redactor returns s
-// unchanged.
+// String returns s with every known secret replaced by "REDACTED", in
+// every spelling it finds: as is, url.QueryEscape'd and url.PathEscape'd,
+// percent-encoded in any other way, escaped as JSON encoders write strings
+// (\" \\ \/ \n … and \uXXXX for any character, hex in either case,
+// surrogate pairs included), and in a JSON document inside a URL, a URL
+// inside a JSON string, or a JSON document inside a JSON string. A nil
+// Redactor returns s unchanged.
+//
+// Its cost is linear in len(s) for a given set of secrets; text without
+// a backslash, '%' or '+' is only searched as is.
 func (r *Redactor) String(s string) string {
 	st := r.load()
 	if st == nil {
 		return s
 	}
-	return st.replacer.Replace(s)
+	spans, _ := st.find(s, false)
+	if spans == nil {
+		return s
+	}
+	return replace(s, spans, len(s))
+}
+
+// Prefix is String for text that is only the start of a longer one, such
+// as a response body cut at a size limit: it also drops the end of s when
+// that end could be the beginning of a secret, in any spelling String
+// knows (an escape cut in half included). The caller should mark the cut.
+func (r *Redactor) Prefix(s string) string {
+	st := r.load()
+	if st == nil {
+		return s
+	}
+	spans, tail := st.find(s, true)
+	return replace(s, spans, tail)
+}
+
+// replace returns s[:end] with the spans replaced by Redacted.
+func replace(s string, spans []span, end int) string {
+	var b strings.Builder
+	b.Grow(end)
+	at := 0
+	for _, sp := range spans {
+		if sp.start >= end {
+			break
+		}
+		b.WriteString(s[at:sp.start])
+		b.WriteString(Redacted)
+		at = min(sp.end, end)
+	}
+	if at < end {
+		b.WriteString(s[at:end])
+	}
+	return b.String()
 }
 
 // URL returns raw fit for logs and error messages: String applied to it, the
@@ -123,8 +160,18 @@ func (r *Redactor) String(s string) string {
 //
 // URL works on the text rather than on url.Parse's result, so a URL that does
 // not parse is redacted in the same way instead of falling back to String,
-// and the parts it does not touch keep their original spelling.
+// and the parts it does not touch keep their original spelling. A URL that
+// does not parse and has an '@' after its host (a password holding '/',
+// '?' or '#' ends the host early) shows nothing between "://" and its last
+// '@'.
 func (r *Redactor) URL(raw string) string {
+	if at := brokenUserinfo(raw); at >= 0 {
+		// A password with a '/', '?' or '#' that is not percent-encoded
+		// ends the host early, so that the URL does not parse: hide all
+		// that may be userinfo.
+		scheme := strings.Index(raw, "://") + len("://")
+		raw = raw[:scheme] + Redacted + raw[at:]
+	}
 	rest, frag, hasFrag := strings.Cut(raw, "#")
 	rest, query, hasQuery := strings.Cut(rest, "?")
 	var b strings.Builder
@@ -241,8 +288,10 @@ func (r *Redactor) load() *redactState {
 	return r.state.Load()
 }
 
-// MaxLen returns the length of the longest pattern String hides, 0 if
-// none: a secret cut at the end of an excerpt is at most that long.
+// MaxLen returns a bound on the length of the text String hides as one
+// occurrence of a secret (a secret escaped as JSON takes up to 36 bytes
+// per byte of the secret), 0 if it knows none: a secret cut at the end
+// of an excerpt starts less than that many bytes before the cut.
 func (r *Redactor) MaxLen() int {
 	if st := r.load(); st != nil {
 		return st.maxLen

@@ -86,6 +86,9 @@ func Truncate(name, key string, maxBytes int) string {
 	}
 	suffix := "_" + shortHash(key)
 	cut := maxBytes - len(suffix)
+	if cut <= 0 { // a limit too small for a prefix: the hash alone, cut to fit
+		return shortHash(key)[:min(maxBytes, len(suffix)-1)]
+	}
 	for cut > 0 && !utf8.RuneStart(name[cut]) {
 		cut--
 	}

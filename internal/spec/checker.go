@@ -90,6 +90,9 @@ const (
 // by the connector.
 func (c *Checker) Template(rel []string, src string, allow Vars) {
 	p := path(c.base, rel...)
+	if c.ps.templateTooLong(p, src) {
+		return
+	}
 	t, err := template.Parse(src)
 	if err != nil {
 		te, _ := err.(*template.Error)

@@ -132,7 +132,8 @@ func readLimited(name, what string) ([]byte, error) {
 	if st.Size() > MaxFileSize {
 		return nil, fmt.Errorf("%s: the %s file is %d bytes; Ferry reads files of at most %d bytes", name, what, st.Size(), MaxFileSize)
 	}
-	data, err := os.ReadFile(name)
+	// A device or pipe has no size: read no more than ParseFile takes.
+	data, err := ReadFile(name)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", what, err)
 	}
@@ -224,7 +225,7 @@ func decodeConnector(ps *problems, f *File, base []string) *Connector {
 // config parameters.
 func checkConnectorStrings(ps *problems, body any, base []string) {
 	for _, sf := range stringsOf(body, base) {
-		if hasEnvRef(*sf.ptr) {
+		if hasEnvRef(sf.value) {
 			ps.atValue(sf.path, "a connector does not read the environment: declare a config parameter (config: {x: {secret: true}}), pass it from the pipeline (config: {x: ${X}}) and use {{ config.x }} here; write $${ for a literal ${")
 		}
 	}

@@ -40,7 +40,7 @@ func Reference(kind component.Kind) string {
 			if f.Default != "" {
 				def = "`" + f.Default + "`"
 			}
-			doc := strings.ReplaceAll(f.Doc, "|", `\|`)
+			doc := cell(f.Doc)
 			switch f.Secret {
 			case "true":
 				doc += " Secret: redacted everywhere."
@@ -51,6 +51,12 @@ func Reference(kind component.Kind) string {
 		}
 	}
 	return b.String()
+}
+
+// cell makes text safe in a Markdown table cell: no column breaks, no
+// HTML (a <table> in a doc would vanish).
+func cell(s string) string {
+	return strings.NewReplacer("|", `\|`, "<", "&lt;", ">", "&gt;").Replace(s)
 }
 
 // docType names a field's type for people.

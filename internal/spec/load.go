@@ -189,17 +189,7 @@ func decode(f *File, base []string, v any) error {
 }
 
 // decodeProblem turns a decoding error into a problem at its token.
-func decodeProblem(f *File, err error) Problem {
-	p := Problem{File: f.Name, Message: err.Error()}
-	var ye yaml.Error
-	if errors.As(err, &ye) {
-		p.Message = ye.GetMessage()
-		if tk := ye.GetToken(); tk != nil && tk.Position != nil {
-			p.Line, p.Col = tk.Position.Line, tk.Position.Column
-		}
-	}
-	return p
-}
+func decodeProblem(f *File, err error) Problem { return f.yamlProblem(nil, err) }
 
 // generic converts the node at base to JSON-like values for the validator.
 func generic(f *File, base []string) (any, error) {
@@ -253,8 +243,7 @@ var printer = message.NewPrinter(language.English)
 func validateSchema(f *File, base []string, sch *jsonschema.Schema, s *schemas) error {
 	v, err := generic(f, base)
 	if err != nil {
-		line, col := f.Pos(base)
-		return Problems{{File: f.Name, Line: line, Col: col, Message: err.Error()}}
+		return Problems{f.yamlProblem(base, err)}
 	}
 	if v == nil {
 		return Problems{{File: f.Name, Line: 1, Col: 1, Message: "the file is empty"}}
@@ -271,6 +260,8 @@ func validateSchema(f *File, base []string, sch *jsonschema.Schema, s *schemas) 
 	for _, leaf := range leaves(ve) {
 		at := path(base, leaf.InstanceLocation...)
 		switch k := leaf.ErrorKind.(type) {
+		case *keyKind:
+			ps.at(k.locate(f, at), "%s", k.msg)
 		case *kind.AdditionalProperties:
 			allowed := s.allowedProperties(leaf.SchemaURL)
 			comp, _ := s.objectNode(leaf.SchemaURL)[componentKey].(string)
@@ -320,6 +311,9 @@ func validateSchema(f *File, base []string, sch *jsonschema.Schema, s *schemas) 
 // oneOf/anyOf it keeps the branches that got furthest into the document,
 // or the alternative error itself when every branch failed at once.
 func leaves(e *jsonschema.ValidationError) []*jsonschema.ValidationError {
+	if leaf := propertyNameLeaf(e); leaf != nil {
+		return []*jsonschema.ValidationError{leaf}
+	}
 	if len(e.Causes) == 0 {
 		return []*jsonschema.ValidationError{e}
 	}
@@ -468,7 +462,7 @@ func (s *schemas) schemaNode(url string) map[string]any {
 // didYouMean returns the allowed name closest to got, if close enough.
 func didYouMean(got string, allowed []string) string {
 	best, bestDist := "", 1<<30
-	for _, a := range allowed {
+	for _, a := range hintCandidates(got, allowed) {
 		d := levenshtein(strings.ToLower(got), strings.ToLower(a))
 		if d < bestDist {
 			best, bestDist = a, d

@@ -70,6 +70,7 @@ func (p *Pipeline) check(ps *problems) {
 	}
 	p.checkSection(ps, "destination", p.Destination)
 	p.checkSection(ps, "state", p.State)
+	p.checkStores(ps)
 	// Streams.
 	if p.Streams == nil {
 		p.StreamOrder = conn.StreamNames()
@@ -98,6 +99,13 @@ func (p *Pipeline) check(ps *problems) {
 			}
 		}
 		mode := p.ModeOf(name)
+		if d := p.declaration(); !d.Supports(mode) {
+			at := []string{"streams", name, "mode"}
+			if st := p.Streams[name]; st == nil || st.Mode == "" {
+				at = []string{"destination", "type"}
+			}
+			ps.atValue(at, "the %s destination does not support mode %s (stream %s); it supports %s", p.Destination.Type, mode, name, modeList(d.Modes))
+		}
 		at := []string{"streams", name, "mode"}
 		if st := p.Streams[name]; st == nil || st.Mode == "" {
 			at = []string{"mode"}
@@ -117,6 +125,39 @@ func (p *Pipeline) check(ps *problems) {
 			ps.atValue([]string{"sync", "checkpoint_interval"}, "%v", err)
 		}
 	}
+	p.checkTables(ps)
+}
+
+// declaration is what the pipeline's destination says it can do.
+func (p *Pipeline) declaration() dest.Declaration {
+	if p.Destination == nil {
+		return dest.Declaration{}
+	}
+	if d, ok := p.Destination.Config.(dest.Declarer); ok {
+		return d.Declare()
+	}
+	return dest.Declaration{}
+}
+
+func modeList(ms []dest.Mode) string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = string(m)
+	}
+	return strings.Join(out, ", ")
+}
+
+// checkStores checks that the state has somewhere to live: a destination
+// that keeps none needs a state: section, which must keep state itself.
+func (p *Pipeline) checkStores(ps *problems) {
+	if p.declaration().NoState && p.State == nil {
+		ps.at([]string{"destination"}, "the %s destination keeps no sync state: add a state: section (for example state: {type: sqlite, path: state.db}); delivery is then at-least-once", p.Destination.Type)
+	}
+	if p.State != nil {
+		if d, ok := p.State.Config.(dest.Declarer); ok && d.Declare().NoState {
+			ps.atValue([]string{"state", "type"}, "the %s destination keeps no sync state and cannot be the state: store; use a database such as sqlite or postgres", p.State.Type)
+		}
+	}
 }
 
 // checkSection validates a component section of the pipeline: the
@@ -128,7 +169,7 @@ func (p *Pipeline) checkSection(ps *problems, name string, s *DestinationSection
 	base := []string{name}
 	provisionAll(ps, nil, s.Config, base)
 	for _, sf := range stringsOf(s.Config, base) {
-		if _, err := expandEnv(*sf.ptr, func(string) (string, bool) { return "x", true }); err != nil {
+		if _, err := expandEnv(sf.value, func(string) (string, bool) { return "x", true }); err != nil {
 			ps.atValue(sf.path, "%v", err)
 		}
 	}
@@ -302,12 +343,14 @@ func resolveSection(ps *problems, name string, s *DestinationSection, lookup fun
 	}
 	cfg := deepCopy(s.Config)
 	for _, sf := range stringsOf(cfg, []string{name}) {
-		v, err := expandEnv(*sf.ptr, lookup)
+		v, err := expandEnv(sf.value, lookup)
 		if err != nil {
 			ps.atValue(sf.path, "%v", err)
 			continue
 		}
-		*sf.ptr = v
+		if v != sf.value {
+			sf.set(v)
+		}
 		switch sf.secret {
 		case "true":
 			if v != "" {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
 	"github.com/goccy/go-yaml/token"
 )
@@ -29,9 +30,26 @@ type File struct {
 }
 
 // ParseFile parses YAML data. A syntax error is returned as Problems with
-// the position of the offending token.
+// the position of the offending token. Data beyond the limits (see
+// MaxFileSize and the others) is refused before it can cost much.
 func ParseFile(name string, data []byte) (*File, error) {
-	f, err := parser.ParseBytes(data, 0)
+	if p := sizeLimit(name, data); p != nil {
+		return nil, Problems{*p}
+	}
+	if cuts := marksCuts(data); cuts != nil {
+		for _, cut := range cuts {
+			if scan := scanTokens(name, lexer.Tokenize(string(data[:cut]))); scan.problem != nil {
+				return nil, Problems{*scan.problem}
+			}
+		}
+		return nil, Problems{*marksProblem(name, data, cuts[len(cuts)-1])}
+	}
+	tokens := lexer.Tokenize(string(data))
+	scan := scanTokens(name, tokens)
+	if scan.problem != nil {
+		return nil, Problems{*scan.problem}
+	}
+	f, err := parser.Parse(tokens, 0)
 	if err != nil {
 		p := Problem{File: name, Message: err.Error()}
 		var ye interface {
@@ -44,13 +62,65 @@ func ParseFile(name string, data []byte) (*File, error) {
 				p.Line, p.Col = tk.Position.Line, tk.Position.Column
 			}
 		}
+		if hint := scan.dollarProblem(data, p.Line, p.Col); hint != nil {
+			return nil, Problems{*hint}
+		}
 		p.Message = "invalid YAML: " + p.Message
 		return nil, Problems{p}
 	}
 	if len(f.Docs) > 1 {
 		return nil, Problems{{File: name, Line: 1, Col: 1, Message: "the file holds several YAML documents; put one per file"}}
 	}
+	if p := checkAliases(name, f, scan.exprs); p != nil {
+		return nil, Problems{*p}
+	}
 	return &File{Name: name, Data: data, ast: f}, nil
+}
+
+// yamlProblem turns an error converting the YAML to values into a
+// Problem at the token the error names (or at base), without the source
+// excerpt the error's text carries.
+func (f *File) yamlProblem(base []string, err error) Problem {
+	line, col := f.Pos(base)
+	p := Problem{File: f.Name, Line: line, Col: col, Path: joinPath(base), Message: err.Error()}
+	var ye interface {
+		GetMessage() string
+		GetToken() *tokenT
+	}
+	if errors.As(err, &ye) {
+		p.Message = ye.GetMessage()
+		if tk := ye.GetToken(); tk != nil && tk.Position != nil {
+			p.Line, p.Col = tk.Position.Line, tk.Position.Column
+			if n := nodeWithToken(f.body(), tk); n != nil {
+				p.Path = nodePath(n)
+			}
+		}
+	}
+	return p
+}
+
+// nodeWithToken returns the node under n whose token is tk, or nil.
+func nodeWithToken(n ast.Node, tk *tokenT) ast.Node {
+	if n == nil {
+		return nil
+	}
+	var found ast.Node
+	ast.Walk(visitFunc(func(n ast.Node) bool {
+		if found == nil && n.GetToken() == tk {
+			found = n
+		}
+		return found == nil
+	}), n)
+	return found
+}
+
+type visitFunc func(ast.Node) bool
+
+func (v visitFunc) Visit(n ast.Node) ast.Visitor {
+	if n == nil || !v(n) {
+		return nil
+	}
+	return v
 }
 
 // body returns the root node of the document, or nil for an empty file.
@@ -171,6 +241,18 @@ func (f *File) Keys(path []string) []string {
 }
 
 func position(n ast.Node) (int, int) {
+	// A block mapping's token is the ':' of its first entry; it starts at
+	// that entry's key.
+	switch x := n.(type) {
+	case *ast.MappingNode:
+		if !x.IsFlowStyle && len(x.Values) > 0 && x.Values[0].Key != nil {
+			return position(x.Values[0].Key)
+		}
+	case *ast.MappingValueNode:
+		if x.Key != nil {
+			return position(x.Key)
+		}
+	}
 	if tk := n.GetToken(); tk != nil && tk.Position != nil {
 		return tk.Position.Line, tk.Position.Column
 	}

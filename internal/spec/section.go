@@ -195,45 +195,64 @@ func provisionAll(ps *problems, conn *Connector, root any, base []string) {
 	}).walk(rv, base)
 }
 
-// stringField is one string of a configuration, settable, with its path
-// and its field's tags.
+// stringField is one string of a configuration, with its path, its
+// field's secret tag, and a way to replace it.
 type stringField struct {
-	ptr    *string
+	value  string
+	set    func(string)
 	path   []string
 	secret string // the field's secret tag
 }
 
-// stringsOf lists every string field reachable from v (a pointer).
+// stringsOf lists every string reachable from v (a pointer): in struct
+// fields, sequences, mappings (keys are not values) and values of
+// interface type (a request body), each with a setter that writes
+// through to where it is held.
 func stringsOf(v any, base []string) []stringField {
 	var out []stringField
-	var walk func(v reflect.Value, p []string, secret string)
-	walk = func(v reflect.Value, p []string, secret string) {
-		for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
-			if v.IsNil() {
-				return
-			}
-			v = v.Elem()
-		}
+	// walk visits v; replace puts a new value where v is held.
+	var walk func(v reflect.Value, p []string, secret string, replace func(reflect.Value))
+	walk = func(v reflect.Value, p []string, secret string, replace func(reflect.Value)) {
 		switch v.Kind() {
-		case reflect.String:
-			if v.CanAddr() {
-				out = append(out, stringField{ptr: v.Addr().Interface().(*string), path: p, secret: secret})
+		case reflect.Pointer:
+			if !v.IsNil() {
+				e := v.Elem()
+				walk(e, p, secret, e.Set)
 			}
+		case reflect.Interface:
+			if !v.IsNil() {
+				walk(v.Elem(), p, secret, replace)
+			}
+		case reflect.String:
+			typ := v.Type()
+			out = append(out, stringField{value: v.String(), path: p, secret: secret, set: func(s string) {
+				replace(reflect.ValueOf(s).Convert(typ))
+			}})
 		case reflect.Struct:
 			if cfg, ok := sectionConfig(v); ok {
-				walk(cfg, p, "")
+				walk(cfg, p, "", cfg.Set)
 				return
 			}
 			for _, f := range fieldsOf(v.Type()) {
-				walk(v.FieldByIndex(f.Index), path(p, f.Name), f.Secret)
+				fv := v.FieldByIndex(f.Index)
+				walk(fv, path(p, f.Name), f.Secret, fv.Set)
 			}
 		case reflect.Slice:
 			for i := 0; i < v.Len(); i++ {
-				walk(v.Index(i), path(p, strconv.Itoa(i)), secret)
+				e := v.Index(i)
+				walk(e, path(p, strconv.Itoa(i)), secret, e.Set)
+			}
+		case reflect.Map:
+			if v.Type().Key().Kind() != reflect.String {
+				return
+			}
+			for _, k := range v.MapKeys() {
+				m, key := v, k
+				walk(v.MapIndex(k), path(p, k.String()), secret, func(nv reflect.Value) { m.SetMapIndex(key, nv) })
 			}
 		}
 	}
-	walk(reflect.ValueOf(v), base, "")
+	walk(reflect.ValueOf(v), base, "", func(reflect.Value) {})
 	return out
 }
 

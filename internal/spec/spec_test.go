@@ -1,10 +1,12 @@
 package spec_test
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"os"
 	"path/filepath"
+	"runtime/metrics"
 	"strings"
 	"testing"
 
@@ -141,7 +143,9 @@ func TestResolve(t *testing.T) {
 }
 
 // FuzzParseConnector feeds arbitrary bytes to the loader: it must never
-// panic, and a failure must be spec.Problems with a position inside the file.
+// panic, a failure must be spec.Problems with a position inside the file,
+// and no input may cost much memory (alias bombs, deep nesting and the
+// like are refused early).
 func FuzzParseConnector(f *testing.F) {
 	for _, name := range []string{"testdata/shop.connector.yaml"} {
 		data, err := os.ReadFile(name)
@@ -156,24 +160,98 @@ func FuzzParseConnector(f *testing.F) {
 		f.Add(data)
 	}
 	f.Add([]byte("name: x\nbase_url: y\nstreams: {a: {path: /a, paginate: {type: cursor, cursor_path: 'a..b'}}}"))
+	f.Add([]byte("name: x\nbase_url: y\na: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b, {<<: *a}]\nstreams: {s: {path: /x}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 1<<14 {
 			return
 		}
-		_, err := spec.ParseConnector("fuzz.yaml", data)
-		if err == nil {
+		var err error
+		alloc := allocated(func() { _, err = spec.ParseConnector("fuzz.yaml", data) })
+		checkFuzzResult(t, data, "fuzz.yaml", err, alloc)
+	})
+}
+
+// FuzzParsePipeline is FuzzParseConnector for pipelines, with inline
+// connectors or the shop connector.
+func FuzzParsePipeline(f *testing.F) {
+	bad, _ := filepath.Glob("testdata/bad/*.pipeline.yaml")
+	for _, name := range bad {
+		data, _ := os.ReadFile(name)
+		f.Add(data)
+	}
+	f.Add([]byte("connector: ../shop.connector.yaml\nconfig:\n  token: ${T}\ndestination: {type: postgres, url: \"postgres://${U}@db/x\"}\nmode: incremental_dedup\nstreams:\n  customers: {table: c, schema: {nested: unnest}}\n  orders:\nsync: {checkpoint_interval: 1s}\n"))
+	f.Add([]byte("connector: {name: x, base_url: y, streams: {a: {path: /a}, b: {path: /b}}}\ndestination: {type: sqlite, path: x.db}\nstreams: {a: {table: t}, b: {table: T}}\n"))
+	name := filepath.Join("testdata", "bad", "fuzz.pipeline.yaml")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 1<<14 {
 			return
 		}
-		var ps spec.Problems
-		if !errors.As(err, &ps) {
-			t.Fatalf("error %v (%T) is not spec.Problems", err, err)
-		}
-		// YAML breaks lines at CR LF, CR and LF alike, and so do positions.
-		lines := strings.Count(strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(string(data)), "\n") + 1
-		for _, p := range ps {
-			if p.Line < 0 || p.Line > lines+1 || p.Message == "" {
-				t.Fatalf("problem %+v outside the %d-line file", p, lines)
+		// The connector may be a path: stay away from devices and the like.
+		for _, dir := range []string{"/dev", "/proc", "/sys"} {
+			if bytes.Contains(data, []byte(dir)) {
+				return
 			}
 		}
+		var err error
+		alloc := allocated(func() { _, err = spec.ParsePipeline(name, data) })
+		checkFuzzResult(t, data, name, err, alloc)
 	})
+}
+
+// allocated returns the bytes fn allocates.
+func allocated(fn func()) uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	before := s[0].Value.Uint64()
+	fn()
+	metrics.Read(s)
+	return s[0].Value.Uint64() - before
+}
+
+// checkFuzzResult checks the outcome of loading data from file.
+func checkFuzzResult(t *testing.T, data []byte, file string, err error, alloc uint64) {
+	t.Helper()
+	// Loading a 16 KiB file within the limits allocates tens of MiB at
+	// most (mostly template compilation); an unbounded expansion would be
+	// gigabytes.
+	if alloc > 512<<20 {
+		t.Fatalf("loading %d bytes allocated %d MiB", len(data), alloc>>20)
+	}
+	if err == nil {
+		return
+	}
+	var ps spec.Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("error %v (%T) is not spec.Problems", err, err)
+	}
+	// YAML breaks lines at CR LF, CR and LF alike, and so do positions.
+	lines := strings.Count(strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(string(data)), "\n") + 1
+	for _, p := range ps {
+		if p.Message == "" {
+			t.Fatalf("problem %+v without a message", p)
+		}
+		if p.File == file && (p.Line < 0 || p.Line > lines+1) {
+			t.Fatalf("problem %+v outside the %d-line file", p, lines)
+		}
+	}
+}
+
+// TestConnectorRefusesEnv: a ${VAR} anywhere in a connector (a stream's
+// path, a header, a request body) is refused with what to do instead; $${
+// is a literal.
+func TestConnectorRefusesEnv(t *testing.T) {
+	_, err := spec.ParseConnector("c.yaml", []byte("name: c\nbase_url: https://x\nstreams:\n  s:\n    path: /x/${Y}\n    method: POST\n    headers: {X-K: \"${K}\"}\n    body: {q: [\"${Q}\"], ok: \"$${literal}\"}\n"))
+	var ps spec.Problems
+	if !errors.As(err, &ps) || len(ps) != 3 {
+		t.Fatalf("problems = %v", err)
+	}
+	for i, p := range []string{"streams.s.body.q.0", "streams.s.headers.X-K", "streams.s.path"} {
+		found := false
+		for _, pr := range ps {
+			found = found || (pr.Path == p && strings.Contains(pr.Message, "a connector does not read the environment"))
+		}
+		if !found {
+			t.Errorf("%d: no problem at %s: %v", i, p, err)
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	_ "github.com/ferry-dev/ferry/internal/auth/bearer" // auth "bearer": Authorization: Bearer <token>
 
 	_ "github.com/ferry-dev/ferry/internal/dest/httpdest" // destination "http": a request per change or batch to an API
+	_ "github.com/ferry-dev/ferry/internal/dest/jsonl"    // destination "jsonl": JSON Lines files, appended
 	_ "github.com/ferry-dev/ferry/internal/dest/mysql"    // destination "mysql": MySQL 8 and MariaDB
 	_ "github.com/ferry-dev/ferry/internal/dest/natsdest" // destination "nats": JetStream, de-duplicated by Nats-Msg-Id
 	_ "github.com/ferry-dev/ferry/internal/dest/postgres" // destination "postgres": PostgreSQL, binary COPY

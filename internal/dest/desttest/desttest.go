@@ -52,7 +52,8 @@ type Caps struct {
 	// Unnest: child tables of unnested arrays, replaced with their rows.
 	Unnest bool
 	// Rejects: rows the destination cannot store, and records the
-	// normalizer rejects, land in dest.RejectedTable, readable with Query.
+	// normalizer rejects, land in dest.RejectedTable, readable with the
+	// destination's Reader.
 	Rejects bool
 	// RunLog: the destination is a dest.RunLog readable with Query.
 	RunLog bool
@@ -122,22 +123,23 @@ func Run(t *testing.T, open Open, caps Caps) {
 		{"OverwriteResumeChildren", testOverwriteResumeChildren, []need{needOverwrite, needUnnest, needSQL}},
 		{"StateWithRows", testStateAtomic, []need{needState}},
 		{"StateStore", testStateStore, []need{needState}},
-		{"Types", testTypes, []need{needDedup}},
+		{"Types", testTypes, nil},
 		{"AddColumns", testAddColumns, nil},
 		{"MigrateMidTransaction", testMigrateMidTransaction, []need{needDedup}},
 		{"Widen", testWiden, []need{needDedup}},
-		{"HostileNames", testHostileNames, []need{needDedup}},
-		{"Rejected", testRejected, []need{needDedup, needRejects}},
-		{"HardValues", testHardValues, []need{needDedup, needRejects}},
+		{"HostileNames", testHostileNames, nil},
+		{"Rejected", testRejected, []need{needRejects}},
+		{"HardValues", testHardValues, []need{needRejects}},
 		{"ForeignTable", testForeignTable, []need{needOverwrite, needSQL}},
 		{"ChangedOutsideFerry", testChangedOutside, []need{needSQL}},
 		{"SwitchAppendToDedup", testSwitchToDedup, []need{needDedup, needOverwrite}},
 		{"Runs", testRuns, []need{needRunLog}},
-		{"NestedFlatten", testFlatten, []need{needDedup}},
+		{"NestedFlatten", testFlatten, nil},
 		{"NestedUnnestDedup", testUnnestDedup, []need{needDedup, needUnnest}},
 		{"NestedUnnestOverwrite", testUnnestOverwrite, []need{needOverwrite, needUnnest}},
 		{"OverwriteIndexes", testOverwriteIndexes, []need{needOverwrite, needUnnest, needSQL}},
 		{"NestedUnnestAppend", testUnnestAppend, []need{needUnnest}},
+		{"SystemColumnNames", testSystemColumnNames, []need{needDedup, needUnnest}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -665,7 +667,7 @@ func canon(t schema.Type, s string) string {
 }
 
 func testTypes(t *testing.T, d *target) {
-	s := open(t, d, "types", dest.IncrementalDedup, opts{pk: []string{"id"}, hints: map[string]schema.Type{"money": schema.Decimal}})
+	s := open(t, d, "types", valueMode(d), opts{pk: []string{"id"}, hints: map[string]schema.Type{"money": schema.Decimal}})
 	s.write(`[
 	 {"id":1,"b":true,"i":9223372036854775807,"f":1.5,"big":123456789012345678901234567890,"money":"12.50",
 	  "ts":"2024-02-29T23:59:59.123456Z","txt":"héllo 🚀 'q' \"dq\" \\ back","j":{"a":[1,"x",null],"b":{"c":true}},"empty":""},
@@ -735,7 +737,7 @@ func testWiden(t *testing.T, d *target) {
 
 func testHostileNames(t *testing.T, d *target) {
 	long := strings.Repeat("a", 200)
-	s := open(t, d, `select"; DROP TABLE x;--`, dest.IncrementalDedup, opts{pk: []string{"order"}})
+	s := open(t, d, `select"; DROP TABLE x;--`, valueMode(d), opts{pk: []string{"order"}})
 	s.write(`[{"order":1,"select":"s","from":"f","\"; DROP TABLE x;--":"inj","it's":"q","Name":"upper","name":"lower","NAME":"caps","日本語":"jp","`+long+`":"l1","`+long+`b":"l2","a.b":"dot","_ferry_run_id":"mine"}]`, "")
 	s.finish()
 	seen := map[string]bool{}
@@ -762,15 +764,47 @@ func testHostileNames(t *testing.T, d *target) {
 	}
 }
 
+// rejects reads a stream's rows of the rejected table through the
+// destination's Reader, ordered by reason: the columns asked, rendered.
+func rejects(t *testing.T, d *target, stream string, cols ...string) [][]string {
+	t.Helper()
+	var out [][]string
+	err := d.reader(t).ReadRows(context.Background(), dest.RejectedTable, []string{"reason"}, func(names []string, row []any) error {
+		if render(row[slices.Index(names, "stream")]) != stream {
+			return nil
+		}
+		r := make([]string, len(cols))
+		for i, c := range cols {
+			j := slices.Index(names, c)
+			if j < 0 {
+				return fmt.Errorf("the rejected table has no column %s (it has %v)", c, names)
+			}
+			r[i] = render(row[j])
+		}
+		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("read the rejected table: %v", err)
+	}
+	return out
+}
+
+// valueMode is the mode of the behaviours that test values, names and
+// layouts rather than upserts: dedup where the destination has it, append
+// elsewhere (their records all have distinct keys).
+func valueMode(d *target) dest.Mode {
+	if d.caps.Dedup {
+		return dest.IncrementalDedup
+	}
+	return dest.IncrementalAppend
+}
+
 func testRejected(t *testing.T, d *target) {
-	s := open(t, d, "rej", dest.IncrementalDedup, opts{pk: []string{"id"}})
+	s := open(t, d, "rej", valueMode(d), opts{pk: []string{"id"}})
 	s.write(`[{"id":1},{"no_id":true},"not an object"]`, "")
 	s.finish()
-	_, data, err := d.Query(context.Background(), fmt.Sprintf("SELECT %s, %s, %s FROM %s ORDER BY %s",
-		d.sqlQuote("stream"), d.sqlQuote("reason"), d.sqlQuote("record"), d.sqlTable(dest.RejectedTable), d.sqlQuote("reason")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := rejects(t, d, "rej", "stream", "reason", "record")
 	want := [][]string{{"rej", `missing primary key field "id"`, `{"no_id":true}`}, {"rej", "record is a JSON string, not an object", `"not an object"`}}
 	if !reflect.DeepEqual(data, want) {
 		t.Fatalf("rejected = %q, want %q", data, want)
@@ -781,8 +815,7 @@ func testRejected(t *testing.T, d *target) {
 // must end up either in the table with its exact value or in the rejected
 // table with a reason naming the column; the batch and the stream go on.
 func testHardValues(t *testing.T, d *target) {
-	ctx := context.Background()
-	s := open(t, d, "hard", dest.IncrementalDedup, opts{pk: []string{"id"}, hints: map[string]schema.Type{"n": schema.Decimal, "ts": schema.Timestamp}})
+	s := open(t, d, "hard", valueMode(d), opts{pk: []string{"id"}, hints: map[string]schema.Type{"n": schema.Decimal, "ts": schema.Timestamp}})
 	records := []string{
 		`{"id":1,"txt":"nul \u0000 byte"}`,
 		`{"id":2,"ts":"0001-01-01T00:00:00Z"}`,
@@ -798,10 +831,7 @@ func testHardValues(t *testing.T, d *target) {
 	for _, r := range rows(t, d, s.table, "id") {
 		stored[r] = true
 	}
-	_, rej, err := d.Query(ctx, fmt.Sprintf("SELECT %s, %s, %s FROM %s WHERE %s = 'hard'", d.sqlQuote("record"), d.sqlQuote("reason"), d.sqlQuote("column_name"), d.sqlTable(dest.RejectedTable), d.sqlQuote("stream")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rej := rejects(t, d, "hard", "record", "reason", "column_name")
 	rejected := map[string]string{}
 	for _, r := range rej {
 		var rec struct{ ID json.Number }
@@ -903,7 +933,7 @@ func testRuns(t *testing.T, d *target) {
 }
 
 func testFlatten(t *testing.T, d *target) {
-	s := open(t, d, "flat", dest.IncrementalDedup, opts{pk: []string{"id"}, nested: schema.Flatten})
+	s := open(t, d, "flat", valueMode(d), opts{pk: []string{"id"}, nested: schema.Flatten})
 	s.write(`[{"id":1,"addr":{"city":"Oslo","geo":{"lat":59.9,"deep":{"x":1}}},"tags":["a"]}]`, "")
 	s.finish()
 	expect(t, rows(t, d, s.table, "id", "addr__city", "addr__geo__lat", "tags"), []string{`1|Oslo|59.9|["a"]`})
@@ -1137,4 +1167,195 @@ func (d *target) sqlTable(name string) string {
 		return d.sql().Table(name)
 	}
 	return d.sqlQuote(name)
+}
+
+// reservedColumns are the column names the destination keeps for itself
+// (its ReservedColumns, as in dest.Limits), nil if none.
+func (d *target) reservedColumns() []string {
+	if l, ok := d.Destination.(interface{ ReservedColumns() []string }); ok {
+		return l.ReservedColumns()
+	}
+	return nil
+}
+
+// testSystemColumnNames writes records whose keys are the column names
+// the destination reserves (system columns such as PostgreSQL's xmin), as
+// they are and upper-cased, as the primary key, as fields and in an
+// unnested array. Every record lands with its exact values, in columns
+// named otherwise; nothing is rejected; the next run keeps the names.
+func testSystemColumnNames(t *testing.T, d *target) {
+	reserved := d.reservedColumns()
+	if len(reserved) == 0 {
+		t.Skip("the destination reserves no column names")
+	}
+	pk := reserved[0]
+	record := func(id int) (string, map[string]string, []string) {
+		fields := map[string]string{pk: strconv.Itoa(id)}
+		var child []string
+		for _, r := range reserved {
+			fields[strings.ToUpper(r)] = fmt.Sprintf("%s-upper-%d", r, id)
+			if r != pk {
+				fields[r] = fmt.Sprintf("%s-%d", r, id)
+			}
+			child = append(child, fmt.Sprintf(`"%s":"%s-child-%d"`, r, r, id))
+		}
+		var members []string
+		for k, v := range fields {
+			if k == pk {
+				members = append(members, fmt.Sprintf(`"%s":%s`, k, v))
+			} else {
+				members = append(members, fmt.Sprintf(`"%s":"%s"`, k, v))
+			}
+		}
+		members = append(members, `"items":[{`+strings.Join(child, ",")+`}]`)
+		var want []string
+		for _, r := range reserved {
+			want = append(want, fmt.Sprintf("%d|0|%s-child-%d", id, r, id))
+		}
+		return "{" + strings.Join(members, ",") + "}", fields, want
+	}
+	// noReserved fails the test if table has a column with a reserved name,
+	// in any case.
+	noReserved := func(table string) {
+		t.Helper()
+		err := d.reader(t).ReadRows(context.Background(), table, nil, func(names []string, _ []any) error {
+			for _, c := range names {
+				for _, r := range reserved {
+					if strings.EqualFold(c, r) {
+						t.Errorf("table %s has a column named %s", table, c)
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("read %s: %v", table, err)
+		}
+	}
+	o := opts{pk: []string{pk}, nested: schema.Unnest}
+	names := map[string]string{} // key → column, from the first run
+	var wantChild []string
+	for run, ids := range [][]int{{1, 2}, {3}} {
+		s := open(t, d, "sys", dest.IncrementalDedup, o)
+		var recs []string
+		for _, id := range ids {
+			rec, _, child := record(id)
+			recs, wantChild = append(recs, rec), append(wantChild, child...)
+		}
+		s.write("["+strings.Join(recs, ",")+"]", "")
+		s.finish()
+		if n := s.w.Rejected(); n != 0 {
+			t.Fatalf("run %d: %d rows rejected", run+1, n)
+		}
+		items := s.table + "__items"
+		noReserved(s.table)
+		noReserved(items)
+		// Every key has a column of its own, the same in every run, that
+		// holds the record's exact value.
+		_, fields, _ := record(1)
+		var keys, cols []string
+		for _, c := range s.n.Table().Columns {
+			if c.Origin != schema.FromData || len(c.Path) != 1 {
+				continue
+			}
+			key := c.Path[0]
+			if old, ok := names[key]; ok && old != c.Name {
+				t.Errorf("run %d: key %q is in column %s, was %s", run+1, key, c.Name, old)
+			}
+			names[key] = c.Name
+			if _, ok := fields[key]; ok {
+				keys, cols = append(keys, key), append(cols, c.Name)
+			}
+		}
+		if len(keys) != len(fields) {
+			t.Fatalf("run %d: columns for %q, want one for each of %v", run+1, keys, fields)
+		}
+		var wantRows []string
+		for id := 1; id <= ids[len(ids)-1]; id++ {
+			_, rec, _ := record(id)
+			var vals []string
+			for _, k := range keys {
+				vals = append(vals, rec[k])
+			}
+			wantRows = append(wantRows, strings.Join(vals, "|"))
+		}
+		slices.Sort(wantRows)
+		expect(t, rows(t, d, s.table, cols...), wantRows)
+		var childCols []string
+		for _, c := range s.n.Children()[0].Columns {
+			if c.Origin == schema.FromData {
+				childCols = append(childCols, c.Name)
+			}
+		}
+		if len(childCols) != len(reserved) {
+			t.Fatalf("child columns %q, want one for each of %q", childCols, reserved)
+		}
+		root := schema.ColRootPrefix + names[pk]
+		var gotChild []string
+		for _, c := range childCols {
+			gotChild = append(gotChild, rows(t, d, items, root, schema.ColListIndex, c)...)
+		}
+		slices.Sort(gotChild)
+		slices.Sort(wantChild)
+		expect(t, gotChild, wantChild)
+	}
+	if d.caps.Rejects {
+		if n := count(t, d, dest.RejectedTable); n != 0 {
+			t.Fatalf("%d records rejected", n)
+		}
+	}
+}
+
+// WriteColumns writes two rows into a new append table of exactly columns
+// columns, Ferry's own included, the others text (the type that leaves
+// the fewest columns in every database) holding one-byte values but the
+// first: a timestamp in the first row and text in the second, so that the
+// table is created, then the column widened to text (which MySQL does
+// through a temporary column). It returns the first error of writing and
+// committing; when there is none, both rows must be in the table.
+func WriteColumns(t *testing.T, dst dest.Destination, name string, columns int) error {
+	t.Helper()
+	ctx := context.Background()
+	d := &target{Destination: dst}
+	s := open(t, d, name, dest.IncrementalAppend, opts{})
+	defer s.w.Abort(ctx)
+	// The database is under test, not the normalizer's column budget
+	// (which stops at the destination's limit): no budget.
+	n, err := normalize.New(normalize.Options{Table: s.table, RunID: s.run, MaxColumns: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.n = n
+	data := columns - len(s.n.Table().Columns)
+	record := func(first string) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, `[{"c0":%q`, first)
+		for i := 1; i < data; i++ {
+			fmt.Fprintf(&b, `,"c%d":"v"`, i)
+		}
+		b.WriteString("}]")
+		return b.String()
+	}
+	for i, first := range []string{"2024-05-01T12:30:00Z", "v"} {
+		c := s.chunk(record(first))
+		if got := len(c.Table.Columns); got != columns {
+			t.Fatalf("table %s has %d columns, want %d", s.table, got, columns)
+		}
+		if want := []schema.Type{schema.Timestamp, schema.Text}[i]; c.Table.Column("c0").Type != want {
+			t.Fatalf("column c0 of %s is %s, want %s", s.table, c.Table.Column("c0").Type, want)
+		}
+		if err := s.w.Write(ctx, c); err != nil {
+			return err
+		}
+		if err := s.w.Commit(ctx); err != nil {
+			return err
+		}
+	}
+	if err := s.w.Finish(ctx, nil); err != nil {
+		return err
+	}
+	if n := count(t, d, s.table); n != 2 || s.w.Rejected() != 0 {
+		t.Fatalf("table %s of %d columns: %d rows, %d rejected; want both rows", s.table, columns, n, s.w.Rejected())
+	}
+	return nil
 }

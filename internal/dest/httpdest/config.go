@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ferry-dev/ferry/internal/dest"
 	"github.com/ferry-dev/ferry/internal/spec"
 	"github.com/ferry-dev/ferry/internal/template"
 )
@@ -242,3 +243,10 @@ func checkBody(chk *spec.Checker, at []string, v any) {
 		}
 	}
 }
+
+var _ dest.Declarer = (*Config)(nil)
+
+// Declare says what the destination can do: every mode (an API gets the
+// rows whatever the mode says of a table), and no sync state, so that a
+// pipeline writing here has a state: section.
+func (*Config) Declare() dest.Declaration { return dest.Declaration{NoState: true} }

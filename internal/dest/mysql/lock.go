@@ -2,7 +2,9 @@ package mysql
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"fmt"
 
 	"github.com/go-sql-driver/mysql"
@@ -12,7 +14,9 @@ import (
 // (not the pool's, which would hand the connection, lock and all, to
 // another statement). The server releases a lock when its session ends,
 // so a run killed with SIGKILL leaves none behind. Lock names are at most
-// 64 characters, which LockKey respects.
+// 64 characters. GET_LOCK is server-wide: the name includes the database,
+// so the same pipeline synced into two databases of one server runs in
+// both.
 type locker struct{ cfg *mysql.Config }
 
 // TryLock takes the named lock without waiting.
@@ -28,6 +32,8 @@ func (l *locker) TryLock(ctx context.Context, key string) (func(), bool, error) 
 		db.Close()
 		return nil, false, err
 	}
+	sum := sha256.Sum256([]byte(l.cfg.DBName + "\x00" + key))
+	key = "ferry_" + hex.EncodeToString(sum[:16])
 	var got sql.NullInt64
 	if err := c.QueryRowContext(ctx, "SELECT GET_LOCK(?, 0)", key).Scan(&got); err != nil {
 		c.Close()

@@ -42,7 +42,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -102,7 +101,7 @@ func open(ctx context.Context, cfg *Config, opts dest.Options, adjust func(*Dial
 	where := describe(mc)
 	db, d, err := connect(ctx, mc)
 	if err != nil {
-		return nil, fmt.Errorf("mysql: connect to %s: %w", where, err)
+		return nil, redact(fmt.Errorf("mysql: connect to %s: %w", where, err), secretsOf(cfg.URL, mc.Passwd)...)
 	}
 	if adjust != nil {
 		adjust(&d)
@@ -110,7 +109,7 @@ func open(ctx context.Context, cfg *Config, opts dest.Options, adjust func(*Dial
 	x, err := sqldest.New(ctx, sqldest.Config{DB: &sqldest.StdDB{DB: db}, Dialect: d, Prefix: prefix, ReadOnly: opts.ReadOnly, Locker: &locker{cfg: mc}})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("mysql %s: %w", where, err)
+		return nil, redact(fmt.Errorf("mysql %s: %w", where, err), secretsOf(cfg.URL, mc.Passwd)...)
 	}
 	return x, nil
 }
@@ -127,16 +126,16 @@ func describe(c *mysql.Config) string {
 // needs on every connection. Errors never contain the password.
 func ParseURL(raw string) (*mysql.Config, error) {
 	var c *mysql.Config
-	if i := strings.Index(raw, "://"); i > 0 && !strings.Contains(raw[:i], "@") {
+	if i := strings.Index(raw, "://"); i > 0 && isScheme(raw[:i]) {
 		scheme := strings.ToLower(raw[:i])
 		if scheme != "mysql" && scheme != "mariadb" {
 			return nil, fmt.Errorf("mysql: url scheme is %q, want mysql:// (or mariadb://, or the driver's user:pass@tcp(host:port)/db form)", scheme)
 		}
-		u, err := url.Parse(raw)
+		u, err := parseURL(raw)
 		if err != nil {
-			// url.Parse quotes the whole URL, password included.
-			return nil, errors.New("mysql: url is not a valid mysql://user:pass@host:port/db url")
+			return nil, err
 		}
+		query, password, hasPassword := takePassword(u.RawQuery)
 		host := u.Hostname()
 		if host == "" {
 			host = "127.0.0.1"
@@ -148,20 +147,35 @@ func ParseURL(raw string) (*mysql.Config, error) {
 		// The driver parses the parameters (tls=… needs the address for
 		// the server name); user, password and database are set after, as
 		// they may hold any character.
-		c, err = mysql.ParseDSN("tcp(" + net.JoinHostPort(host, port) + ")/?" + u.RawQuery)
+		c, err = mysql.ParseDSN("tcp(" + net.JoinHostPort(host, port) + ")/?" + query)
 		if err != nil {
-			return nil, fmt.Errorf("mysql: url parameters: %w", err)
+			return nil, redact(fmt.Errorf("mysql: url parameters: %w", err), secretsOf(raw, "")...)
 		}
 		if u.User != nil {
 			c.User = u.User.Username()
 			c.Passwd, _ = u.User.Password()
+		}
+		if hasPassword {
+			if c.Passwd != "" {
+				return nil, errors.New("mysql: url gives a password both before the host and as the password= parameter: keep one")
+			}
+			c.Passwd = password
 		}
 		c.DBName = strings.TrimPrefix(u.Path, "/")
 	} else {
 		var err error
 		c, err = mysql.ParseDSN(raw)
 		if err != nil {
-			return nil, fmt.Errorf("mysql: url is neither mysql://user:pass@host:port/db nor a driver DSN (user:pass@tcp(host:port)/db): %w", err)
+			return nil, redact(fmt.Errorf("mysql: url is neither mysql://user:pass@host:port/db nor a driver DSN (user:pass@tcp(host:port)/db): %w", err), secretsOf(raw, "")...)
+		}
+		// The driver would send password= to the server as a session
+		// variable (SET password=…), whose syntax error quotes it.
+		if p, ok := c.Params["password"]; ok {
+			delete(c.Params, "password")
+			if c.Passwd != "" {
+				return nil, errors.New("mysql: url gives a password both before the host and as the password= parameter: keep one")
+			}
+			c.Passwd = p
 		}
 	}
 	if c.DBName == "" {

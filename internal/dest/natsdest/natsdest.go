@@ -443,3 +443,9 @@ func streamOnly(t *template.Template) bool {
 	}
 	return true
 }
+
+var _ dest.Declarer = (*Config)(nil)
+
+// Declare says what the destination can do: every mode, and no sync
+// state, so that a pipeline writing here has a state: section.
+func (*Config) Declare() dest.Declaration { return dest.Declaration{NoState: true} }

@@ -13,7 +13,13 @@ import (
 // connection of its own (not the pool's, so that holding locks never
 // starves the writers). The server releases a lock when its connection
 // ends, so a run killed with SIGKILL leaves none behind.
-type locker struct{ cc *pgx.ConnConfig }
+//
+// Advisory locks are database-wide: the key includes the schema, so the
+// same pipeline synced into two schemas of one database runs in both.
+type locker struct {
+	cc     *pgx.ConnConfig
+	schema string
+}
 
 // lockID maps a lock name to the advisory lock's bigint key.
 func lockID(key string) int64 {
@@ -28,7 +34,7 @@ func (l *locker) TryLock(ctx context.Context, key string) (func(), bool, error) 
 	if err != nil {
 		return nil, false, err
 	}
-	id := lockID(key)
+	id := lockID(l.schema + "\x00" + key)
 	var ok bool
 	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", id).Scan(&ok); err != nil {
 		conn.Close(context.WithoutCancel(ctx))

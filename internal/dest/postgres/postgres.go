@@ -24,8 +24,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -82,6 +82,7 @@ func Open(ctx context.Context, cfg *Config, opts dest.Options) (dest.Destination
 		return nil, err
 	}
 	target := describe(cc)
+	secrets := secretsOf(cfg.URL, cc.Password)
 	setRuntimeParams(cc, schemaName)
 	pc, err := pgxpool.ParseConfig("")
 	if err != nil {
@@ -90,23 +91,23 @@ func Open(ctx context.Context, cfg *Config, opts dest.Options) (dest.Destination
 	pc.ConnConfig, pc.MaxConns = cc, int32(size)
 	p, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
-		return nil, redact(fmt.Errorf("postgres: %s: %w", target, err), cc.Password)
+		return nil, redact(fmt.Errorf("postgres: %s: %w", target, err), secrets...)
 	}
 	if err := connect(ctx, p, target, connectTimeout()); err != nil {
 		p.Close()
-		return nil, redact(err, cc.Password)
+		return nil, redact(err, secrets...)
 	}
 	pdb := &db{p: p}
 	if !opts.ReadOnly {
 		if err := prepareDatabase(ctx, pdb, schemaName, target); err != nil {
 			p.Close()
-			return nil, redact(err, cc.Password)
+			return nil, redact(err, secrets...)
 		}
 	}
-	d, err := sqldest.New(ctx, sqldest.Config{DB: pdb, Dialect: Dialect{Schema: schemaName}, Prefix: prefix, ReadOnly: opts.ReadOnly, Locker: &locker{cc: cc}})
+	d, err := sqldest.New(ctx, sqldest.Config{DB: pdb, Dialect: Dialect{Schema: schemaName}, Prefix: prefix, ReadOnly: opts.ReadOnly, Locker: &locker{cc: cc, schema: schemaName}})
 	if err != nil {
 		p.Close()
-		return nil, redact(fmt.Errorf("postgres %s: %w", target, err), cc.Password)
+		return nil, redact(fmt.Errorf("postgres %s: %w", target, err), secrets...)
 	}
 	return d, nil
 }
@@ -122,13 +123,9 @@ func connConfig(cfg *Config) (*pgx.ConnConfig, int, error) {
 	size := defaultPoolSize
 	isURL := strings.HasPrefix(raw, "postgres://") || strings.HasPrefix(raw, "postgresql://")
 	if isURL {
-		u, err := url.Parse(raw)
+		u, err := parseURL(raw)
 		if err != nil {
-			var ue *url.Error
-			if errors.As(err, &ue) {
-				err = ue.Err // url.Error repeats the URL, password included
-			}
-			return nil, 0, fmt.Errorf("postgres: url is not valid: %v", err)
+			return nil, 0, err
 		}
 		q := u.Query()
 		if sslMode != "" {
@@ -146,7 +143,9 @@ func connConfig(cfg *Config) (*pgx.ConnConfig, int, error) {
 			q.Del("pool_max_conns")
 		}
 		sslMode, sslRootCert = q.Get("sslmode"), q.Get("sslrootcert")
-		u.RawQuery = q.Encode()
+		// Encode writes a space as +, which pgx (as libpq) reads as a +;
+		// a + of the value itself is already %2B.
+		u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
 		raw = u.String()
 	} else {
 		// Keyword/value form: later settings win.
@@ -177,7 +176,7 @@ func connConfig(cfg *Config) (*pgx.ConnConfig, int, error) {
 		if errors.As(err, &pe) && pe.Unwrap() != nil {
 			err = pe.Unwrap() // the outer error quotes the connection string
 		}
-		return nil, 0, fmt.Errorf("postgres: url is not valid: %v", redact(err, passwordOf(raw)))
+		return nil, 0, fmt.Errorf("postgres: url is not valid: %v", redact(err, secretsOf(raw, "")...))
 	}
 	if cc.ConnectTimeout == 0 {
 		cc.ConnectTimeout = 10 * time.Second
@@ -242,16 +241,6 @@ func keywordValues(s string) map[string]string {
 
 func quoteSetting(v string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
-}
-
-// passwordOf finds the password in a connection string, to redact it from
-// parse errors.
-func passwordOf(raw string) string {
-	if u, err := url.Parse(raw); err == nil && u.User != nil {
-		p, _ := u.User.Password()
-		return p
-	}
-	return keywordValues(raw)["password"]
 }
 
 // describe names the server and database for messages: host:port/database,
@@ -353,13 +342,27 @@ func prepareDatabase(ctx context.Context, d *db, schemaName, target string) erro
 	return nil
 }
 
-// redact removes the password from an error's message, keeping the error
-// chain for errors.Is and errors.As.
-func redact(err error, password string) error {
-	if err == nil || len(password) < 3 || !strings.Contains(err.Error(), password) {
+// redact removes secrets (the password, in the forms secretsOf lists)
+// from an error's message, keeping the error chain for errors.Is and
+// errors.As. Longer secrets go first, so none leaves a part of itself
+// behind; secrets shorter than 3 bytes are left, as replacing them would
+// garble the message without hiding much.
+func redact(err error, secrets ...string) error {
+	if err == nil {
+		return nil
+	}
+	secrets = slices.Clone(secrets)
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	msg := err.Error()
+	for _, s := range secrets {
+		if len(s) >= 3 {
+			msg = strings.ReplaceAll(msg, s, "xxxxx")
+		}
+	}
+	if msg == err.Error() {
 		return err
 	}
-	return &redactedError{msg: strings.ReplaceAll(err.Error(), password, "xxxxx"), err: err}
+	return &redactedError{msg: msg, err: err}
 }
 
 type redactedError struct {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ferry-dev/ferry/internal/dest"
 	"github.com/ferry-dev/ferry/internal/schema"
 
 	"github.com/ferry-dev/ferry/internal/record"
@@ -259,3 +260,50 @@ func ColumnsOf(ctx context.Context, q Queryer, query string, args ...any) (map[s
 	}
 	return cols, len(cols) > 0, rows.Err()
 }
+
+// ColumnReserver is implemented by dialects whose tables have column
+// names a data column cannot take: system columns (PostgreSQL's xmin),
+// or names the database refuses even quoted. normalize.Options'
+// ReservedColumns takes them, so keys with those names get other columns.
+type ColumnReserver interface {
+	// ReservedColumns lists the names, in lower case. Names are compared
+	// without regard to case.
+	ReservedColumns() []string
+}
+
+// ColumnLimiter is implemented by dialects that know how many columns a
+// table can have.
+type ColumnLimiter interface {
+	// MaxColumns is the most columns a table Ferry creates can have, Ferry's
+	// own columns included, whatever their types.
+	MaxColumns() int
+}
+
+// ReservedColumns returns the column names d reserves (nil when it
+// implements no ColumnReserver).
+func ReservedColumns(d Dialect) []string {
+	if r, ok := d.(ColumnReserver); ok {
+		return r.ReservedColumns()
+	}
+	return nil
+}
+
+// MaxColumns returns the most columns a table can have in d's database (0
+// when d implements no ColumnLimiter: no known limit).
+func MaxColumns(d Dialect) int {
+	if l, ok := d.(ColumnLimiter); ok {
+		return l.MaxColumns()
+	}
+	return 0
+}
+
+// The dialect's limits make the destination's (dest.Limits).
+var _ dest.Limits = (*Destination)(nil)
+
+// ReservedColumns returns the column names the database reserves, for
+// normalize.Options.ReservedColumns.
+func (x *Destination) ReservedColumns() []string { return ReservedColumns(x.d) }
+
+// MaxColumns returns the most columns a table can have (0: no known
+// limit), Ferry's own columns included.
+func (x *Destination) MaxColumns() int { return MaxColumns(x.d) }

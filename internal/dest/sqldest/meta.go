@@ -2,8 +2,10 @@ package sqldest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/ferry-dev/ferry/internal/dest"
 	"github.com/ferry-dev/ferry/internal/schema"
@@ -64,8 +66,33 @@ func (e *NewerMetadataError) Error() string {
 }
 
 // openMetadata reads the version of the metadata tables and, when opened
-// for writing, creates or migrates them.
+// for writing, creates or migrates them. Creating a table concurrently
+// with another session (a run killed mid-statement leaves its backend
+// finishing it) can fail with a duplicate-key error although nothing is
+// wrong: every statement is idempotent, so the whole step is tried again.
 func (x *Destination) openMetadata(ctx context.Context) error {
+	var err error
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		if err = x.openMetadataOnce(ctx); err == nil || x.readOnly || attempt == 4 || ctx.Err() != nil {
+			return err
+		}
+		var ne *NewerMetadataError
+		if errors.As(err, &ne) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait *= 2
+	}
+}
+
+func (x *Destination) openMetadataOnce(ctx context.Context) error {
 	version, exists, err := x.metaVersion(ctx)
 	if err != nil {
 		return err
@@ -78,14 +105,23 @@ func (x *Destination) openMetadata(ctx context.Context) error {
 		return nil
 	}
 	x.meta = true
-	if !exists {
-		for _, s := range x.baseTables() {
-			if err := x.db.Exec(ctx, s); err != nil {
-				return fmt.Errorf("create Ferry's metadata tables: %w", err)
-			}
+	// Every open for writing creates what is missing: a crash between two
+	// of these statements must not leave a database that looks set up.
+	for _, s := range x.baseTables() {
+		if err := x.db.Exec(ctx, s); err != nil {
+			return fmt.Errorf("create Ferry's metadata tables: %w", err)
 		}
 	}
 	steps := x.migrations()
+	for v := range version {
+		// Steps already recorded are run again (they are idempotent), in
+		// case the crash came between a step and its version row.
+		for _, s := range steps[v] {
+			if err := x.db.Exec(ctx, s); err != nil {
+				return fmt.Errorf("check Ferry's metadata tables of version %d: %w", v+1, err)
+			}
+		}
+	}
 	for v := version; v < MetaVersion; v++ {
 		for _, s := range steps[v] {
 			if err := x.db.Exec(ctx, s); err != nil {

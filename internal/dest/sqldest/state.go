@@ -5,7 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"syscall"
 	"time"
 
 	"github.com/ferry-dev/ferry/internal/dest"
@@ -171,6 +174,18 @@ func LockKey(pipeline, stream string) string {
 	return "ferry_" + hex.EncodeToString(sum[:16])
 }
 
+// lockPatience is how long Lock keeps trying a taken lock whose holder
+// is alive, and endedPatience how long when the holder is a process of
+// this host that has ended (or no holder was recorded): the server still
+// holds a killed run's lock until it notices the session gone, and a
+// session killed inside a large transaction ends only once the database
+// has rolled that transaction back.
+var lockPatience, endedPatience = 3 * time.Second, 60 * time.Second
+
+// onEndedHolder, when set (by tests), is called when Lock starts waiting
+// longer for the lock of a holder that has ended.
+var onEndedHolder func(pipeline, stream string)
+
 // Lock takes a stream's lock and records its holder, so that a run that
 // finds the lock taken can say by whom.
 func (s stateStore) Lock(ctx context.Context, pipeline, stream string, holder dest.Holder) (func(), error) {
@@ -181,11 +196,42 @@ func (s stateStore) Lock(ctx context.Context, pipeline, stream string, holder de
 	if x.locker == nil {
 		return nil, fmt.Errorf("the %s destination cannot lock streams", x.d.Name())
 	}
-	release, ok, err := x.locker.TryLock(ctx, LockKey(pipeline, stream))
-	if err != nil {
-		return nil, x.classify(fmt.Errorf("lock stream %s: %w", stream, err))
+	var release func()
+	start := time.Now()
+	deadline := start.Add(lockPatience)
+	extended := false
+	for {
+		var ok bool
+		var err error
+		release, ok, err = x.locker.TryLock(ctx, LockKey(pipeline, stream))
+		if err != nil {
+			return nil, x.classify(fmt.Errorf("lock stream %s: %w", stream, err))
+		}
+		if ok || ctx.Err() != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			if extended {
+				break
+			}
+			extended = true
+			h, err := s.holder(ctx, pipeline, stream)
+			if err != nil || !ended(h) {
+				break
+			}
+			deadline = start.Add(endedPatience)
+			if onEndedHolder != nil {
+				onEndedHolder(pipeline, stream)
+			}
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
 	}
-	if !ok {
+	if release == nil {
 		le := &dest.LockedError{Pipeline: pipeline, Stream: stream}
 		le.Holder, _ = s.holder(ctx, pipeline, stream)
 		return nil, le
@@ -217,4 +263,23 @@ func (s stateStore) holder(ctx context.Context, pipeline, stream string) (dest.H
 		_ = json.Unmarshal([]byte(raw), &h)
 	}
 	return h, rows.Err()
+}
+
+// ended reports whether a lock's recorded holder is known to have ended:
+// none was recorded (a run killed between taking the lock and recording
+// itself), or it is a process of this host that no longer exists.
+func ended(h dest.Holder) bool {
+	if h.RunID == "" {
+		return true
+	}
+	host, err := os.Hostname()
+	if err != nil || h.Host != host || h.PID <= 0 {
+		return false
+	}
+	p, err := os.FindProcess(h.PID)
+	if err != nil {
+		return true
+	}
+	err = p.Signal(syscall.Signal(0))
+	return err != nil && !errors.Is(err, syscall.EPERM) // EPERM: alive, another user's
 }

@@ -45,6 +45,14 @@ type HTTP struct {
 	Concurrency int `yaml:"concurrency,omitempty" min:"1" doc:"Requests in flight (default 4)."`
 	// Headers are sent with every request. Templates.
 	Headers spec.Templates `yaml:"headers,omitempty" doc:"Sent with every request. Templates."`
+	// MaxBodyBytes bounds a response body (default 256 MiB), and the
+	// memory the responses being read at once hold together.
+	MaxBodyBytes int64 `yaml:"max_body_bytes,omitempty" min:"1" doc:"Largest response body, in bytes (default 268435456, 256 MiB); also the memory the responses being read at once may hold together."`
+	// CredentialOrigins are the origins (scheme://host[:port]) besides
+	// base_url's that may receive credentials: a next page, a redirect or
+	// an absolute stream path elsewhere is sent without them. Templates
+	// (config only).
+	CredentialOrigins []string `yaml:"credential_origins,omitempty" doc:"Origins (scheme://host[:port]) besides base_url's that may receive credentials; requests elsewhere go without them. Templates (config only)."`
 }
 
 // StreamDefaults are settings applied to every stream of a connector.
@@ -100,6 +108,9 @@ type Stream struct {
 	// Where settings were written (the stream or the connector's defaults),
 	// for messages; set by Provision.
 	yamlPath, recordsPath, paginatePath, incrementalPath []string
+	// ownParams and ownHeaders are the keys the stream sets itself (the
+	// others came from defaults, which are checked once, where written).
+	ownParams, ownHeaders map[string]bool
 }
 
 // ColumnType is a type name in a stream's columns: hints.

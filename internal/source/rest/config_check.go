@@ -1,8 +1,10 @@
 package rest
 
 import (
+	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -84,6 +86,15 @@ func (c *Config) Validate(chk *spec.Checker) {
 		for _, k := range slices.Sorted(maps.Keys(h.Headers)) {
 			chk.Template([]string{"http", "headers", k}, h.Headers[k], spec.VarConfig|spec.VarStream)
 		}
+		for i, o := range h.CredentialOrigins {
+			p := []string{"http", "credential_origins", strconv.Itoa(i)}
+			chk.Template(p, o, spec.VarConfig)
+			if !strings.Contains(o, "{{") {
+				if err := checkOrigin(o); err != nil {
+					chk.AtValue(p, "%v", err)
+				}
+			}
+		}
 	}
 	if d := c.Defaults; d != nil {
 		all := spec.VarConfig | spec.VarParent | spec.VarPage | spec.VarIncremental | spec.VarStream
@@ -114,6 +125,7 @@ func mergeDefaults(s *Stream, d *StreamDefaults, dp, sp []string) {
 	if s.Method == "" {
 		s.Method = "GET"
 	}
+	s.ownParams, s.ownHeaders = keySet(s.Params), keySet(s.Headers)
 	s.Params = mergeTemplates(d.Params, s.Params)
 	s.Headers = mergeTemplates(d.Headers, s.Headers)
 	s.recordsPath = join(sp, "records")
@@ -159,6 +171,14 @@ func mergeDefaults(s *Stream, d *StreamDefaults, dp, sp []string) {
 	}
 }
 
+func keySet(t spec.Templates) map[string]bool {
+	out := make(map[string]bool, len(t))
+	for k := range t {
+		out[k] = true
+	}
+	return out
+}
+
 func mergeTemplates(a, b spec.Templates) spec.Templates {
 	if len(a) == 0 {
 		return b
@@ -200,11 +220,16 @@ func checkStream(chk *spec.Checker, s *Stream) {
 		all |= spec.VarParent
 	}
 	sc.Template([]string{"path"}, s.Path, all)
+	// Settings merged from defaults are checked where they are written.
 	for _, k := range slices.Sorted(maps.Keys(s.Params)) {
-		sc.Template([]string{"params", k}, s.Params[k], all)
+		if s.ownParams[k] {
+			sc.Template([]string{"params", k}, s.Params[k], all)
+		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.Headers)) {
-		sc.Template([]string{"headers", k}, s.Headers[k], all)
+		if s.ownHeaders[k] {
+			sc.Template([]string{"headers", k}, s.Headers[k], all)
+		}
 	}
 	if s.Body != nil {
 		if s.Method != "POST" {
@@ -417,6 +442,21 @@ func checkFormat(f string) error {
 	}
 	if !strings.Contains(f, "2006") && !strings.Contains(f, "06") {
 		return fmt.Errorf("unknown format %q: want rfc3339, unix, unix_ms, date or a Go time layout such as 2006-01-02T15:04:05", f)
+	}
+	return nil
+}
+
+// checkOrigin reports whether s is an origin, as http.credential_origins
+// lists them: an http or https URL with a host and nothing after it.
+func checkOrigin(s string) error {
+	u, err := url.Parse(s)
+	bad := err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(s, "?") || strings.HasSuffix(s, "#")
+	if bad {
+		if err == nil && u.User != nil {
+			return errors.New("an origin has no user name or password: write scheme://host[:port], such as https://files.example.com")
+		}
+		return fmt.Errorf("%q is not an origin: write scheme://host[:port], such as https://files.example.com", s)
 	}
 	return nil
 }

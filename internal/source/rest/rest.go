@@ -24,7 +24,9 @@ import (
 	"github.com/ferry-dev/ferry/internal/auth"
 	"github.com/ferry-dev/ferry/internal/httpx"
 	"github.com/ferry-dev/ferry/internal/jsonpath"
+	"github.com/ferry-dev/ferry/internal/jsonscan"
 	"github.com/ferry-dev/ferry/internal/record"
+	"github.com/ferry-dev/ferry/internal/redact"
 	"github.com/ferry-dev/ferry/internal/schema"
 	"github.com/ferry-dev/ferry/internal/source"
 	"github.com/ferry-dev/ferry/internal/spec"
@@ -58,6 +60,9 @@ type Source struct {
 	// stripParam is a query parameter carrying credentials, removed from
 	// URLs kept in state.
 	stripParam string
+	// origins are the origins credentials may go to (httpx.Origin form):
+	// base_url's and http.credential_origins.
+	origins map[string]bool
 }
 
 type kv struct {
@@ -119,7 +124,9 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 		return nil, fmt.Errorf("base_url: %w", err)
 	}
 	s.baseURL = strings.TrimRight(template.Format(base), "/")
-	if u, err := url.Parse(s.baseURL); err != nil || u.Scheme == "" || u.Host == "" {
+	if u, err := redact.ParseURLWith(s.red, s.baseURL); err != nil {
+		return nil, fmt.Errorf("base_url: %w", err) // redacted, quoting nothing of it
+	} else if u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("base_url %q is not an absolute URL", s.red.URL(s.baseURL))
 	}
 	eval := func(src string) (string, error) {
@@ -145,6 +152,7 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 	if qk, ok := authn.(auth.QueryKey); ok {
 		s.stripParam = qk.QueryParam()
 	}
+	s.origins = map[string]bool{httpx.Origin(s.baseURL): true}
 	hc := httpx.Config{Redactor: s.red, Logger: s.log, Concurrency: 4}
 	if authn != nil {
 		hc.Auth = authn
@@ -165,9 +173,20 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 				return nil, fmt.Errorf("http.%s: %w", d.name, err)
 			}
 		}
+		for i, src := range h.CredentialOrigins {
+			o, err := eval(src)
+			if err == nil {
+				err = checkOrigin(o)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("http.credential_origins[%d]: %w", i, err)
+			}
+			s.origins[httpx.Origin(o)] = true
+		}
 		hc.MaxAttempts = h.MaxAttempts
 		hc.RequestsPerSecond = h.RequestsPerSecond
 		hc.Burst = h.Burst
+		hc.MaxBodyBytes = h.MaxBodyBytes
 		if h.Concurrency > 0 {
 			hc.Concurrency = h.Concurrency
 		}
@@ -182,6 +201,7 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 	if opts.MaxAttempts > 0 {
 		hc.MaxAttempts = opts.MaxAttempts
 	}
+	hc.CredentialOrigins = slices.Sorted(maps.Keys(s.origins))
 	s.client = httpx.New(hc)
 	for _, name := range c.StreamOrder {
 		st, err := compileStream(name, c.Streams[name])
@@ -684,20 +704,22 @@ func (s *Source) request(st *stream, pos position, env template.Env, since strin
 	var u *url.URL
 	if pos.URL != "" {
 		// next_url and link_header: the API said where to go; keep its query.
-		base, err := url.Parse(s.baseURL + "/")
+		base, err := redact.ParseURLWith(s.red, s.baseURL+"/")
 		if err != nil {
 			return nil, err
 		}
-		if u, err = base.Parse(pos.URL); err != nil {
-			return nil, fmt.Errorf("next page URL %q: %w", s.red.URL(pos.URL), err)
+		ref, err := redact.ParseURLWith(s.red, pos.URL)
+		if err != nil {
+			return nil, fmt.Errorf("next page URL: %w", err) // redacted, quoting nothing of it
 		}
+		u = base.ResolveReference(ref)
 	} else {
-		path, err := st.path.RenderEach(env, url.PathEscape)
+		path, err := st.path.RenderEach(env, escapeSegment)
 		if err != nil {
 			return nil, fmt.Errorf("path: %w", err)
 		}
-		if u, err = url.Parse(s.baseURL + path); err != nil {
-			return nil, fmt.Errorf("URL %q: %w", s.red.URL(s.baseURL+path), err)
+		if u, err = s.requestURL(st, path); err != nil {
+			return nil, err
 		}
 		q := u.Query()
 		for _, p := range st.params {
@@ -741,6 +763,69 @@ func (s *Source) request(st *stream, pos position, env template.Env, since strin
 		req.Header.Set("Content-Type", "application/json")
 	}
 	return req, nil
+}
+
+// escapeSegment escapes a value rendered into a path: url.PathEscape,
+// and a value that is "." or ".." has its dots escaped too, so that it
+// stays one segment instead of moving the request up the path.
+func escapeSegment(v string) string {
+	if v == "." || v == ".." {
+		return strings.Repeat("%2E", len(v))
+	}
+	return url.PathEscape(v)
+}
+
+// requestURL builds a stream's request URL from base_url and the rendered
+// path, as a URL rather than by joining strings, so that it always has
+// base_url's origin: "@other.host/x" after a base_url without a path,
+// "//other.host", a backslash, or %2F cannot move it elsewhere. The path
+// must start with "/" (or "?", or be empty); its query joins base_url's.
+// An absolute URL is allowed only on an origin credentials may go to
+// (base_url's, http.credential_origins).
+func (s *Source) requestURL(st *stream, path string) (*url.URL, error) {
+	base, err := redact.ParseURLWith(s.red, s.baseURL)
+	if err != nil {
+		return nil, err
+	}
+	leave := func(why string) error {
+		return fmt.Errorf("stream %s: path %q would leave %s://%s: %s", st.name, s.red.URL(path), base.Scheme, base.Host, why)
+	}
+	path, _, _ = strings.Cut(path, "#")
+	if i := strings.Index(path, "://"); i > 0 && !strings.ContainsAny(path[:i], "/?") {
+		u, err := redact.ParseURLWith(s.red, path)
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: path: %w", st.name, err)
+		}
+		if !s.origins[httpx.Origin(path)] {
+			return nil, leave("an absolute URL as a path must be on that origin or one listed in http.credential_origins")
+		}
+		return u, nil
+	}
+	switch {
+	case path == "" || path[0] == '?':
+	case strings.HasPrefix(path, "//"), strings.HasPrefix(path, `\`):
+		return nil, leave("it starts like the address of another host")
+	case path[0] != '/':
+		return nil, leave(`a path must start with "/"`)
+	}
+	p, q, _ := strings.Cut(path, "?")
+	escaped := strings.TrimRight(base.EscapedPath(), "/") + p
+	decoded, err := url.PathUnescape(escaped)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: path %q: invalid percent-escape (a %%%% not followed by two hex digits)", st.name, s.red.URL(path))
+	}
+	u := *base
+	u.Path, u.RawPath, u.Fragment, u.RawFragment = decoded, escaped, "", ""
+	switch {
+	case base.RawQuery != "" && q != "":
+		u.RawQuery = base.RawQuery + "&" + q
+	case q != "":
+		u.RawQuery = q
+	}
+	if httpx.Origin(u.String()) != httpx.Origin(base.String()) {
+		return nil, leave("it changes the host") // cannot happen: scheme and host are base_url's
+	}
+	return &u, nil
 }
 
 // stripURL removes the credential query parameter from a URL kept in state.
@@ -790,10 +875,19 @@ func (s *Source) fetch(ctx context.Context, st *stream, req *httpx.Request) (*ht
 			return nil
 		})
 		if err != nil {
-			return httpx.Retryable(fmt.Errorf("response is not JSON: %v; body: %s", err, httpx.Describe(s.red, resp.Header, resp.Body)))
+			bad := fmt.Errorf("response is not JSON: %v; body: %s", err, httpx.Describe(s.red, resp.Header, resp.Body))
+			if errors.Is(err, jsonscan.ErrDuplicateName) || errors.Is(err, jsonscan.ErrTooDeep) {
+				return bad // complete, not truncated: asking again gets the same
+			}
+			return httpx.Retryable(bad)
 		}
 		if !recordsFound && st.records.Len() > 0 {
-			return fmt.Errorf("records path %q not found in the response; body: %s", st.records, httpx.Describe(s.red, resp.Header, resp.Body))
+			// Where the path stopped matching, and the keys found there.
+			why := jsonpath.Missing(resp.Body, st.records)
+			if why == nil {
+				why = fmt.Errorf("path %q not found", st.records)
+			}
+			return fmt.Errorf("records %v; body: %s", why, httpx.Describe(s.red, resp.Header, resp.Body))
 		}
 		parsed = r
 		return nil
