@@ -397,3 +397,19 @@ func TestTemplatesAndRunRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestNeedsState: a pipeline writing to an API without a state: section
+// is refused when it is checked, at the destination's line, before any
+// run.
+func TestNeedsState(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "connector.yaml"), []byte(connector), 0o644)
+	for _, d := range []string{"{type: http, url: http://127.0.0.1:1}", "{type: nats}"} {
+		pipe := filepath.Join(dir, "pipeline.yaml")
+		os.WriteFile(pipe, []byte("connector: connector.yaml\ndestination: "+d+"\n"), 0o644)
+		_, err := spec.LoadPipeline(pipe)
+		if err == nil || !strings.Contains(err.Error(), "keeps no sync state: add a state: section") || !strings.Contains(err.Error(), "pipeline.yaml:2:") {
+			t.Errorf("%s without state: err = %v", d, err)
+		}
+	}
+}

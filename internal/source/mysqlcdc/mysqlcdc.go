@@ -415,13 +415,17 @@ func (r *reader) currentPosition(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }) (position, error) {
 	p := position{Phase: "stream"}
-	row := q.QueryRowContext(ctx, "SHOW MASTER STATUS")
 	var doDB, ignoreDB, gtid sql.NullString
 	cols := []any{&p.File, &p.Pos, &doDB, &ignoreDB}
 	if !r.sv.mariadb {
 		cols = append(cols, &gtid)
 	}
-	if err := row.Scan(cols...); err != nil {
+	err := q.QueryRowContext(ctx, "SHOW MASTER STATUS").Scan(cols...)
+	if err != nil && !r.sv.mariadb {
+		// MySQL 8.4 renamed it.
+		err = q.QueryRowContext(ctx, "SHOW BINARY LOG STATUS").Scan(cols...)
+	}
+	if err != nil {
 		return p, fmt.Errorf("SHOW MASTER STATUS: %w (the user needs REPLICATION CLIENT; is log_bin on?)", err)
 	}
 	if r.sv.mariadb {
