@@ -113,6 +113,17 @@ func TestReverseETL(t *testing.T) {
 	if got := run(); len(got) != 0 {
 		t.Fatalf("a rerun without changes sent %v", got)
 	}
+	// The run's record counts the rows not sent as filtered.
+	st, err := sqlite.OpenReadOnly(filepath.Join(e.dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var summary string
+	st.QueryRow("SELECT summary FROM _ferry_runs ORDER BY started_at DESC LIMIT 1").Scan(&summary)
+	st.Close()
+	if !strings.Contains(summary, `"records":0`) || !strings.Contains(summary, `"filtered":20`) {
+		t.Fatalf("the rerun's record: %s", summary)
+	}
 	e.exec(t, "UPDATE contacts SET name = 'Renamed' WHERE id IN (3, 7); DELETE FROM contacts WHERE id = 5; INSERT INTO contacts VALUES (21, 'c21@example.com', 'New')")
 	// The preview shows what the run will send, and sends nothing.
 	code, out, errs := ferry(t, "preview", pipe)

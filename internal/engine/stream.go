@@ -208,6 +208,11 @@ func (r *Run) syncStream(ctx context.Context, sp *StreamProgress, sum *StreamSum
 	existing := s.w.Existing()
 	sum.NewTable = existing == nil
 	err = s.run(ctx)
+	if u, ok := s.w.(unchangedCounter); ok {
+		// Rows the destination did not send because it already has them
+		// as they are (reverse ETL) count as filtered.
+		sp.Filtered.Add(u.Unchanged())
+	}
 	if err == nil {
 		err = s.checkEnd()
 	}
@@ -231,6 +236,13 @@ func (r *Run) syncStream(ctx context.Context, sp *StreamProgress, sum *StreamSum
 		}
 	}
 	return err
+}
+
+// unchangedCounter is implemented by stream writers that skip rows the
+// destination already has as they are (an API destination comparing with
+// what it last delivered): Unchanged counts them.
+type unchangedCounter interface {
+	Unchanged() int64
 }
 
 // NewNormalizer returns the normalizer of a stream's table, as a run, the
