@@ -76,9 +76,9 @@ type Sync struct {
 type TwoWay struct {
 	// TableURL is a writable connection to the database of the synced
 	// table (PostgreSQL), for writing resolved rows back.
-	TableURL string `yaml:"table_url" required:"true" secret:"url" doc:"A writable connection to the synced table's PostgreSQL database (postgres://…), for writing resolved rows back."`
+	TableURL string `yaml:"table_url" required:"true" secret:"url" doc:"A writable connection to the synced table's database (postgres://… or mysql://…), for writing resolved rows back."`
 	// Table is the synced table (schema.table).
-	Table string `yaml:"table" required:"true" doc:"The synced table, schema.table: the pull pipeline's destination table, captured by this pipeline's postgres_cdc source."`
+	Table string `yaml:"table" required:"true" doc:"The synced table (schema.table, or database.table): the pull pipeline's destination table, captured by this pipeline's postgres_cdc or mysql_cdc source."`
 	// Get reads the API's current version of a row.
 	Get *Request `yaml:"get" required:"true" doc:"The request that reads the API's current version of a row (path: /items/{{ key.id }})."`
 	// Policy resolves conflicts: both sides changed a row since they last

@@ -301,7 +301,7 @@ func renderBody(v any, e template.Env) (any, error) {
 func (d *Destination) Close() error {
 	d.client.Close()
 	if d.twoWay != nil {
-		d.twoWay.pool.Close()
+		d.twoWay.close()
 	}
 	if d.letters != nil {
 		return d.letters.Close()

@@ -2,6 +2,7 @@ package httpdest
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,10 +13,12 @@ import (
 	"strings"
 	"time"
 
+	gomysql "github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ferry-dev/ferry/internal/change"
+	mysqldest "github.com/ferry-dev/ferry/internal/dest/mysql"
 	"github.com/ferry-dev/ferry/internal/httpx"
 	"github.com/ferry-dev/ferry/internal/record"
 	"github.com/ferry-dev/ferry/internal/schema"
@@ -33,9 +36,19 @@ type twoWay struct {
 	cfg           *TwoWay
 	getMethod     string
 	getPath       *template.Template
-	pool          *pgxpool.Pool
+	pool          *pgxpool.Pool // PostgreSQL
+	my            *sql.DB       // MySQL, MariaDB
 	schema, table string
 	types         map[string]string // column → SQL type, for casts
+}
+
+func (t *twoWay) close() {
+	if t.pool != nil {
+		t.pool.Close()
+	}
+	if t.my != nil {
+		t.my.Close()
+	}
 }
 
 func openTwoWay(ctx context.Context, cfg *TwoWay) (*twoWay, error) {
@@ -49,6 +62,9 @@ func openTwoWay(ctx context.Context, cfg *TwoWay) (*twoWay, error) {
 	var err error
 	if t.getPath, err = template.ParseEnv(cfg.Get.Path, env); err != nil {
 		return nil, fmt.Errorf("two_way.get.path: %w", err)
+	}
+	if strings.HasPrefix(cfg.TableURL, "mysql://") || strings.HasPrefix(cfg.TableURL, "mariadb://") {
+		return t, t.openMySQL(ctx)
 	}
 	pc, err := pgxpool.ParseConfig(cfg.TableURL)
 	if err != nil {
@@ -230,6 +246,9 @@ func idFor(stream, key string, op record.Op, body []byte) string {
 // writeLocal writes a resolved row back into the table, marked as Ferry's
 // own so that it is not echoed.
 func (t *twoWay) writeLocal(ctx context.Context, key map[string]any, f fields, local fields) error {
+	if t.my != nil {
+		return t.writeLocalMySQL(ctx, key, f, local)
+	}
 	var sets []string
 	var args []any
 	for _, name := range slices.Sorted(maps.Keys(f)) {
@@ -254,6 +273,88 @@ func (t *twoWay) writeLocal(ctx context.Context, key map[string]any, f fields, l
 	}
 	q := fmt.Sprintf("UPDATE %s SET %s WHERE %s", pgx.Identifier{t.schema, t.table}.Sanitize(), strings.Join(sets, ", "), strings.Join(where, " AND "))
 	_, err := t.pool.Exec(ctx, q, args...)
+	return err
+}
+
+// openMySQL connects to a MySQL or MariaDB table: the binlog's row images
+// must be full (the before image tells Ferry's writes from others').
+func (t *twoWay) openMySQL(ctx context.Context) error {
+	mc, err := mysqldest.ParseURL(t.cfg.TableURL)
+	if err != nil {
+		return fmt.Errorf("two_way.table_url: %w", err)
+	}
+	mc.MultiStatements = false
+	if !strings.Contains(t.cfg.Table, ".") {
+		t.schema = mc.DBName
+	}
+	conn, err := gomysql.NewConnector(mc)
+	if err != nil {
+		return err
+	}
+	t.my = sql.OpenDB(conn)
+	var image string
+	if err := t.my.QueryRowContext(ctx, "SELECT @@binlog_row_image").Scan(&image); err != nil {
+		t.my.Close()
+		return fmt.Errorf("two_way: the table's server: %w", err)
+	}
+	if !strings.EqualFold(image, "FULL") {
+		t.my.Close()
+		return fmt.Errorf("two_way: binlog_row_image is %s: two-way sync needs FULL before images to tell Ferry's own writes from others'", image)
+	}
+	rows, err := t.my.QueryContext(ctx, "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ?", t.schema, t.table)
+	if err != nil {
+		t.my.Close()
+		return err
+	}
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			rows.Close()
+			t.my.Close()
+			return err
+		}
+		t.types[name] = strings.ToLower(typ)
+	}
+	rows.Close()
+	if _, ok := t.types[ownMarker]; !ok {
+		t.my.Close()
+		return fmt.Errorf("two_way: table %s.%s has no %s column: it must be the table a Ferry pull pipeline writes", t.schema, t.table, ownMarker)
+	}
+	return nil
+}
+
+// writeLocalMySQL is writeLocal on MySQL and MariaDB.
+func (t *twoWay) writeLocalMySQL(ctx context.Context, key map[string]any, f fields, local fields) error {
+	q := func(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
+	var sets []string
+	var args []any
+	for _, name := range slices.Sorted(maps.Keys(f)) {
+		if canonical(f[name]) == canonical(local[name]) {
+			continue
+		}
+		typ, ok := t.types[name]
+		if !ok {
+			continue
+		}
+		v := sqlValue(f[name])
+		if s, isText := v.(string); isText && (typ == "datetime" || typ == "timestamp") {
+			if tm, err := time.Parse(time.RFC3339Nano, s); err == nil {
+				v = tm.UTC().Format("2006-01-02 15:04:05.999999")
+			}
+		}
+		args = append(args, v)
+		sets = append(sets, q(name)+" = ?")
+	}
+	if len(sets) == 0 {
+		return nil
+	}
+	sets = append(sets, q(ownMarker)+" = UTC_TIMESTAMP(6)")
+	var where []string
+	for _, k := range slices.Sorted(maps.Keys(key)) {
+		args = append(args, template.Format(key[k]))
+		where = append(where, q(k)+" = ?")
+	}
+	_, err := t.my.ExecContext(ctx, fmt.Sprintf("UPDATE %s.%s SET %s WHERE %s", q(t.schema), q(t.table), strings.Join(sets, ", "), strings.Join(where, " AND ")), args...)
 	return err
 }
 

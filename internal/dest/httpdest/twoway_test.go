@@ -14,10 +14,13 @@ import (
 	"testing"
 	"time"
 
+	gomysql "github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/ferry-dev/ferry/internal/dest/dbtest"
 	"github.com/ferry-dev/ferry/internal/dest/httpdest"
+	mysqldest "github.com/ferry-dev/ferry/internal/dest/mysql"
 	"github.com/ferry-dev/ferry/internal/dest/sqlite"
 	"github.com/ferry-dev/ferry/internal/engine"
 	"github.com/ferry-dev/ferry/internal/spec"
@@ -101,7 +104,8 @@ func (c *crm) writes() []string {
 type twoWayEnv struct {
 	crm      *crm
 	url      string
-	conn     *pgx.Conn
+	kind     string // postgres or mariadb
+	conn     *sql.DB
 	pullDir  string
 	pushDir  string
 	push     *pipe
@@ -132,36 +136,62 @@ func runPipeline(t *testing.T, dir string, ctx context.Context) error {
 	return err
 }
 
-// newTwoWay sets up the two pipelines of a two-way sync: pull (API →
-// PostgreSQL table) and push (the table's changes → API, with policy).
-func newTwoWay(t *testing.T, policy string) *twoWayEnv {
-	base := testserver.Postgres(t)
-	name := dbtest.Name()
+// newTwoWay sets up the two pipelines of a two-way sync on PostgreSQL:
+// pull (API → table) and push (the table's changes → API, with policy).
+func newTwoWay(t *testing.T, policy string) *twoWayEnv { return newTwoWayOn(t, "postgres", policy) }
+
+// newTwoWayOn does it on PostgreSQL or MariaDB.
+func newTwoWayOn(t *testing.T, kind, policy string) *twoWayEnv {
 	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
-	}
-	admin.Close(ctx)
-	e := &twoWayEnv{crm: newCRM(t), url: strings.Replace(base, "/postgres?", "/"+name+"?", 1), pipeline: "crm_push"}
-	t.Cleanup(func() {
-		a, err := pgx.Connect(ctx, base)
+	name := dbtest.Name()
+	e := &twoWayEnv{crm: newCRM(t), kind: kind, pipeline: "crm_push"}
+	var pullDest, cdcType, cdcTable string
+	if kind == "postgres" {
+		base := testserver.Postgres(t)
+		admin, err := pgx.Connect(ctx, base)
 		if err != nil {
-			return
+			t.Fatal(err)
 		}
-		defer a.Close(ctx)
-		a.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active", name)
-		a.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)")
-	})
+		if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+			t.Fatal(err)
+		}
+		admin.Close(ctx)
+		e.url = strings.Replace(base, "/postgres?", "/"+name+"?", 1)
+		t.Cleanup(func() {
+			a, err := pgx.Connect(ctx, base)
+			if err != nil {
+				return
+			}
+			defer a.Close(ctx)
+			a.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active", name)
+			a.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)")
+		})
+		pullDest, cdcType, cdcTable = `{type: postgres, url: "${TABLE_DB_URL}", schema: public}`, "postgres_cdc", "public.items"
+		cc, _ := pgx.ParseConfig(e.url)
+		e.conn = stdlib.OpenDB(*cc)
+	} else {
+		base := testserver.MariaDB(t)
+		admin, err := openMySQL(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { admin.Exec("DROP DATABASE " + name); admin.Close() })
+		e.url = strings.Replace(base, "/test", "/"+name, 1)
+		pullDest, cdcType, cdcTable = `{type: mysql, url: "${TABLE_DB_URL}"}`, "mysql_cdc", "items"
+		if e.conn, err = openMySQL(e.url); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { e.conn.Close() })
 	t.Setenv("TABLE_DB_URL", e.url)
 	e.pullDir, e.pushDir = t.TempDir(), t.TempDir()
 	os.WriteFile(filepath.Join(e.pullDir, "connector.yaml"), []byte("name: crm_pull\nbase_url: "+e.crm.srv.URL+"\nstreams:\n  items: {path: /items, primary_key: id, cursor: updated_at}\n"), 0o644)
-	os.WriteFile(filepath.Join(e.pullDir, "pipeline.yaml"), []byte("connector: connector.yaml\ndestination: {type: postgres, url: \"${TABLE_DB_URL}\", schema: public}\nstreams:\n  items: {mode: incremental_dedup}\n"), 0o644)
+	os.WriteFile(filepath.Join(e.pullDir, "pipeline.yaml"), []byte("connector: connector.yaml\ndestination: "+pullDest+"\nstreams:\n  items: {mode: incremental_dedup}\n"), 0o644)
 	e.dlq = filepath.Join(e.pushDir, "crm.db")
-	os.WriteFile(filepath.Join(e.pushDir, "connector.yaml"), []byte("name: crm_push\ntype: postgres_cdc\nconfig: {url: {secret: true}}\nurl: \"{{ config.url }}\"\nmax_wait: 2ms\nstreams:\n  items: {table: public.items, primary_key: id}\n"), 0o644)
+	os.WriteFile(filepath.Join(e.pushDir, "connector.yaml"), []byte("name: crm_push\ntype: "+cdcType+"\nconfig: {url: {secret: true}}\nurl: \"{{ config.url }}\"\nmax_wait: 2ms\nstreams:\n  items: {table: "+cdcTable+", primary_key: id}\n"), 0o644)
 	os.WriteFile(filepath.Join(e.pushDir, "pipeline.yaml"), []byte(`connector: connector.yaml
 config: {url: "${TABLE_DB_URL}"}
 destination:
@@ -172,7 +202,7 @@ destination:
   dead_letter: "sqlite:crm.db"
   two_way:
     table_url: "${TABLE_DB_URL}"
-    table: public.items
+    table: `+cdcTable+`
     get: {path: "/items/{{ key.id }}"}
     `+policy+`
 state: {type: sqlite, path: state.db}
@@ -181,11 +211,9 @@ sync: {checkpoint_interval: 20ms}
 	if err := runPipeline(t, e.pullDir, ctx); err != nil {
 		t.Fatal(err)
 	}
-	if e.conn, err = pgx.Connect(ctx, e.url); err != nil {
-		t.Fatal(err)
+	if kind == "postgres" {
+		e.exec(t, "ALTER TABLE items REPLICA IDENTITY FULL")
 	}
-	t.Cleanup(func() { e.conn.Close(ctx) })
-	e.exec(t, "ALTER TABLE items REPLICA IDENTITY FULL")
 	pctx, cancel := context.WithCancel(ctx)
 	e.push = &pipe{cancel: cancel, done: make(chan error, 1)}
 	go func() { e.push.done <- runPipeline(t, e.pushDir, pctx) }()
@@ -198,17 +226,41 @@ sync: {checkpoint_interval: 20ms}
 	return e
 }
 
+func openMySQL(u string) (*sql.DB, error) {
+	mc, err := mysqldest.ParseURL(u)
+	if err != nil {
+		return nil, err
+	}
+	mc.MultiStatements = false
+	conn, err := gomysql.NewConnector(mc)
+	if err != nil {
+		return nil, err
+	}
+	return sql.OpenDB(conn), nil
+}
+
+// q spells a statement with $n placeholders for the database.
+func (e *twoWayEnv) q(stmt string) string {
+	if e.kind == "postgres" {
+		return stmt
+	}
+	for i := 9; i >= 1; i-- {
+		stmt = strings.ReplaceAll(stmt, fmt.Sprintf("$%d", i), "?")
+	}
+	return stmt
+}
+
 func (e *twoWayEnv) exec(t *testing.T, q string, args ...any) {
 	t.Helper()
-	if _, err := e.conn.Exec(context.Background(), q, args...); err != nil {
+	if _, err := e.conn.Exec(e.q(q), args...); err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
 }
 
 func (e *twoWayEnv) local(t *testing.T, id int, col string) string {
-	var v string
-	e.conn.QueryRow(context.Background(), "SELECT "+col+"::text FROM items WHERE id = $1", id).Scan(&v)
-	return v
+	var v sql.NullString
+	e.conn.QueryRow(e.q("SELECT "+col+" FROM items WHERE id = $1"), id).Scan(&v)
+	return v.String
 }
 
 func (e *twoWayEnv) bases(t *testing.T) int {
@@ -312,6 +364,37 @@ func TestTwoWayMerge(t *testing.T) {
 	}
 	if got := e.crm.writes(); len(got) != 5 {
 		t.Fatalf("writes to the API: %v (want 5)", got)
+	}
+}
+
+// TestTwoWayMariaDB: the same on MariaDB, through the binlog: a local edit
+// is written back once, the pull is not echoed, concurrent edits of
+// different fields merge on both sides.
+func TestTwoWayMariaDB(t *testing.T) {
+	e := newTwoWayOn(t, "mariadb", "policy: merge")
+	e.exec(t, "UPDATE items SET name = 'local one' WHERE id = 1")
+	e.waitFor(t, "the local edit at the API", func() bool { return e.crm.get("1", "name") == "local one" })
+	e.crm.edit("2", map[string]any{"status": "remote", "updated_at": "2024-02-01T00:00:00Z"})
+	if err := runPipeline(t, e.pullDir, context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if e.local(t, 2, "status") != "remote" {
+		t.Fatal("the pull did not bring the API's edit")
+	}
+	e.barrier(t, 1)
+	if got := e.crm.writes(); len(got) != 2 {
+		t.Fatalf("writes to the API: %v (want the local edit and the barrier: no echo of the pull)", got)
+	}
+	e.crm.edit("3", map[string]any{"status": "remote three", "updated_at": "2024-03-01T00:00:00Z"})
+	e.exec(t, "UPDATE items SET name = 'local three' WHERE id = 3")
+	e.waitFor(t, "the merged row at the API", func() bool { return e.crm.get("3", "name") == "local three" })
+	e.waitFor(t, "the merged row in the table", func() bool { return e.local(t, 3, "status") == "remote three" })
+	e.barrier(t, 2)
+	if got := e.crm.writes(); len(got) != 4 || e.crm.get("3", "status") != "remote three" {
+		t.Fatalf("writes to the API: %v (want 4: no echo of the write-back)", got)
+	}
+	if cs := e.conflicts(t); len(cs) != 1 || cs[0].Resolution != "merged field by field" {
+		t.Fatalf("conflicts: %+v", cs)
 	}
 }
 
