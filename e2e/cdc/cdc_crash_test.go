@@ -424,6 +424,13 @@ sync: {checkpoint_rows: 30, checkpoint_interval: 20ms}
 	if err := st.Run(); err != nil || !strings.Contains(so.String(), "ferry_crashcdc_items") || !strings.Contains(so.String(), "false") {
 		t.Fatalf("cdc status: %v\n%s", err, so.String())
 	}
+	// ferry state show says where the stream is, slot included.
+	so.Reset()
+	ss := ferry("state", "show", filepath.Join(dir, "pipeline.yaml"))
+	ss.Stdout, ss.Stderr = &so, &so
+	if err := ss.Run(); err != nil || !strings.Contains(so.String(), `"phase":"stream"`) || !strings.Contains(so.String(), `"slot":"ferry_crashcdc_items"`) {
+		t.Fatalf("state show: %v\n%s", err, so.String())
+	}
 	so.Reset()
 	dr := ferry("cdc", "drop-slot", "--stream", "items", "--yes", filepath.Join(dir, "pipeline.yaml"))
 	dr.Stdout, dr.Stderr = &so, &so

@@ -302,6 +302,9 @@ func (a *app) stateCmd() *cobra.Command {
 					cursor = st.Cursor
 					if st.Pass != nil {
 						pass = "in progress (" + st.Pass.ID + ")"
+						if len(st.Pass.Position) > 0 {
+							pass += " at " + short(string(st.Pass.Position), 160) // a CDC stream's position and slot lag
+						}
 					}
 				}
 				part := e.Partition

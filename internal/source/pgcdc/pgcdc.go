@@ -163,6 +163,11 @@ type position struct {
 	N  int    `json:"n,omitempty"`
 	// Slot is the slot the position belongs to.
 	Slot string `json:"slot"`
+	// ServerWALEnd and LagBytes say how far the server's WAL was ahead of
+	// LSN when the page was read: the slot's lag, for people (ferry state
+	// show). Never read back.
+	ServerWALEnd string `json:"server_wal_end,omitempty"`
+	LagBytes     int64  `json:"lag_bytes,omitempty"`
 }
 
 func (s *Source) connConfig(replication bool) (*pgconn.Config, error) {

@@ -71,6 +71,9 @@ func (r *reader) stream(ctx context.Context) error {
 			return nil
 		}
 		pos := position{Phase: "stream", LSN: lastEnd.String(), Slot: st.slot}
+		if serverEnd > lastEnd {
+			pos.ServerWALEnd, pos.LagBytes = serverEnd.String(), int64(serverEnd-lastEnd)
+		}
 		if mid {
 			pos.Tx, pos.N = txFinal.String(), txIndex
 		}
@@ -163,6 +166,9 @@ func (r *reader) stream(ctx context.Context) error {
 		xld, err := pglogrepl.ParseXLogData(data[1:])
 		if err != nil {
 			return err
+		}
+		if xld.ServerWALEnd > serverEnd {
+			serverEnd = xld.ServerWALEnd
 		}
 		lm, err := pglogrepl.Parse(xld.WALData)
 		if err != nil {
