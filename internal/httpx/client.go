@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,6 +112,24 @@ type Config struct {
 	CredentialOrigins []string
 	// Observer is told about every attempt. nil tells no one.
 	Observer Observer
+	// TLS configures the connections of the transport New makes (client
+	// certificates, CA bundles); nil uses the defaults, which verify
+	// servers against the system's CAs. Ignored with a Transport.
+	TLS *tls.Config
+	// RateLimitHeaders names the rate-limit headers of an API that spells
+	// them its own way; nil reads the usual ones (see ParseLimits). Once a
+	// response says no request is left before a reset, attempts wait for
+	// it (at most MaxRetryAfter; a longer wait fails with a *LimitError),
+	// and a 403 or 429 saying so is a rate limit, retried after the reset.
+	RateLimitHeaders *RateLimitHeaders
+	// Budget limits the attempts of the client (zero Requests: none).
+	// An attempt that would wait for room longer than MaxRetryAfter, or
+	// find the budget of the run spent, fails with a *LimitError.
+	Budget Budget
+	// CircuitBreaker, when > 0, is how many attempts in a row may fail
+	// with a network error, a timeout or a 5xx before the client refuses
+	// every further request with ErrCircuitOpen.
+	CircuitBreaker int
 }
 
 // Redactor hides secrets in text; *redact.Redactor implements it.
@@ -171,6 +191,45 @@ type Request struct {
 	// Label is copied into each AttemptInfo, for observers (the stream the
 	// request is for).
 	Label string
+	// Decide, when set, is asked about every response before the client's
+	// own rules, and may take it as it is, retry it, fail it or renew the
+	// credential (response rules). Its Verdict's Err is what a failure
+	// reports.
+	Decide func(*Response) Verdict
+}
+
+// Action is what Request.Decide decides about a response.
+type Action int
+
+// The actions of a Verdict.
+const (
+	// Default leaves the response to the client: its retry statuses,
+	// Retry-After and rate-limit headers, and the check function.
+	Default Action = iota
+	// Accept returns the response as it is, whatever its status, without
+	// calling the check function.
+	Accept
+	// Retry retries the request after Wait, or after the backoff when
+	// Wait is 0 (within Config.MaxAttempts; a Wait beyond
+	// Config.MaxRetryAfter fails with a *LimitError).
+	Retry
+	// Fail fails the request with Err at once.
+	Fail
+	// Renew renews the credential (the Authenticator must be a Renewer)
+	// and makes the attempt again, once per Do call; then it is Fail.
+	Renew
+)
+
+// Verdict is Request.Decide's answer.
+type Verdict struct {
+	Action Action
+	// Wait is how long to wait before a Retry (0: the backoff).
+	Wait time.Duration
+	// Err is the error of a Fail, and of a Retry or Renew when no
+	// attempt follows.
+	Err error
+	// Rule names the rule that decided, for a *LimitError's message.
+	Rule string
 }
 
 // Response is a response read whole.
@@ -184,7 +243,8 @@ type Response struct {
 	Attempts int           // attempts made, this one included
 	Elapsed  time.Duration // since Do was called
 
-	cut bool // Body is only the start of the body
+	cut  bool          // Body is only the start of the body
+	sent *http.Request // the request as sent, credentials included (for a Renewer)
 }
 
 // Stats are a Client's counters since New.
@@ -219,6 +279,12 @@ type Client struct {
 
 	mu        sync.Mutex
 	notBefore time.Time // no attempt starts before this (a 429's pause)
+
+	quota   quota       // the rate limit the API's headers report
+	budget  *budgetGate // nil without a Budget
+	breaker breaker
+	keeper  QuotaKeeper // the Authenticator, when it keeps quotas per credential
+	renewer Renewer     // the Authenticator, when it can renew its credential
 
 	requests, retries, throttled, bytes, errors atomic.Int64
 }
@@ -259,7 +325,7 @@ func New(cfg Config) *Client {
 	}
 	own := cfg.Transport == nil
 	if own {
-		cfg.Transport = newTransport(cfg.Concurrency)
+		cfg.Transport = newTransport(cfg.Concurrency, cfg.TLS)
 	}
 	c := &Client{
 		cfg:          cfg,
@@ -270,6 +336,12 @@ func New(cfg Config) *Client {
 		ownTransport: own,
 	}
 	c.hc = &http.Client{Transport: cfg.Transport, CheckRedirect: c.checkRedirect}
+	if cfg.Budget.Requests > 0 {
+		c.budget = &budgetGate{cfg: cfg.Budget}
+	}
+	c.breaker.limit = cfg.CircuitBreaker
+	c.keeper, _ = cfg.Auth.(QuotaKeeper)
+	c.renewer, _ = cfg.Auth.(Renewer)
 	for _, o := range cfg.CredentialOrigins {
 		if norm := Origin(o); norm != "" {
 			c.origins[norm] = true
@@ -295,7 +367,7 @@ func New(cfg Config) *Client {
 
 // newTransport returns a clone of http.DefaultTransport that keeps enough
 // idle connections for concurrency requests to one host.
-func newTransport(concurrency int) *http.Transport {
+func newTransport(concurrency int, tlsConfig *tls.Config) *http.Transport {
 	t, ok := http.DefaultTransport.(*http.Transport)
 	if ok {
 		t = t.Clone()
@@ -307,6 +379,9 @@ func newTransport(concurrency int) *http.Transport {
 			TLSHandshakeTimeout:   10 * time.Second,
 			ExpectContinueTimeout: time.Second,
 		}
+	}
+	if tlsConfig != nil {
+		t.TLSClientConfig = tlsConfig.Clone()
 	}
 	idle := max(16, concurrency)
 	t.MaxIdleConnsPerHost = idle
@@ -357,8 +432,11 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 	redURL := c.cfg.Redactor.URL(req.URL)
 	fail := func(resp *Response, attempts int, err error) (*Response, error) {
 		c.errors.Add(1)
-		if se, ok := err.(*StatusError); ok {
-			return resp, se
+		switch e := err.(type) {
+		case *StatusError:
+			return resp, e
+		case *RenewError:
+			return resp, e
 		}
 		return resp, &RequestError{Method: method, URL: redURL, Attempts: attempts, Err: err, red: c.cfg.Redactor}
 	}
@@ -368,8 +446,12 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 
 	mem := c.mem.lease()
 	defer mem.release()
-	free := 0 // attempts made again to break a memory deadlock: not counted against MaxAttempts
+	free := 0        // attempts made again to break a memory deadlock: not counted against MaxAttempts
+	renewed := false // the credential was renewed once already
 	for n := 1; ; n++ {
+		if err := c.breaker.check(); err != nil {
+			return fail(nil, n-1, err)
+		}
 		if err := c.acquire(ctx); err != nil {
 			return fail(nil, n-1, err)
 		}
@@ -398,20 +480,54 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 			se     *StatusError
 			ra     time.Duration // Retry-After
 			hasRA  bool
-			pauses bool // this response pauses the whole client
+			pauses bool   // this response pauses the whole client
+			raRule string // what asked for the wait, when not Retry-After
+			renew  bool   // renew the credential and try again
+			accept bool   // Decide took the response as it is
 		)
 		if resp != nil {
 			resp.Attempts, resp.Elapsed = n, time.Since(start)
 			info.Status, info.Bytes = resp.Status, int64(len(resp.Body))
-			if resp.Status >= 200 && resp.Status <= 299 {
+			lim := c.noteLimits(resp)
+			var v Verdict
+			if req.Decide != nil {
+				v = req.Decide(resp)
+			}
+			switch {
+			case v.Action == Accept:
+				accept = true
+			case v.Action == Fail:
+				err, retry = v.Err, false
+			case v.Action == Retry:
+				err, retry = v.Err, true
+				if v.Wait > 0 {
+					ra, hasRA, raRule, pauses = v.Wait, true, v.Rule, true
+				}
+			case v.Action == Renew:
+				err, renew = v.Err, true
+			case resp.Status >= 200 && resp.Status <= 299:
 				if check != nil {
 					if err = check(resp); err != nil {
 						retry = isRetryable(err)
+						if d, rule, ok := retryWait(err); ok && d > 0 {
+							ra, hasRA, raRule, pauses = d, true, rule, true
+						}
 					}
 				}
-			} else {
+			default:
 				ra, hasRA = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 				status := resp.Status
+				spent := (status == http.StatusForbidden || status == http.StatusTooManyRequests) && lim.Exhausted(time.Now())
+				if spent && c.keeper != nil {
+					// The credential's quota is spent; the keeper gives the
+					// next attempt another, or says how long to wait.
+					ra, hasRA = 0, false
+					status = http.StatusTooManyRequests
+				} else if spent && !hasRA {
+					// GitHub's primary limit: a 403 or 429 whose headers say
+					// nothing is left until the reset.
+					ra, hasRA, raRule = time.Until(lim.Reset), true, lim.Header+": 0"
+				}
 				if status == http.StatusForbidden && hasRA {
 					status = http.StatusTooManyRequests // GitHub's rate limit
 				}
@@ -421,6 +537,7 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 				}
 				retry = c.retry[status] || (c.retry5xx && status >= 500 && status <= 599)
 				se = c.statusError(method, redURL, resp, n)
+				se.RateLimit = raRule
 				if hasRA {
 					se.RetryAfter = ra
 				}
@@ -430,9 +547,21 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 					se.RetryAfterLimit = c.cfg.MaxRetryAfter
 					retry = false
 				}
-				pauses = throttled || (retry && ra > 0)
+				pauses = throttled && c.keeper == nil || (retry && ra > 0)
+				renew = status == http.StatusUnauthorized && c.renewer != nil
 				err = se
 			}
+			c.breaker.result(resp.Status >= 500 && !accept, "status "+strconv.Itoa(resp.Status))
+		} else if err != nil && retry {
+			c.breaker.result(true, err.Error())
+		}
+		if hasRA && ra > c.cfg.MaxRetryAfter && se == nil && err != nil {
+			// A rule or the check asked for a wait longer than allowed.
+			err = errors.Join(err, &LimitError{Rule: cmp.Or(raRule, "a response rule"), Reset: time.Now().Add(ra), Wait: ra, MaxWait: c.cfg.MaxRetryAfter})
+			retry = false
+		}
+		if accept {
+			err = nil
 		}
 		// The body is the caller's now, or garbage.
 		used := mem.release()
@@ -446,6 +575,42 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 			info.Err = ctxErr
 			c.observe(info)
 			return fail(resp, n, ctxErr)
+		}
+		if le := (*LimitError)(nil); resp == nil && errors.As(err, &le) {
+			// The Authenticator has no credential with quota left.
+			if le.Wait > c.cfg.MaxRetryAfter || le.Reset.IsZero() {
+				info.Err = err
+				c.observe(info)
+				return fail(nil, n, le)
+			}
+			free++
+			info.Err, info.RetryIn = err, le.Wait
+			c.observe(info)
+			c.log.LogAttrs(ctx, slog.LevelInfo, "waiting for a credential's rate limit to reset", slog.String("rule", le.Rule), slog.Duration("wait", le.Wait))
+			if err := sleep(ctx, le.Wait); err != nil {
+				return fail(nil, n, err)
+			}
+			continue
+		}
+		if renew && !renewed {
+			// The credential was refused: renew it once, and try again
+			// at once (not counted against MaxAttempts).
+			renewed = true
+			if rerr := c.renewer.Renew(ctx, resp.sent); rerr != nil {
+				info.Err = &redactedError{err: err, red: c.cfg.Redactor}
+				c.observe(info)
+				if se != nil {
+					return fail(resp, n, &RenewError{Status: se, Err: rerr, red: c.cfg.Redactor})
+				}
+				return fail(resp, n, fmt.Errorf("%w; renewing the credential failed: %w", err, rerr))
+			}
+			free++
+			info.Err = &redactedError{err: err, red: c.cfg.Redactor}
+			c.observe(info)
+			c.retries.Add(1)
+			c.log.LogAttrs(ctx, slog.LevelInfo, "renewed the credential after it was refused", slog.String("method", method),
+				slog.String("url", redURL), slog.Int("status", resp.Status))
+			continue
 		}
 
 		if evicted {
@@ -575,6 +740,7 @@ func (c *Client) attempt(ctx context.Context, method string, req *Request, tr *t
 		Status: hresp.StatusCode,
 		Header: hresp.Header,
 		URL:    c.cfg.Redactor.URL(hresp.Request.URL.String()),
+		sent:   hreq,
 	}
 	ok := hresp.StatusCode >= 200 && hresp.StatusCode <= 299
 	limit := c.cfg.MaxBodyBytes
@@ -759,6 +925,10 @@ func (c *Client) acquire(ctx context.Context) error {
 		}
 		// A 429 elsewhere may have paused the client meanwhile.
 		if c.pausedFor() <= 0 {
+			if err := c.gate(ctx); err != nil {
+				c.release()
+				return err
+			}
 			return nil
 		}
 	}
@@ -789,7 +959,21 @@ func (c *Client) pausedFor() time.Duration {
 	return time.Until(c.notBefore)
 }
 
-// observe tells the Observer about an attempt.
+// noteLimits reads the rate limit a response reports and keeps it, or
+// tells the Authenticator keeping quotas per credential.
+func (c *Client) noteLimits(resp *Response) Limits {
+	lim, ok := ParseLimits(resp.Header, time.Now(), c.cfg.RateLimitHeaders)
+	if !ok {
+		return Limits{}
+	}
+	if c.keeper != nil {
+		c.keeper.Observe(resp.sent, resp.Status, lim)
+	} else {
+		c.quota.observe(lim, time.Now())
+	}
+	return lim
+}
+
 // Close releases the client's idle connections. A client built on a
 // Config.Transport of the caller's leaves it alone.
 func (c *Client) Close() {
@@ -800,6 +984,7 @@ func (c *Client) Close() {
 	}
 }
 
+// observe tells the Observer about an attempt.
 func (c *Client) observe(info AttemptInfo) {
 	if c.cfg.Observer != nil {
 		c.cfg.Observer.Attempt(info)
