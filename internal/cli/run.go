@@ -99,6 +99,14 @@ func (a *app) printSummary(w io.Writer, s *engine.Summary) {
 		if st.Rejected > 0 {
 			fmt.Fprintf(w, "%d records of %s were rejected; see the %s table\n", st.Rejected, st.Stream, dest.RejectedTable)
 		}
+		if st.Status == dest.Stopped {
+			fmt.Fprintf(w, "%s %s\n", st.Stream, st.Error)
+			if !st.ResumeAt.IsZero() {
+				fmt.Fprintf(w, "%s: run again after %s (in %s) to go on\n", st.Stream, st.ResumeAt.Local().Format(time.RFC3339), time.Until(st.ResumeAt).Round(time.Second))
+			} else {
+				fmt.Fprintf(w, "%s: run again to go on\n", st.Stream)
+			}
+		}
 	}
 }
 

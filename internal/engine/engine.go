@@ -128,9 +128,11 @@ const (
 	Running
 	Succeeded
 	Failed
+	Stopped // stopped early on purpose (a budget, a long rate limit)
 )
 
-// State returns the stream's state (Pending, Running, Succeeded, Failed).
+// State returns the stream's state (Pending, Running, Succeeded, Failed,
+// Stopped).
 func (p *StreamProgress) State() int32 { return p.status.Load() }
 
 // Elapsed returns how long the stream has run.
@@ -171,9 +173,13 @@ type StreamSummary struct {
 	Requests int64         `json:"requests"`
 	Retries  int64         `json:"retries"`
 	Duration time.Duration `json:"duration"`
-	// Error is the failure's message, redacted and bounded.
-	Error    string `json:"error,omitempty"`
-	NewTable bool   `json:"new_table,omitempty"`
+	// Error is the failure's message, redacted and bounded; for a
+	// stopped stream, why it stopped.
+	Error string `json:"error,omitempty"`
+	// ResumeAt is when the limit that stopped the stream resets (status
+	// stopped; zero when the next run may go on at once).
+	ResumeAt time.Time `json:"resume_at,omitzero"`
+	NewTable bool      `json:"new_table,omitempty"`
 	// Changes describes how the stream's tables changed (drift), for
 	// people; Drift holds the same as values.
 	Changes []string        `json:"schema_changes,omitempty"`
@@ -389,7 +395,7 @@ func (r *Run) Execute(ctx context.Context) (*Summary, error) {
 	var failed []string
 	var errs []error
 	for _, s := range results {
-		if s.Err != nil {
+		if s.Err != nil && s.Status != dest.Stopped {
 			failed = append(failed, s.Stream)
 			errs = append(errs, &StreamError{Stream: s.Stream, Err: s.Err})
 		}

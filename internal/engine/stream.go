@@ -117,6 +117,17 @@ func (r *Run) stream(ctx context.Context, sp *StreamProgress) StreamSummary {
 	sum.Rejected, sum.Filtered = sp.Rejected.Load(), sp.Filtered.Load()
 	sum.Requests, sum.Retries = sp.Requests.Load(), sp.HTTPRetries.Load()
 	sum.Duration = sp.Elapsed()
+	var stop *source.StopError
+	if err != nil && ctx.Err() == nil && errors.As(err, &stop) {
+		// Not a failure: what was read is committed, and the next run
+		// goes on from there.
+		sp.status.Store(Stopped)
+		sum.Status, sum.ResumeAt = dest.Stopped, stop.Until
+		sum.Err = r.redacted(fmt.Errorf("%w; %d rows and their state were committed, and the next run resumes there", err, sp.Committed.Load()))
+		sum.Error = sum.Err.Error()
+		r.log.Warn("stream stopped early", "stream", sp.Name, "reason", r.red.String(stop.Reason), "committed_rows", sp.Committed.Load())
+		return sum
+	}
 	if err != nil {
 		sp.status.Store(Failed)
 		sum.Status = dest.Failed

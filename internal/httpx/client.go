@@ -592,7 +592,7 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 			}
 			continue
 		}
-		if renew && !renewed {
+		if renew && !renewed && c.renewer != nil {
 			// The credential was refused: renew it once, and try again
 			// at once (not counted against MaxAttempts).
 			renewed = true

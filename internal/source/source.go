@@ -273,6 +273,37 @@ func New(kind string, cfg any, opts Options) (Source, error) {
 	return info.Factory.(Factory)(cfg, opts)
 }
 
+// StopError ends a read early on purpose, not as a failure: the request
+// budget is spent, or a rate limit resets later than the source may wait.
+// A source returns it from Read (for a child stream, it stops every
+// partition). The engine commits what was read, ends the stream as
+// stopped (exit code 4) saying when it may go on, and the next run
+// resumes from the last commit.
+type StopError struct {
+	// Reason says what stopped the read, naming the rule
+	// ("X-RateLimit-Remaining: 0", "http.budget: 100 requests per run").
+	Reason string
+	// Until is when the limit resets; zero when the next run may go on
+	// at once.
+	Until time.Time
+	// Err is the cause (the response that said so), if any.
+	Err error
+}
+
+func (e *StopError) Error() string {
+	msg := "stopped early: " + e.Reason
+	if !e.Until.IsZero() {
+		msg += "; the limit resets at " + e.Until.UTC().Format(time.RFC3339)
+	}
+	if e.Err != nil {
+		msg += " (" + e.Err.Error() + ")"
+	}
+	return msg
+}
+
+// Unwrap returns the cause.
+func (e *StopError) Unwrap() error { return e.Err }
+
 // ErrStop may be returned by an Emit function to end a read early without
 // error (for samples); Read then returns ErrStop.
 var ErrStop = errors.New("stop reading")

@@ -6,6 +6,7 @@ import (
 	_ "github.com/ferry-dev/ferry/internal/auth/apikey" // auth "api_key": a key in a header or the query
 	_ "github.com/ferry-dev/ferry/internal/auth/basic"  // auth "basic": user name and password
 	_ "github.com/ferry-dev/ferry/internal/auth/bearer" // auth "bearer": Authorization: Bearer <token>
+	_ "github.com/ferry-dev/ferry/internal/auth/oauth2" // auth "oauth2": client credentials, refresh tokens (rotated ones sealed)
 
 	_ "github.com/ferry-dev/ferry/internal/dest/jsonl"    // destination "jsonl": JSON Lines files, appended
 	_ "github.com/ferry-dev/ferry/internal/dest/mysql"    // destination "mysql": MySQL 8 and MariaDB

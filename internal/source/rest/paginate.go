@@ -173,6 +173,7 @@ type response struct {
 	fields  [numFields][]byte // raw values at paths(), nil when absent
 	found   [numFields]bool
 	link    []string // Link header values
+	last    bool     // a response rule ended the pagination here
 }
 
 // loopGuard detects an API that sends the same page or cursor again.

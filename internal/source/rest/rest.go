@@ -87,6 +87,8 @@ type stream struct {
 	fields    []parentField // parent field → child column
 	parentKey []string      // parent record keys that identify a partition
 	workers   int           // partitions read at once
+	rules     []*rule       // response rules: the stream's, then the defaults'
+	graphql   bool          // a GraphQL query: errors in a 200 are errors
 	info      source.Stream
 }
 
@@ -140,10 +142,15 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 		}
 		return template.Format(v), nil
 	}
+	hcTLS, err := c.HTTP.tlsOf(eval)
+	if err != nil {
+		return nil, err
+	}
 	var authn auth.Authenticator
 	if c.Auth != nil {
 		var secrets []string
-		authn, secrets, err = auth.New(c.Auth.Type, c.Auth.Config, auth.Env{Eval: eval, AddSecret: s.red.Add, Logger: s.log})
+		authn, secrets, err = auth.New(c.Auth.Type, c.Auth.Config, auth.Env{Eval: eval, AddSecret: s.red.Add, Logger: s.log,
+			BaseURL: s.baseURL, Dir: opts.Dir, HTTPClient: c.HTTP.authClient(hcTLS)})
 		if err != nil {
 			return nil, err
 		}
@@ -153,7 +160,7 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 		s.stripParam = qk.QueryParam()
 	}
 	s.origins = map[string]bool{httpx.Origin(s.baseURL): true}
-	hc := httpx.Config{Redactor: s.red, Logger: s.log, Concurrency: 4}
+	hc := httpx.Config{Redactor: s.red, Logger: s.log, Concurrency: 4, TLS: hcTLS}
 	if authn != nil {
 		hc.Auth = authn
 	}
@@ -184,6 +191,9 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 			s.origins[httpx.Origin(o)] = true
 		}
 		hc.MaxAttempts = h.MaxAttempts
+		if err := applyLimits(&hc, h); err != nil {
+			return nil, err
+		}
 		hc.RequestsPerSecond = h.RequestsPerSecond
 		hc.Burst = h.Burst
 		hc.MaxBodyBytes = h.MaxBodyBytes
@@ -206,6 +216,9 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 	for _, name := range c.StreamOrder {
 		st, err := compileStream(name, c.Streams[name])
 		if err != nil {
+			return nil, fmt.Errorf("stream %s: %w", name, err)
+		}
+		if err := st.compileRules(c.Streams[name]); err != nil {
 			return nil, fmt.Errorf("stream %s: %w", name, err)
 		}
 		s.compiled[name] = st
@@ -496,7 +509,7 @@ func (s *Source) read(ctx context.Context, st *stream, req source.ReadRequest) e
 				return
 			}
 			var ee *emitError
-			if errors.As(err, &ee) || ctx.Err() != nil {
+			if errors.As(err, &ee) || ctx.Err() != nil || isFatal(err) {
 				stop(err)
 				return
 			}
@@ -652,6 +665,7 @@ func (s *Source) readPartition(ctx context.Context, st *stream, part *record.Par
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.Request, err)
 			}
+			done = done || parsed.last
 		}
 		p.Last = done
 		if !done {
@@ -892,6 +906,8 @@ func (s *Source) fetch(ctx context.Context, st *stream, req *httpx.Request) (*ht
 		parsed = r
 		return nil
 	}
+	var took string // the action of a rule that took the response as it is
+	req.Decide = s.decider(st, req.Method, &took)
 	resp, err := s.client.Do(ctx, req, check)
 	if err != nil {
 		var se *httpx.StatusError
@@ -899,9 +915,9 @@ func (s *Source) fetch(ctx context.Context, st *stream, req *httpx.Request) (*ht
 			s.log.Debug("ignored status", "stream", st.name, "status", se.Status, "url", se.URL)
 			return &httpx.Response{Status: se.Status, URL: se.URL, Header: http.Header{}}, nil, nil
 		}
-		return nil, nil, err
+		return nil, nil, asStop(err)
 	}
-	return resp, parsed, nil
+	return s.taken(resp, &parsed, took, check)
 }
 
 // Check fetches the first page of a stream (for a child stream, of the
