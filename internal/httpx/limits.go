@@ -275,3 +275,6 @@ func (c *Client) gate(ctx context.Context) error {
 		return nil
 	}
 }
+
+// IsRetryable reports whether err was wrapped with Retryable or RetryIn.
+func IsRetryable(err error) bool { return isRetryable(err) }

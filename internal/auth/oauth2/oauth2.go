@@ -392,6 +392,10 @@ func (a *authenticator) fetch(ctx context.Context, refresh string) (*oauth2.Toke
 	if tok.RefreshToken == "" {
 		tok.RefreshToken = refresh // not rotated
 	}
+	if !tok.Expiry.IsZero() {
+		// x/oauth2 counts expires_in from the wall clock; keep it on ours.
+		tok.Expiry = a.now().Add(time.Until(tok.Expiry))
+	}
 	a.env.AddSecret(tok.AccessToken, tok.RefreshToken)
 	a.refused = ""
 	a.env.Logger.Debug("fetched an access token", "token_url", a.tokenAt, "expires", tok.Expiry)
