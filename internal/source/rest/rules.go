@@ -56,8 +56,15 @@ func (RuleStatus) JSONSchema() map[string]any {
 	return map[string]any{"type": "integer", "minimum": 100, "maximum": 599}
 }
 
+// ruleVars are the variables of rule expressions.
+type ruleVars struct {
+	Status  int               `expr:"status"`
+	Headers map[string]string `expr:"headers"`
+	Body    any               `expr:"body"`
+}
+
 // ruleEnv declares the variables of rule expressions.
-var ruleEnv = map[string]any{"status": 0, "headers": map[string]string{}, "body": nil}
+var ruleEnv = ruleVars{}
 
 // checkRules checks the rules at p.
 func checkRules(chk *spec.Checker, p []string, rules []*Rule) {
@@ -172,10 +179,10 @@ func compileRules(p []string, rules []*Rule) ([]*rule, error) {
 // response.
 type ruleInput struct {
 	resp *httpx.Response
-	env  map[string]any
+	env  *ruleVars
 }
 
-func (in *ruleInput) vars() map[string]any {
+func (in *ruleInput) vars() *ruleVars {
 	if in.env != nil {
 		return in.env
 	}
@@ -191,7 +198,7 @@ func (in *ruleInput) vars() map[string]any {
 	if d.Decode(&body) != nil {
 		body = nil
 	}
-	in.env = map[string]any{"status": in.resp.Status, "headers": headers, "body": numbers(body)}
+	in.env = &ruleVars{Status: in.resp.Status, Headers: headers, Body: numbers(body)}
 	return in.env
 }
 
