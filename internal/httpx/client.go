@@ -578,6 +578,7 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 		}
 		if le := (*LimitError)(nil); resp == nil && errors.As(err, &le) {
 			// The Authenticator has no credential with quota left.
+			le.MaxWait = c.cfg.MaxRetryAfter
 			if le.Wait > c.cfg.MaxRetryAfter || le.Reset.IsZero() {
 				info.Err = err
 				c.observe(info)
