@@ -115,14 +115,13 @@ func FuzzParseLimits(f *testing.F) {
 // X-RateLimit-Remaining: 0 until the reset, reset after the first
 // request.
 type githubAPI struct {
-	mu        sync.Mutex
-	limit     int
-	left      int
-	reset     time.Time
-	window    time.Duration
-	refused   atomic.Int64
-	served    atomic.Int64
-	noHeaders bool // answer 200s without the rate-limit headers
+	mu      sync.Mutex
+	limit   int
+	left    int
+	reset   time.Time
+	window  time.Duration
+	refused atomic.Int64
+	served  atomic.Int64
 }
 
 func (g *githubAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
