@@ -23,6 +23,9 @@ FUZZ_TARGETS = \
 	./internal/redact:FuzzParseURL:250000x \
 	./internal/httpx:FuzzParseRetryAfter:200000x \
 	./internal/httpx:FuzzAPIMessage:100000x \
+	./internal/httpx:FuzzParseLimits:140000x \
+	./internal/auth/hmac:FuzzCanonicalQuery:70000x \
+	./internal/source/rest:FuzzConnectionFields:90000x \
 	./internal/dest/postgres:FuzzNumeric:140000x
 
 .PHONY: build test lint unit fuzz demo bench clean
