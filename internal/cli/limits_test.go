@@ -488,3 +488,39 @@ streams:
 	}
 	os.Remove(s.path("client.key"))
 }
+
+// TestCircuitBreaker: an API that is down fails the child stream after
+// circuit_breaker attempts in a row, naming the last failure, instead of
+// every partition making its own attempts.
+func TestCircuitBreaker(t *testing.T) {
+	var kids atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/parents" {
+			var out []string
+			for i := 1; i <= 50; i++ {
+				out = append(out, fmt.Sprintf(`{"id":%d}`, i))
+			}
+			fmt.Fprintf(w, "[%s]", strings.Join(out, ","))
+			return
+		}
+		kids.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprint(w, `{"message":"upstream is down"}`)
+	}))
+	defer srv.Close()
+	conn := fmt.Sprintf(`name: down
+base_url: %s
+http: {circuit_breaker: 8, initial_backoff: 1ms, max_backoff: 2ms}
+streams:
+  parents: {path: /parents, primary_key: id}
+  kids: {path: "/parents/{{ parent.id }}/kids", parent: {stream: parents, concurrency: 2}}
+`, srv.URL)
+	s := newSite(t, conn, sqlitePipeline+"streams:\n  kids:\n")
+	code, _, errs := s.ferry("run", "--quiet", "PIPELINE")
+	if code != exitFailed || !strings.Contains(errs, "circuit breaker open: 8 attempts in a row failed") || !strings.Contains(errs, "503") {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if n := kids.Load(); n > 10 {
+		t.Fatalf("%d requests to an API that is down", n)
+	}
+}

@@ -19,7 +19,7 @@ import (
 // credentials answers a token, which later requests carry in
 // X-Tableau-Auth; a session serves uses requests, then is refused with
 // a 401 (it expired).
-func tableau(t *testing.T, password string, uses int) (*httptest.Server, *atomic.Int64) {
+func tableau(t *testing.T, password string, uses, expired int) (*httptest.Server, *atomic.Int64) {
 	var mu sync.Mutex
 	sessions := map[string]int{}
 	var logins atomic.Int64
@@ -54,7 +54,7 @@ func tableau(t *testing.T, password string, uses int) (*httptest.Server, *atomic
 		}
 		mu.Unlock()
 		if left == 0 {
-			w.WriteHeader(401)
+			w.WriteHeader(expired)
 			fmt.Fprint(w, `{"error":{"summary":"Unauthorized","detail":"Authentication token expired","code":"401002"}}`)
 			return
 		}
@@ -97,7 +97,7 @@ streams:
 // the session expires mid-run the scheme logs in again once and the
 // request is made again; no token or password shows anywhere.
 func TestSessionLogin(t *testing.T) {
-	srv, logins := tableau(t, "pa55word-of-ann", 2)
+	srv, logins := tableau(t, "pa55word-of-ann", 2, 401)
 	p := enginetest.New(t, enginetest.Config{Connector: tableauConnector(srv.URL),
 		Pipeline: "connector: connector.yaml\nconfig:\n  user: ann\n  password: ${TABLEAU_PASSWORD}\n",
 		Env:      map[string]string{"TABLEAU_PASSWORD": "pa55word-of-ann"}})
@@ -118,12 +118,28 @@ func TestSessionLogin(t *testing.T) {
 // TestSessionLoginRefused: a wrong password fails the run with the
 // API's own message, after one login.
 func TestSessionLoginRefused(t *testing.T) {
-	srv, logins := tableau(t, "right", 2)
+	srv, logins := tableau(t, "right", 2, 401)
 	p := enginetest.New(t, enginetest.Config{Connector: tableauConnector(srv.URL),
 		Pipeline: "connector: connector.yaml\nconfig:\n  user: ann\n  password: ${TABLEAU_PASSWORD}\n",
 		Env:      map[string]string{"TABLEAU_PASSWORD": "wrong"}})
 	res := p.Run()
 	if res.Err == nil || !strings.Contains(res.Err.Error(), `the API says "Error signing in to Tableau Server"`) || logins.Load() != 1 {
 		t.Fatalf("err = %v, %d logins", res.Err, logins.Load())
+	}
+}
+
+// TestSessionRefreshRule: an API that answers an expired session with a
+// 403 is renewed by a rule with action refresh_auth.
+func TestSessionRefreshRule(t *testing.T) {
+	srv, logins := tableau(t, "pw", 2, 403)
+	conn := tableauConnector(srv.URL) + `    rules:
+      - {status: [403], when: 'body?.error?.code == "401002"', action: refresh_auth}
+`
+	p := enginetest.New(t, enginetest.Config{Connector: conn,
+		Pipeline: "connector: connector.yaml\nconfig:\n  user: ann\n  password: ${TABLEAU_PASSWORD}\n",
+		Env:      map[string]string{"TABLEAU_PASSWORD": "pw"}})
+	p.Run().Check(t)
+	if got := len(p.Rows("workbooks", "id")); got != 23 || logins.Load() != 3 {
+		t.Fatalf("%d rows, %d logins", got, logins.Load())
 	}
 }

@@ -116,6 +116,9 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 	if s.config == nil {
 		s.config = map[string]any{}
 	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
 	cfgEnv := template.Env{"config": s.config, "stream": ""}
 	baseTpl, err := template.Parse(c.BaseURL)
 	if err != nil {
