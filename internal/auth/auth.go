@@ -7,6 +7,7 @@ package auth
 
 import (
 	"context"
+	"crypto/subtle"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -120,4 +121,10 @@ type NoneConfig struct{}
 
 func init() {
 	Register("none", "No credentials.", func(*NoneConfig, Env) (Authenticator, []string, error) { return nil, nil, nil })
+}
+
+// SameSecret reports whether two credentials are equal, in time that
+// does not depend on where they differ.
+func SameSecret(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }

@@ -517,7 +517,9 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 			default:
 				ra, hasRA = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 				status := resp.Status
-				spent := (status == http.StatusForbidden || status == http.StatusTooManyRequests) && lim.Exhausted(time.Now())
+				// A reset a moment ago (the server's clock, whole seconds)
+				// still means "spent": wait a second.
+				spent := (status == http.StatusForbidden || status == http.StatusTooManyRequests) && lim.Known && lim.Remaining <= 0 && !lim.Reset.IsZero()
 				if spent && c.keeper != nil {
 					// The credential's quota is spent; the keeper gives the
 					// next attempt another, or says how long to wait.
@@ -526,7 +528,7 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 				} else if spent && !hasRA {
 					// GitHub's primary limit: a 403 or 429 whose headers say
 					// nothing is left until the reset.
-					ra, hasRA, raRule = time.Until(lim.Reset), true, lim.Header+": 0"
+					ra, hasRA, raRule = max(time.Until(lim.Reset), time.Second), true, lim.Header+": 0"
 				}
 				if status == http.StatusForbidden && hasRA {
 					status = http.StatusTooManyRequests // GitHub's rate limit

@@ -221,7 +221,7 @@ func (a *authenticator) Renew(_ context.Context, sent *http.Request) error {
 	if a.fatal != nil {
 		return a.fatal
 	}
-	if sent == nil || strings.TrimPrefix(sent.Header.Get(a.header), a.prefix) == a.tok {
+	if sent == nil || auth.SameSecret(strings.TrimPrefix(sent.Header.Get(a.header), a.prefix), a.tok) {
 		a.refused, a.tok = a.tok, ""
 	}
 	return nil
@@ -234,7 +234,7 @@ func (a *authenticator) token(ctx context.Context) (string, error) {
 		return "", a.fatal
 	}
 	now := a.now()
-	if a.tok != "" && a.tok != a.refused && (a.expiry.IsZero() || now.Add(time.Minute).Before(a.expiry)) {
+	if a.tok != "" && !auth.SameSecret(a.tok, a.refused) && (a.expiry.IsZero() || now.Add(time.Minute).Before(a.expiry)) {
 		return a.tok, nil
 	}
 	assertion, err := a.sign(now)

@@ -293,7 +293,7 @@ func (a *authenticator) Renew(_ context.Context, sent *http.Request) error {
 			used = strings.TrimPrefix(sent.Header.Get(a.header), a.prefix)
 		}
 	}
-	if a.tok != nil && (used == "" || used == a.tok.AccessToken) {
+	if a.tok != nil && (used == "" || auth.SameSecret(used, a.tok.AccessToken)) {
 		a.refused = a.tok.AccessToken
 		a.tok = nil
 		a.env.Logger.Info("the API refused the access token; fetching a new one", "token_url", a.tokenAt)
@@ -303,7 +303,7 @@ func (a *authenticator) Renew(_ context.Context, sent *http.Request) error {
 
 // fresh reports whether t is good for another request.
 func (a *authenticator) fresh(t *oauth2.Token) bool {
-	return t != nil && t.AccessToken != "" && t.AccessToken != a.refused &&
+	return t != nil && t.AccessToken != "" && !auth.SameSecret(t.AccessToken, a.refused) &&
 		(t.Expiry.IsZero() || a.now().Add(a.margin).Before(t.Expiry))
 }
 
@@ -323,7 +323,7 @@ func (a *authenticator) token(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if a.grant == "refresh_token" && tok.RefreshToken != a.refresh {
+		if a.grant == "refresh_token" && !auth.SameSecret(tok.RefreshToken, a.refresh) {
 			a.env.Logger.Warn("the token endpoint rotated the refresh token; without auth.store the next run starts from the configured one, which the API may no longer take", "token_url", a.tokenAt)
 			a.refresh = tok.RefreshToken
 		}
@@ -348,7 +348,7 @@ func (a *authenticator) fromStore(ctx context.Context) (string, error) {
 		return "", err
 	}
 	refresh := a.refresh
-	if st != nil && st.Origin == a.origin && st.RefreshToken != "" {
+	if st != nil && auth.SameSecret(st.Origin, a.origin) && st.RefreshToken != "" {
 		a.env.AddSecret(st.RefreshToken, st.AccessToken)
 		refresh = st.RefreshToken
 		if t := (&oauth2.Token{AccessToken: st.AccessToken, Expiry: st.Expiry}); a.fresh(t) {

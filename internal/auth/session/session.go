@@ -309,7 +309,7 @@ func (a *authenticator) Renew(_ context.Context, sent *http.Request) error {
 	if a.fatal != nil {
 		return a.fatal
 	}
-	if used := a.sentToken(sent); used == "" || used == a.tok {
+	if used := a.sentToken(sent); used == "" || auth.SameSecret(used, a.tok) {
 		a.refused, a.tok = a.tok, ""
 		a.env.Logger.Info("the API refused the session; logging in again")
 	}
@@ -322,7 +322,7 @@ func (a *authenticator) token(ctx context.Context) (string, error) {
 	if a.fatal != nil {
 		return "", a.fatal
 	}
-	if a.tok != "" && (a.expiry.IsZero() || a.now().Before(a.expiry)) {
+	if a.tok != "" && !auth.SameSecret(a.tok, a.refused) && (a.expiry.IsZero() || a.now().Before(a.expiry)) {
 		return a.tok, nil
 	}
 	return a.login(ctx)

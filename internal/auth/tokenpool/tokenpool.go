@@ -70,7 +70,6 @@ func New(c *Config, env auth.Env) (auth.Authenticator, []string, error) {
 		p.prefix = "Bearer "
 	}
 	var secrets []string
-	seen := map[string]bool{}
 	for i, tpl := range c.Tokens {
 		v, err := env.Eval(tpl)
 		if err != nil {
@@ -79,10 +78,11 @@ func New(c *Config, env auth.Env) (auth.Authenticator, []string, error) {
 		if v == "" {
 			return nil, nil, fmt.Errorf("auth.tokens[%d] is empty", i)
 		}
-		if seen[v] {
-			return nil, nil, fmt.Errorf("auth.tokens[%d] is the same token as an earlier one", i)
+		for _, t := range p.tokens {
+			if auth.SameSecret(t.value, v) {
+				return nil, nil, fmt.Errorf("auth.tokens[%d] is the same token as an earlier one", i)
+			}
 		}
-		seen[v] = true
 		p.tokens = append(p.tokens, &token{value: v})
 		secrets = append(secrets, v)
 	}
@@ -135,7 +135,7 @@ func (p *Pool) Observe(sent *http.Request, _ int, l httpx.Limits) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, t := range p.tokens {
-		if t.value != used {
+		if !auth.SameSecret(t.value, used) {
 			continue
 		}
 		now := p.now()
