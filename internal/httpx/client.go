@@ -196,6 +196,9 @@ type Request struct {
 	// credential (response rules). Its Verdict's Err is what a failure
 	// reports.
 	Decide func(*Response) Verdict
+	// Stream, when set, reads a 2xx body as it arrives instead of whole
+	// (see stream.go).
+	Stream func(resp *Response, body io.Reader) error
 }
 
 // Action is what Request.Decide decides about a response.
@@ -245,6 +248,9 @@ type Response struct {
 
 	cut  bool          // Body is only the start of the body
 	sent *http.Request // the request as sent, credentials included (for a Renewer)
+	// streamErr is what Request.Stream returned; streamed the bytes it read.
+	streamErr error
+	streamed  int64
 }
 
 // Stats are a Client's counters since New.
@@ -487,7 +493,7 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 		)
 		if resp != nil {
 			resp.Attempts, resp.Elapsed = n, time.Since(start)
-			info.Status, info.Bytes = resp.Status, int64(len(resp.Body))
+			info.Status, info.Bytes = resp.Status, int64(len(resp.Body))+resp.streamed
 			lim := c.noteLimits(resp)
 			var v Verdict
 			if req.Decide != nil {
@@ -505,6 +511,9 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 				}
 			case v.Action == Renew:
 				err, renew = v.Err, true
+			case resp.Status >= 200 && resp.Status <= 299 && resp.streamErr != nil:
+				err = resp.streamErr
+				retry = isRetryable(err)
 			case resp.Status >= 200 && resp.Status <= 299:
 				if check != nil {
 					if err = check(resp); err != nil {
@@ -677,7 +686,18 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 // one arrived (whatever its status), or an error and whether it is worth
 // retrying. An error caused by ctx ending is ctx.Err() itself.
 func (c *Client) attempt(ctx context.Context, method string, req *Request, tr *tries, mem *lease) (*Response, bool, error) {
-	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	var (
+		actx   context.Context
+		cancel context.CancelFunc
+		idle   *idleTimer
+	)
+	if req.Stream != nil {
+		actx, cancel = context.WithCancel(ctx)
+		idle = newIdleTimer(c.cfg.Timeout, cancel)
+		defer idle.stop()
+	} else {
+		actx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
+	}
 	defer cancel()
 	actx = context.WithValue(tr.trace(actx), triesKey{}, tr)
 	// failed classifies an error of step op.
@@ -755,6 +775,17 @@ func (c *Client) attempt(ctx context.Context, method string, req *Request, tr *t
 	}
 	if ok && method != http.MethodHead && hresp.ContentLength > limit {
 		return tooLarge()
+	}
+	if ok && req.Stream != nil && method != http.MethodHead {
+		idle.reset()
+		sr := &streamReader{r: hresp.Body, idle: idle}
+		resp.streamErr = req.Stream(resp, sr)
+		resp.streamed = sr.n
+		c.bytes.Add(sr.n)
+		if resp.streamErr != nil && idle.fired.Load() && ctx.Err() == nil {
+			resp.streamErr = fmt.Errorf("read body: %w: no data for %s: %w", ErrAttemptTimeout, c.cfg.Timeout, resp.streamErr)
+		}
+		return resp, false, nil
 	}
 	var data []byte
 	if method != http.MethodHead { // its Content-Length is the GET's, with no body
