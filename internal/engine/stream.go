@@ -413,6 +413,11 @@ func (s *streamRun) convert(p *record.Page) (*record.Chunk, error) {
 			}
 		}
 	}
+	if len(p.Rejects) > 0 {
+		c.Rejects = append(c.Rejects, p.Rejects...)
+		res.Rejected += len(p.Rejects)
+	}
+	c.Flush = c.Flush || p.Flush
 	s.sp.Pages.Add(1)
 	s.sp.Rejected.Add(int64(res.Rejected))
 	s.sp.Filtered.Add(int64(res.Filtered))
@@ -788,7 +793,7 @@ func (s *streamRun) write(ctx, wctx context.Context, chunks <-chan *record.Chunk
 			s.noteCommitted()
 			pendingRows += c.Len
 			dirty = true
-			if pendingRows >= every || time.Since(last) >= interval {
+			if pendingRows >= every || time.Since(last) >= interval || c.Flush {
 				if err := commit(); err != nil {
 					return false, err
 				}

@@ -83,6 +83,7 @@ const (
 	VarPage                         // page.number, page.offset, page.size, page.cursor
 	VarIncremental                  // incremental.since, incremental.start
 	VarStream                       // stream: the stream's name
+	VarJob                          // job.id, job.status: an export job (async streams)
 )
 
 // Template compiles the template src at rel and checks every variable it
@@ -137,12 +138,19 @@ func (c *Checker) Template(rel []string, src string, allow Vars) {
 			}
 		case "stream":
 			need = VarStream
+		case "job":
+			need = VarJob
+			if r.Member != "" && !slices.Contains([]string{"id", "status"}, r.Member) {
+				c.ps.atOffset(p, r.Offset, "unknown job variable %q (want id or status)", r.Member)
+			}
 		}
 		if allow&need == 0 {
 			var why string
 			switch need {
 			case VarParent:
 				why = "parent is only available in child streams (set parent:)"
+			case VarJob:
+				why = "job is only available in async.poll and async.download"
 			default:
 				why = fmt.Sprintf("%s is not available here", r.Var)
 			}

@@ -76,6 +76,7 @@ type StreamDefaults struct {
 	PrimaryKey  spec.StringList `yaml:"primary_key,omitempty" doc:"The field or fields that identify a record."`
 	Incremental *Incremental    `yaml:"incremental,omitempty" doc:"How the saved cursor filters the next sync."`
 	Rules       []*Rule         `yaml:"rules,omitempty" doc:"Response rules for every stream, tried after the stream's own."`
+	Response    *Response       `yaml:"response,omitempty" doc:"How response bodies are decoded."`
 }
 
 // Stream describes one stream of records: the request that fetches it,
@@ -120,6 +121,21 @@ type Stream struct {
 	Rules []*Rule `yaml:"rules,omitempty" doc:"Response rules: by status, header or an expression over the body, retry, ignore, end, accept, refresh_auth, fail or stop; tried in order, then defaults.rules."`
 	// GraphQL makes the stream a GraphQL query.
 	GraphQL *GraphQL `yaml:"graphql,omitempty" doc:"Makes the stream a GraphQL query: POSTs query and variables; with connection, records and pagination come from a Relay connection."`
+	// Response says how bodies are decoded (formats, compression, streaming).
+	Response *Response `yaml:"response,omitempty" doc:"How response bodies are decoded: JSON Lines, CSV, XML, gzip or zip, or a JSON document streamed item by item."`
+	// Envelope copies values of the response body onto every record:
+	// column → path in the body.
+	Envelope map[string]string `yaml:"envelope,omitempty" doc:"Column → path in the response body, copied onto every record of the page (a cursor the API puts beside the records)."`
+	// Events makes the stream read an event log.
+	Events *Events `yaml:"events,omitempty" doc:"Read an event log: take the events of some types and write the entity each carries, deleting it on a deleting event."`
+	// Async makes the stream an export job.
+	Async *Async `yaml:"async,omitempty" doc:"An export job: the request creates it, Ferry polls it and downloads the result."`
+	// Transform reshapes records before they are written.
+	Transform []TransformStep `yaml:"transform,omitempty" doc:"Steps that reshape each record, in order: add, remove, rename, cast, flatten, explode, filter."`
+	// Schema is a JSON Schema each record must satisfy.
+	Schema any `yaml:"schema,omitempty" doc:"A JSON Schema (as YAML) each record must satisfy, after transform; one that does not is rejected with the reason."`
+	// SchemaFile is a JSON Schema file, relative to the connector file.
+	SchemaFile string `yaml:"schema_file,omitempty" min:"1" doc:"A JSON Schema file, relative to the connector file, instead of schema."`
 
 	// Where settings were written (the stream or the connector's defaults),
 	// for messages; set by Provision.
@@ -146,7 +162,7 @@ type ColumnType string
 
 // JSONSchema lists the type names.
 func (ColumnType) JSONSchema() map[string]any {
-	return map[string]any{"enum": []any{"bool", "boolean", "int", "integer", "bigint", "float", "double", "number", "decimal", "numeric", "timestamp", "datetime", "date-time", "text", "string", "json", "object", "array"}}
+	return map[string]any{"enum": []any{"bool", "boolean", "int", "integer", "bigint", "float", "double", "number", "decimal", "numeric", "timestamp", "datetime", "date-time", "unix", "unix_ms", "text", "string", "json", "object", "array"}}
 }
 
 // Status is an HTTP error status.

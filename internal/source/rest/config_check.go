@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/ferry-dev/ferry/internal/jsonpath"
-	"github.com/ferry-dev/ferry/internal/schema"
 	"github.com/ferry-dev/ferry/internal/spec"
 	"github.com/ferry-dev/ferry/internal/template"
 )
@@ -35,6 +34,7 @@ func (c *Config) Provision(chk *spec.Checker) {
 	for _, name := range c.StreamOrder {
 		if s := c.Streams[name]; s != nil {
 			mergeDefaults(s, d, dp, chk.Path("streams", name))
+			provisionShapes(chk, s, d, chk.Path("streams", name))
 		}
 	}
 	for _, name := range c.StreamOrder {
@@ -263,7 +263,7 @@ func checkStream(chk *spec.Checker, s *Stream) {
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.Columns)) {
-		if _, err := schema.ParseType(string(s.Columns[k])); err != nil {
+		if _, err := columnType(s.Columns[k]); err != nil {
 			sc.AtValue([]string{"columns", k}, "%v", err)
 		}
 	}
@@ -293,6 +293,7 @@ func checkStream(chk *spec.Checker, s *Stream) {
 		}
 	}
 	checkPaginate(chk, s)
+	checkShapes(chk, s)
 	for i, st := range s.IgnoreStatus {
 		if st == 429 || st >= 500 {
 			sc.AtValue([]string{"ignore_status", strconv.Itoa(i)}, "status %d is retried, it cannot be ignored", st)

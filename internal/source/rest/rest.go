@@ -90,6 +90,14 @@ type stream struct {
 	rules     []*rule       // response rules: the stream's, then the defaults'
 	graphql   bool          // a GraphQL query: errors in a 200 are errors
 	info      source.Stream
+	// dec decodes bodies as they arrive (nil: JSON read whole); batch is
+	// how many records make a page then.
+	dec   *decodeOptions
+	batch int
+	// shape turns selected records into the table's (nil: as they are).
+	shape *shaper
+	// async runs an export job (nil: the request returns the records).
+	async *asyncJob
 }
 
 type parentField struct {
@@ -218,6 +226,12 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 	s.client = httpx.New(hc)
 	for _, name := range c.StreamOrder {
 		st, err := compileStream(name, c.Streams[name])
+		if err == nil {
+			err = st.compileShapes(c.Streams[name], opts.Dir)
+		}
+		if err == nil {
+			err = st.compileAsync(c.Streams[name])
+		}
 		if err != nil {
 			return nil, fmt.Errorf("stream %s: %w", name, err)
 		}
@@ -317,7 +331,7 @@ func compileStream(name string, sp *Stream) (*stream, error) {
 	if len(sp.Columns) > 0 {
 		st.info.Hints = map[string]schema.Type{}
 		for k, v := range sp.Columns {
-			t, err := schema.ParseType(string(v))
+			t, err := columnType(v)
 			if err != nil {
 				return nil, fmt.Errorf("columns.%s: %w", k, err)
 			}
@@ -641,11 +655,22 @@ func (s *Source) readPartition(ctx context.Context, st *stream, part *record.Par
 		"stream":      st.name,
 		"incremental": map[string]any{"since": nullable(st.formatSince(start.Since)), "start": nullable(st.info.Start)},
 	}
+	if st.async != nil {
+		return s.readAsync(ctx, st, part, env, start, req)
+	}
 	for page := pos.Pages + 1; ; page++ {
 		env["page"] = st.pag.vars(pos)
 		hreq, err := s.request(st, pos, env, start.Since)
 		if err != nil {
 			return err
+		}
+		if st.dec != nil {
+			next, done, err := s.fetchStreamed(ctx, st, hreq, streamedPage{part: part, req: req, env: env, pos: pos, page: page, guard: guard})
+			if err != nil || done {
+				return err
+			}
+			pos = next
+			continue
 		}
 		resp, parsed, err := s.fetch(ctx, st, hreq)
 		if err != nil {
@@ -662,7 +687,11 @@ func (s *Source) readPartition(ctx context.Context, st *stream, part *record.Par
 		var next position
 		done := true
 		if parsed != nil {
-			p.Records = parsed.records
+			sh, err := st.shape.apply(st, part, parsed.records, resp.Body, env)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.Request, err)
+			}
+			p.Records, p.Ops, p.Rejects = sh.records, sh.ops, sh.rejects
 			parsed.link = resp.Header.Values("Link")
 			next, done, err = st.pag.next(pos, parsed, page, guard)
 			if err != nil {
