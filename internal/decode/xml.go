@@ -206,4 +206,3 @@ func (o *ordered) MarshalJSON() ([]byte, error) {
 	}
 	return append(out, '}'), nil
 }
-
