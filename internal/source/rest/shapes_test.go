@@ -156,3 +156,243 @@ streams:
 		t.Errorf("%d requests, want 2", calls.Load())
 	}
 }
+
+// stripeEvents serves /v1/events as Stripe does: newest first, each
+// event with its own created and the entity snapshot in data.object,
+// filtered by types[] and created[gte].
+type stripeEvents struct {
+	events []string // JSON, oldest first
+}
+
+func (s *stripeEvents) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	gte, _ := strconv.Atoi(q.Get("created[gte]"))
+	var out []string
+	for i := len(s.events) - 1; i >= 0; i-- {
+		e := s.events[i]
+		var created int
+		fmt.Sscanf(e[strings.Index(e, `"created":`)+10:], "%d", &created)
+		typ := e[strings.Index(e, `"type":"`)+8:]
+		typ = typ[:strings.Index(typ, `"`)]
+		ok := len(q["types[]"]) == 0
+		for _, t := range q["types[]"] {
+			ok = ok || strings.HasPrefix(typ, strings.TrimSuffix(t, "*"))
+		}
+		if ok && created >= gte {
+			out = append(out, e)
+		}
+	}
+	fmt.Fprintf(w, `{"object":"list","data":[%s],"has_more":false}`, strings.Join(out, ","))
+}
+
+func event(id string, created int, typ, object string) string {
+	return fmt.Sprintf(`{"id":"%s","object":"event","created":%d,"type":"%s","data":{"object":%s}}`, id, created, typ, object)
+}
+
+// TestEventLog keeps customers current from an event log: updates that
+// do not change the customer's own created land, a deleted customer's
+// row goes, the cursor is the event's created, and other entities'
+// events are left to their own stream.
+func TestEventLog(t *testing.T) {
+	api := &stripeEvents{events: []string{
+		event("evt_1", 1700000001, "customer.created", `{"id":"cus_A","email":"a@x","created":1700000001}`),
+		event("evt_2", 1700000002, "customer.created", `{"id":"cus_B","email":"b@x","created":1700000002}`),
+		event("evt_3", 1700000003, "charge.succeeded", `{"id":"ch_1","amount":500,"customer":"cus_A","created":1700000003}`),
+		event("evt_4", 1700000004, "customer.updated", `{"id":"cus_A","email":"a2@x","created":1700000001}`),
+	}}
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	p := pipeline(t, `name: stripe
+base_url: `+srv.URL+`
+config: {token: {secret: true}}
+auth: {type: bearer, token: "{{ config.token }}"}
+defaults:
+  records: data
+  incremental: {param: "created[gte]", format: unix}
+streams:
+  customers:
+    path: /v1/events
+    params: {"types[]": "customer.*"}
+    primary_key: id
+    cursor: event_created
+    events: {object: data.object, include: ["customer.*"], fields: {event_created: created, event_id: id}}
+    columns: {event_created: unix, created: unix}
+  charges:
+    path: /v1/events
+    primary_key: id
+    cursor: event_created
+    events: {object: data.object, include: ["charge.*"], fields: {event_created: created}}
+    columns: {event_created: unix}
+`)
+	p.Run().Check(t)
+	want(t, p.Query("SELECT id, email, created, event_id FROM customers ORDER BY id"),
+		"cus_A|a2@x|2023-11-14T22:13:21.000000Z|evt_4", "cus_B|b@x|2023-11-14T22:13:22.000000Z|evt_2")
+	want(t, p.Query("SELECT id, amount, customer FROM charges"), "ch_1|500|cus_A")
+
+	api.events = append(api.events,
+		event("evt_5", 1700000005, "customer.updated", `{"id":"cus_B","email":"b2@x","created":1700000002}`),
+		event("evt_6", 1700000006, "customer.deleted", `{"id":"cus_A","email":"a2@x","created":1700000001,"deleted":true}`))
+	p.Run().Check(t)
+	want(t, p.Query("SELECT id, email, event_id FROM customers ORDER BY id"), "cus_B|b2@x|evt_5")
+}
+
+// TestTransformAndSchema reshapes orders (rename, cast, computed values
+// from the record, its parent and config, flatten, explode, filter) and
+// rejects those that fail the declared schema, with the reason.
+func TestTransformAndSchema(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/shops", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `[{"id":1,"currency":"EUR"}]`)
+	})
+	mux.HandleFunc("/shops/1/orders", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `[
+ {"OrderID":"10","status":"paid","total":"12.5","ship":{"city":"Oslo","zip":"0150"},"lines":[{"sku":"A","qty":1},{"sku":"B","qty":2}],"debug":"x"},
+ {"OrderID":"11","status":"draft","total":"1","ship":{"city":"Rome"},"lines":[{"sku":"C","qty":1}]},
+ {"OrderID":"12","status":"paid","total":"lots","ship":{"city":"Paris"},"lines":[{"sku":"D","qty":1}]},
+ {"OrderID":"13","status":"paid","total":"3","ship":{"city":"Bern"},"lines":[{"sku":"E","qty":-1}]}
+]`)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	p := enginetest.New(t, enginetest.Config{Connector: `name: shop
+base_url: ` + srv.URL + `
+config: {channel: {default: web}}
+streams:
+  shops: {path: /shops, primary_key: id}
+  lines:
+    parent: {stream: shops, fields: {shop_id: id}}
+    path: /shops/{{ parent.id }}/orders
+    primary_key: [order_id, lines__sku]
+    transform:
+      - rename: {OrderID: order_id}
+      - filter: record.status != 'draft'
+      - remove: [debug]
+      - cast: {order_id: int, total: float}
+      - add: {currency: parent.currency, channel: config.channel, label: "record.ship.city + '-' + string(record.order_id)"}
+      - flatten: [ship]
+      - explode: lines
+      - flatten: [lines]
+    schema:
+      type: object
+      required: [order_id, lines__qty]
+      properties:
+        lines__qty: {type: integer, minimum: 1}
+`, Pipeline: "connector: connector.yaml\nstreams: {lines: {max_rejected: 5}}\n"})
+	res := p.RunStreams("lines")
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	want(t, p.Query("SELECT order_id, lines__sku, lines__qty, total, currency, channel, label, ship__city, ship__zip, shop_id FROM lines ORDER BY order_id, lines__sku"),
+		"10|A|1|12.5|EUR|web|Oslo-10|Oslo|0150|1", "10|B|2|12.5|EUR|web|Oslo-10|Oslo|0150|1")
+	want(t, p.Query("SELECT reason FROM _ferry_rejected ORDER BY reason"),
+		`does not match the stream's schema: at /lines__qty: minimum: got -1, want 1`,
+		`transform step 4: cast total to float: "lots" is not a number`)
+	if st := res.Stream("lines"); st.Rejected != 2 {
+		t.Errorf("rejected %d, want 2", st.Rejected)
+	}
+}
+
+// bulkAPI behaves like Salesforce Bulk: POST /jobs creates a job, GET
+// /jobs/ID reports InProgress a few times, then JobComplete with a
+// pre-signed result URL on another origin (a file store) that serves a
+// gzip CSV and must get no credentials.
+type bulkAPI struct {
+	t        *testing.T
+	created  atomic.Int32
+	polls    atomic.Int32
+	fail     bool
+	files    *httptest.Server
+	leaked   atomic.Bool
+	pollWait int32
+}
+
+func (b *bulkAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") != "Bearer tok-s3cret" {
+		http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
+		return
+	}
+	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/jobs":
+		n := b.created.Add(1)
+		fmt.Fprintf(w, `{"id":"job_%d","state":"UploadComplete"}`, n)
+	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/jobs/job_"):
+		id := strings.TrimPrefix(r.URL.Path, "/jobs/")
+		if n := b.polls.Add(1); n <= b.pollWait {
+			fmt.Fprintf(w, `{"id":"%s","state":"InProgress"}`, id)
+			return
+		}
+		if b.fail {
+			fmt.Fprintf(w, `{"id":"%s","state":"Failed","errorMessage":"InvalidBatch: bad SOQL"}`, id)
+			return
+		}
+		fmt.Fprintf(w, `{"id":"%s","state":"JobComplete","result":{"url":"%s/results/%s.csv.gz?sig=abc"}}`, id, b.files.URL, id)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func newBulk(t *testing.T) *bulkAPI {
+	b := &bulkAPI{t: t, pollWait: 2}
+	b.files = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			b.leaked.Store(true)
+		}
+		if r.URL.Query().Get("sig") != "abc" {
+			http.Error(w, "bad signature", http.StatusForbidden)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(gzipped("Id,Name,CreatedDate\n001A,Acme,2024-03-01T10:00:00Z\n001B,Globex,2024-03-02T11:00:00Z\n"))
+	}))
+	t.Cleanup(b.files.Close)
+	return b
+}
+
+const bulkConnector = `name: bulk
+base_url: %s
+config: {token: {secret: true}}
+auth: {type: bearer, token: "{{ config.token }}"}
+streams:
+  accounts:
+    method: POST
+    path: /jobs
+    body: {operation: query, query: "SELECT Id, Name, CreatedDate FROM Account"}
+    primary_key: Id
+    response: {format: csv, compression: gzip}
+    async:
+      id: id
+      poll: {path: "/jobs/{{ job.id }}", status: state, completed: [JobComplete], failed: [Failed, Aborted], interval: 1ms, max_interval: 2ms}
+      download: {url: result.url}
+`
+
+// TestAsyncJob creates a job, polls it until it completes, downloads the
+// result from the absolute URL it gives (without credentials) and
+// decodes the gzip CSV.
+func TestAsyncJob(t *testing.T) {
+	b := newBulk(t)
+	srv := httptest.NewServer(b)
+	defer srv.Close()
+	p := pipeline(t, fmt.Sprintf(bulkConnector, srv.URL))
+	p.Run().Check(t)
+	want(t, p.Query(`SELECT "id", name, created_date FROM accounts ORDER BY "id"`), "001A|Acme|2024-03-01T10:00:00.000000Z", "001B|Globex|2024-03-02T11:00:00.000000Z")
+	if b.created.Load() != 1 || b.polls.Load() != 3 {
+		t.Errorf("%d jobs created and %d polls, want 1 and 3", b.created.Load(), b.polls.Load())
+	}
+	if b.leaked.Load() {
+		t.Error("the bearer token went to the file store")
+	}
+}
+
+// TestAsyncJobFails: a job in a failed state fails the stream with the
+// API's message.
+func TestAsyncJobFails(t *testing.T) {
+	b := newBulk(t)
+	b.fail = true
+	srv := httptest.NewServer(b)
+	defer srv.Close()
+	p := pipeline(t, fmt.Sprintf(bulkConnector, srv.URL))
+	res := p.Run()
+	if res.Err == nil || !strings.Contains(res.Err.Error(), `export job job_1 failed with status "Failed"`) || !strings.Contains(res.Err.Error(), "bad SOQL") {
+		t.Fatalf("run: %v", res.Err)
+	}
+}
