@@ -67,6 +67,14 @@ type Options struct {
 	// is saved after each commit: delivery is at-least-once, and a crash
 	// between the commit and the save re-delivers the rows of that commit.
 	State dest.StateStore
+	// Transport, when set, is what source.Options.Transport says: an
+	// http.RoundTripper sending the source's requests, or a
+	// func(http.RoundTripper) http.RoundTripper wrapping its own (replay
+	// and record).
+	Transport any
+	// WrapSource, when set, wraps the source the run builds (ferry run
+	// --dry-run --limit cuts each stream short this way).
+	WrapSource func(source.Source) source.Source
 }
 
 // Run is one execution of a pipeline.
@@ -234,9 +242,12 @@ func New(ctx context.Context, opts Options) (*Run, error) {
 	var err error
 	if r.src = opts.Source; r.src == nil {
 		conn := p.Connector.Inline
-		r.src, err = source.New(conn.Type, conn.Body, source.Options{Name: conn.Name, Config: opts.Resolved.Config, Redactor: r.red, Logger: r.log, Observer: r, Dir: p.Dir})
+		r.src, err = source.New(conn.Type, conn.Body, source.Options{Name: conn.Name, Config: opts.Resolved.Config, Redactor: r.red, Logger: r.log, Observer: r, Dir: p.Dir, Transport: opts.Transport})
 		if err != nil {
 			return nil, fmt.Errorf("connector %s: %w", conn.Name, err)
+		}
+		if opts.WrapSource != nil {
+			r.src = opts.WrapSource(r.src)
 		}
 	}
 	if r.dst = opts.Destination; r.dst == nil {

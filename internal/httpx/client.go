@@ -112,6 +112,10 @@ type Config struct {
 	CredentialOrigins []string
 	// Observer is told about every attempt. nil tells no one.
 	Observer Observer
+	// WrapTransport, when set, wraps the transport New makes (a recorder
+	// of the exchanges keeps the TLS settings and limits of the real one).
+	// It is not applied to a Config.Transport of the caller's.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// TLS configures the connections of the transport New makes (client
 	// certificates, CA bundles); nil uses the defaults, which verify
 	// servers against the system's CAs. Ignored with a Transport.
@@ -280,8 +284,9 @@ type Client struct {
 	retry5xx bool            // retry every 5xx
 	log      *slog.Logger    // never nil
 	// ownTransport is true when the client made its transport (Close
-	// closes its idle connections).
+	// closes its idle connections); base is that transport, unwrapped.
 	ownTransport bool
+	base         http.RoundTripper
 
 	mu        sync.Mutex
 	notBefore time.Time // no attempt starts before this (a 429's pause)
@@ -330,8 +335,13 @@ func New(cfg Config) *Client {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	own := cfg.Transport == nil
+	var base http.RoundTripper
 	if own {
 		cfg.Transport = newTransport(cfg.Concurrency, cfg.TLS)
+		base = cfg.Transport
+		if cfg.WrapTransport != nil {
+			cfg.Transport = cfg.WrapTransport(cfg.Transport)
+		}
 	}
 	c := &Client{
 		cfg:          cfg,
@@ -340,6 +350,7 @@ func New(cfg Config) *Client {
 		mem:          newBudget(cfg.MaxBodyBytes),
 		origins:      map[string]bool{},
 		ownTransport: own,
+		base:         base,
 	}
 	c.hc = &http.Client{Transport: cfg.Transport, CheckRedirect: c.checkRedirect}
 	if cfg.Budget.Requests > 0 {
@@ -1012,7 +1023,7 @@ func (c *Client) noteLimits(resp *Response) Limits {
 // Config.Transport of the caller's leaves it alone.
 func (c *Client) Close() {
 	if c.ownTransport {
-		if t, ok := c.hc.Transport.(interface{ CloseIdleConnections() }); ok {
+		if t, ok := c.base.(interface{ CloseIdleConnections() }); ok {
 			t.CloseIdleConnections()
 		}
 	}

@@ -135,6 +135,7 @@ func retryableNetError(err error) bool {
 	)
 	switch {
 	case errors.Is(err, errTooManyRedirects),
+		errors.Is(err, ErrNotRecorded),
 		isRefused(err),
 		errors.As(err, &verify),
 		errors.As(err, &header),

@@ -229,6 +229,13 @@ type Options struct {
 	// Dir is the directory relative paths are resolved against (the
 	// connector file's).
 	Dir string
+	// Transport, when set, is an http.RoundTripper that sends an HTTP
+	// source's requests instead of its own (replaying exchanges, ferry
+	// run --replay), or a func(http.RoundTripper) http.RoundTripper that
+	// wraps its own (recording them, --record). It is typed any so that
+	// this contract does not import net/http; sources that send no HTTP
+	// ignore it.
+	Transport any
 }
 
 // Factory builds a source from its configuration, a pointer to the type

@@ -172,6 +172,15 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 	}
 	s.origins = map[string]bool{httpx.Origin(s.baseURL): true}
 	hc := httpx.Config{Redactor: s.red, Logger: s.log, Concurrency: 4, TLS: hcTLS}
+	switch t := opts.Transport.(type) {
+	case nil:
+	case http.RoundTripper:
+		hc.Transport = t
+	case func(http.RoundTripper) http.RoundTripper:
+		hc.WrapTransport = t
+	default:
+		return nil, fmt.Errorf("source options: Transport is %T, not an http.RoundTripper or a func wrapping one", opts.Transport)
+	}
 	if authn != nil {
 		hc.Auth = authn
 	}
