@@ -712,6 +712,7 @@ func (s *streamRun) afterCommit(ctx context.Context) error {
 	}
 	ackAll(s.pendingAcks, nil)
 	s.pendingAcks = s.pendingAcks[:0]
+	s.r.log.Debug("committed", "stream", s.sp.Name, "rows", s.sp.Committed.Load()-before, "total", s.sp.Committed.Load())
 	s.r.obs.Observe(Committed{Base: s.r.base(), Stream: s.sp.Name, Rows: s.sp.Committed.Load() - before, Total: s.sp.Committed.Load(), Partitions: parts})
 	return nil
 }
