@@ -32,6 +32,7 @@ type asyncJob struct {
 	dlURL                          *jsonpath.Path
 	dlPath                         *template.Template
 	dlParams                       []kv
+	nextHeader, nextParam          string
 }
 
 // asyncPosition is an async stream's resume position: the job it
@@ -40,6 +41,9 @@ type asyncJob struct {
 type asyncPosition struct {
 	Job  *jobState `json:"job,omitempty"`
 	Skip int64     `json:"skip,omitempty"`
+	// Part is the next_param value of the result part being read ("" for
+	// the first part).
+	Part string `json:"part,omitempty"`
 }
 
 type jobState struct {
@@ -90,6 +94,7 @@ func (st *stream) compileAsync(sp *Stream) error {
 	if j.dlParams, err = compileKVs(a.Download.Params); err != nil {
 		return fmt.Errorf("async.download.params.%w", err)
 	}
+	j.nextHeader, j.nextParam = a.Download.NextHeader, a.Download.NextParam
 	st.async = j
 	return nil
 }
@@ -319,10 +324,43 @@ func (s *Source) downloadJob(ctx context.Context, st *stream, part *record.Parti
 		}
 	}
 	hreq.Header.Set("Accept", "*/*")
-	wrap := func(p position) any { return asyncPosition{Job: pos.Job, Skip: p.Skip} }
-	_, _, err := s.fetchStreamed(ctx, st, hreq, streamedPage{part: part, req: req, env: env, pos: position{Skip: pos.Skip}, page: 2,
-		next: func(*response) (position, bool, error) { return position{}, true, nil }, wrap: wrap})
-	return err
+	first := hreq.URL
+	for {
+		if pos.Part != "" {
+			u, err := url.Parse(first)
+			if err != nil {
+				return err
+			}
+			q := u.Query()
+			q.Set(a.nextParam, pos.Part)
+			u.RawQuery = q.Encode()
+			hreq.URL = u.String()
+		}
+		var nextPart string
+		cur := pos
+		// Pages within a part resume in it (Skip > 0); the part's last page
+		// resumes at the next part.
+		wrap := func(p position) any {
+			if p.Skip == 0 && nextPart != "" {
+				return asyncPosition{Job: cur.Job, Part: nextPart}
+			}
+			return asyncPosition{Job: cur.Job, Skip: p.Skip, Part: cur.Part}
+		}
+		next := func(_ *response, h http.Header) (position, bool, error) {
+			if a.nextHeader != "" && h != nil {
+				if v := h.Get(a.nextHeader); v != "" && v != "null" {
+					nextPart = v
+					return position{}, false, nil
+				}
+			}
+			return position{}, true, nil
+		}
+		_, done, err := s.fetchStreamed(ctx, st, hreq, streamedPage{part: part, req: req, env: env, pos: position{Skip: cur.Skip}, page: 2, next: next, wrap: wrap})
+		if err != nil || done {
+			return err
+		}
+		pos = asyncPosition{Job: pos.Job, Part: nextPart}
+	}
 }
 
 // resolveURL resolves a result URL against base_url: an absolute one is

@@ -99,4 +99,9 @@ type AsyncDownload struct {
 	URL    string            `yaml:"url,omitempty" def:"path" doc:"Where the result's URL is in the final poll response; an absolute URL is used as it is (a pre-signed link gets no credentials unless its origin is in credential_origins)."`
 	Path   string            `yaml:"path,omitempty" def:"template" doc:"Or the result's path under base_url; template with job.id and job.status (the final poll response)."`
 	Params map[string]string `yaml:"params,omitempty" doc:"Query parameters of a download by path; templates with job."`
+	// NextHeader and NextParam page a result served in parts (Salesforce's
+	// Sforce-Locator): while the response has the header (and it is not
+	// "null"), its value is sent in NextParam for the next part.
+	NextHeader string `yaml:"next_header,omitempty" min:"1" doc:"A response header naming the next part of a result served in parts (Sforce-Locator); absent, empty or null ends it."`
+	NextParam  string `yaml:"next_param,omitempty" min:"1" doc:"The query parameter that sends next_header's value (locator)."`
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"time"
 
 	"github.com/ferry-dev/ferry/internal/decode"
@@ -27,10 +28,12 @@ type streamedPage struct {
 	guard *loopGuard
 	// next computes the position after the response (nil: the
 	// paginator's); async downloads have no pagination.
-	next func(r *response) (position, bool, error)
+	next func(r *response, h http.Header) (position, bool, error)
 	// wrap, when set, turns a position into what is saved (async streams
 	// save their job beside it).
 	wrap func(position) any
+	// memo remembers the deletes of an event log's read.
+	memo deletes
 }
 
 // fetchStreamed sends a request whose body is decoded as it arrives and
@@ -48,7 +51,7 @@ func (s *Source) fetchStreamed(ctx context.Context, st *stream, hreq *httpx.Requ
 	var held [][]byte // a full batch, emitted once another record shows it is not the last
 	number := sp.page
 	emit := func(recs [][]byte, pos *position, last bool) error {
-		sh, err := st.shape.apply(st, sp.part, recs, nil, sp.env)
+		sh, err := st.shape.apply(st, sp.part, recs, nil, sp.env, sp.memo)
 		if err != nil {
 			return err
 		}
@@ -72,7 +75,9 @@ func (s *Source) fetchStreamed(ctx context.Context, st *stream, hreq *httpx.Requ
 		}
 		return nil
 	}
+	var header http.Header
 	hreq.Stream = func(resp *httpx.Response, body io.Reader) error {
+		header = resp.Header
 		// Each attempt starts over: skip what was emitted before, by an
 		// earlier run (Skip) or an earlier attempt.
 		seen := int64(0)
@@ -133,8 +138,11 @@ func (s *Source) fetchStreamed(ctx context.Context, st *stream, hreq *httpx.Requ
 	if r.count == 0 {
 		r.count = -1
 	}
+	if header != nil {
+		r.link = header.Values("Link")
+	}
 	if sp.next != nil {
-		next, done, err = sp.next(r)
+		next, done, err = sp.next(r, header)
 	} else {
 		next, done, err = st.pag.next(sp.pos, r, sp.page, sp.guard)
 	}

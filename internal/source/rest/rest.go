@@ -98,6 +98,9 @@ type stream struct {
 	shape *shaper
 	// async runs an export job (nil: the request returns the records).
 	async *asyncJob
+	// keyPaths and cursorPath find an event's entity key and cursor.
+	keyPaths   []*jsonpath.Path
+	cursorPath *jsonpath.Path
 }
 
 type parentField struct {
@@ -240,6 +243,15 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 		}
 		if err == nil {
 			err = st.compileAsync(c.Streams[name])
+		}
+		if err == nil && strings.Contains(st.info.Start, "{{") {
+			// incremental.start is a template over config.
+			var v string
+			if v, err = eval(st.info.Start); err == nil {
+				st.info.Start = v
+			} else {
+				err = fmt.Errorf("incremental.start: %w", err)
+			}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("stream %s: %w", name, err)
@@ -664,6 +676,7 @@ func (s *Source) readPartition(ctx context.Context, st *stream, part *record.Par
 		"stream":      st.name,
 		"incremental": map[string]any{"since": nullable(st.formatSince(start.Since)), "start": nullable(st.info.Start)},
 	}
+	memo := deletes{}
 	if st.async != nil {
 		return s.readAsync(ctx, st, part, env, start, req)
 	}
@@ -674,7 +687,7 @@ func (s *Source) readPartition(ctx context.Context, st *stream, part *record.Par
 			return err
 		}
 		if st.dec != nil {
-			next, done, err := s.fetchStreamed(ctx, st, hreq, streamedPage{part: part, req: req, env: env, pos: pos, page: page, guard: guard})
+			next, done, err := s.fetchStreamed(ctx, st, hreq, streamedPage{part: part, req: req, env: env, pos: pos, page: page, guard: guard, memo: memo})
 			if err != nil || done {
 				return err
 			}
@@ -696,7 +709,7 @@ func (s *Source) readPartition(ctx context.Context, st *stream, part *record.Par
 		var next position
 		done := true
 		if parsed != nil {
-			sh, err := st.shape.apply(st, part, parsed.records, resp.Body, env)
+			sh, err := st.shape.apply(st, part, parsed.records, resp.Body, env, memo)
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.Request, err)
 			}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 
+	"github.com/ferry-dev/ferry/internal/cursor"
 	"github.com/ferry-dev/ferry/internal/decode"
 	"github.com/ferry-dev/ferry/internal/jsonpath"
 	"github.com/ferry-dev/ferry/internal/record"
@@ -83,6 +84,20 @@ func (st *stream) compileShapes(sp *Stream, dir string) error {
 		any = true
 	}
 	if e := sp.Events; e != nil {
+		for _, k := range sp.PrimaryKey {
+			p, err := jsonpath.Compile(k)
+			if err != nil {
+				return fmt.Errorf("primary_key: %w", err)
+			}
+			st.keyPaths = append(st.keyPaths, p)
+		}
+		if sp.Cursor != "" {
+			p, err := jsonpath.Compile(sp.Cursor)
+			if err != nil {
+				return fmt.Errorf("cursor: %w", err)
+			}
+			st.cursorPath = p
+		}
 		es := &eventShape{include: e.Include, deletes: e.Deletes}
 		var err error
 		if es.typ, err = jsonpath.Compile(orDefault(e.Type, "type")); err != nil {
@@ -220,6 +235,27 @@ func yamlToJSON(v any) any {
 	return v
 }
 
+// deletes remembers, for one read of an event log, the entities a
+// deleting event removed and that event's cursor, so that an older event
+// of the same entity read after it (Stripe lists events newest first)
+// does not bring the row back. It holds one entry per deleted entity of
+// the read, not per event.
+type deletes map[string]string
+
+// entityKey is an entity's primary key values as one string, or "" if a
+// value is missing.
+func entityKey(rec []byte, keys []*jsonpath.Path) string {
+	var b []byte
+	for _, p := range keys {
+		v, found, err := jsonpath.Lookup(rec, p)
+		if err != nil || !found {
+			return ""
+		}
+		b = append(append(b, v...), 0)
+	}
+	return string(b)
+}
+
 // shaped is what shaping made of a page's records.
 type shaped struct {
 	records [][]byte
@@ -229,7 +265,7 @@ type shaped struct {
 
 // apply shapes the records of one page; body is the whole response body
 // (nil for a streamed one).
-func (sh *shaper) apply(st *stream, part *record.Partition, raw [][]byte, body []byte, env template.Env) (shaped, error) {
+func (sh *shaper) apply(st *stream, part *record.Partition, raw [][]byte, body []byte, env template.Env, memo deletes) (shaped, error) {
 	var out shaped
 	if sh == nil {
 		out.records = raw
@@ -304,6 +340,23 @@ func (sh *shaper) apply(st *stream, part *record.Partition, raw [][]byte, body [
 					continue
 				}
 			}
+			if sh.events != nil && memo != nil && len(st.keyPaths) > 0 {
+				if k := entityKey(o, st.keyPaths); k != "" {
+					cur := ""
+					if st.cursorPath != nil {
+						if v, found, _ := jsonpath.Lookup(o, st.cursorPath); found {
+							cur = string(v)
+						}
+					}
+					if op == record.Delete {
+						if old, ok := memo[k]; !ok || cursor.CompareText(unquote(cur), unquote(old)) > 0 {
+							memo[k] = cur
+						}
+					} else if del, ok := memo[k]; ok && cursor.CompareText(unquote(cur), unquote(del)) <= 0 {
+						continue // older than the event that deleted it
+					}
+				}
+			}
 			out.records = append(out.records, o)
 			out.ops = append(out.ops, op)
 		}
@@ -312,6 +365,14 @@ func (sh *shaper) apply(st *stream, part *record.Partition, raw [][]byte, body [
 		out.ops = nil // all upserts
 	}
 	return out, nil
+}
+
+func unquote(s string) string {
+	var out string
+	if len(s) > 0 && s[0] == '"' && json.Unmarshal([]byte(s), &out) == nil {
+		return out
+	}
+	return s
 }
 
 func asMap(v any) map[string]any {

@@ -159,6 +159,9 @@ func checkShapes(chk *spec.Checker, s *Stream) {
 			for _, k := range slices.Sorted(maps.Keys(d.Params)) {
 				sc.Template([]string{"async", "download", "params", k}, d.Params[k], jobVars)
 			}
+			if (d.NextHeader == "") != (d.NextParam == "") {
+				sc.At([]string{"async", "download"}, "next_header and next_param go together")
+			}
 		}
 		if s.Paginate != nil && s.Paginate.Type != pageNone {
 			atValue(chk, join(s.paginatePath, "type"), "an async stream downloads one result; it has no pagination")
