@@ -26,7 +26,10 @@ FUZZ_TARGETS = \
 	./internal/httpx:FuzzParseLimits:140000x \
 	./internal/auth/hmac:FuzzCanonicalQuery:70000x \
 	./internal/source/rest:FuzzConnectionFields:90000x \
-	./internal/dest/postgres:FuzzNumeric:140000x
+	./internal/dest/postgres:FuzzNumeric:140000x \
+	./internal/decode:FuzzCSV:100000x \
+	./internal/decode:FuzzXML:100000x \
+	./internal/transform:FuzzTransform:100000x
 
 .PHONY: build test lint unit fuzz demo bench clean
 
