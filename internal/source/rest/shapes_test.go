@@ -396,3 +396,38 @@ func TestAsyncJobFails(t *testing.T) {
 		t.Fatalf("run: %v", res.Err)
 	}
 }
+
+// TestEnvelopeCursor takes the cursor from beside the records (Zendesk's
+// time-based export puts end_time in the body): every record of a page
+// gets it, and the next run asks from it.
+func TestEnvelopeCursor(t *testing.T) {
+	var starts []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := r.URL.Query().Get("start_time")
+		starts = append(starts, st)
+		if st == "100" {
+			fmt.Fprint(w, `{"tickets":[{"id":1,"s":"a"},{"id":2,"s":"b"}],"end_time":200}`)
+			return
+		}
+		fmt.Fprint(w, `{"tickets":[{"id":2,"s":"b2"}],"end_time":300}`)
+	}))
+	defer srv.Close()
+	p := pipeline(t, `name: env
+base_url: `+srv.URL+`
+config: {token: {secret: true}}
+streams:
+  tickets:
+    path: /export
+    records: tickets
+    primary_key: id
+    cursor: export_end
+    envelope: {export_end: end_time}
+    incremental: {param: start_time, start: "100"}
+`)
+	p.Run().Check(t)
+	p.Run().Check(t)
+	want(t, p.Query("SELECT id, s, export_end FROM tickets ORDER BY id"), "1|a|200", "2|b2|300")
+	if strings.Join(starts, ",") != "100,200" {
+		t.Errorf("start_time sent: %v", starts)
+	}
+}
