@@ -130,7 +130,7 @@ func (a *app) writeInit(f *initFlags) error {
 	}
 	pag := map[string]string{
 		"none": "{type: none}", "page_number": "{type: page_number, size: 100, size_param: per_page}", "offset": "{type: offset, size: 100}",
-		"cursor": "{type: cursor, cursor_path: next_cursor, param: cursor}  # where the API puts the next cursor, and the parameter it takes",
+		"cursor":      "{type: cursor, cursor_path: next_cursor, param: cursor}  # where the API puts the next cursor, and the parameter it takes",
 		"last_record": "{type: last_record, size: 100, size_param: limit}", "next_url": "{type: next_url, next_path: next}  # where the API puts the next page's URL",
 		"link_header": "{type: link_header, size: 100, size_param: per_page}",
 	}[f.paginate]

@@ -71,7 +71,7 @@ func Convert(doc *openapi3.T, name string) (*Connector, error) {
 	c.baseURL(doc)
 	c.auth(doc)
 	paths := doc.Paths.InMatchingOrder()
-	sort.Strings(paths) // parents before children
+	sort.Strings(paths)            // parents before children
 	byItem := map[string]*Stream{} // "/customers/{id}" → stream customers
 	for _, p := range paths {
 		item := doc.Paths.Value(p)
