@@ -32,7 +32,8 @@ type Step struct {
 	Remove []string
 	// Rename moves fields: old path → new name (at the same level).
 	Rename map[string]string
-	// Cast converts fields: path → type (see Types).
+	// Cast converts fields: path → type (see Types); a path through an
+	// array converts the field in every element.
 	Cast map[string]string
 	// Flatten replaces each named object field by its members, named
 	// field__member (recursively).
@@ -228,19 +229,23 @@ func (s *step) apply(r *Object, env Env) ([]*Object, error) {
 		}
 	case len(s.Cast) > 0:
 		for _, f := range sortedKeys(s.Cast) {
-			parent, key, ok := lookupParent(r, f)
-			if !ok {
-				continue
-			}
-			v, found := parent.Get(key)
-			if !found || v == nil {
-				continue
-			}
-			c, err := cast(v, s.Cast[f])
+			// A path through an array casts the field of every element
+			// (items.created: the created of each item).
+			err := eachParent(r, splitPath(f), func(parent *Object, key string) error {
+				v, found := parent.Get(key)
+				if !found || v == nil {
+					return nil
+				}
+				c, err := cast(v, s.Cast[f])
+				if err != nil {
+					return fmt.Errorf("cast %s to %s: %w", f, s.Cast[f], err)
+				}
+				parent.vals[key] = c
+				return nil
+			})
 			if err != nil {
-				return nil, fmt.Errorf("cast %s to %s: %w", f, s.Cast[f], err)
+				return nil, err
 			}
-			parent.vals[key] = c
 		}
 	case len(s.Flatten) > 0:
 		for _, f := range s.Flatten {
@@ -336,6 +341,33 @@ func lookupParent(r *Object, path string) (*Object, string, bool) {
 		cur = o
 	}
 	return cur, segs[len(segs)-1], true
+}
+
+// eachParent calls fn with every object holding the last segment of
+// segs, descending through objects and through every element of arrays.
+func eachParent(o *Object, segs []string, fn func(*Object, string) error) error {
+	if len(segs) == 1 {
+		return fn(o, segs[0])
+	}
+	v, ok := o.Get(segs[0])
+	if !ok {
+		return nil
+	}
+	var walk func(v any) error
+	walk = func(v any) error {
+		switch x := v.(type) {
+		case *Object:
+			return eachParent(x, segs[1:], fn)
+		case []any:
+			for _, e := range x {
+				if err := walk(e); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return walk(v)
 }
 
 // setPath sets a dotted path, creating objects on the way.

@@ -37,6 +37,8 @@ func TestSteps(t *testing.T) {
 		{"cast", []Step{{Cast: map[string]string{"n": "int", "f": "float", "b": "bool", "s": "string", "ts": "unix", "ms": "unix_ms", "when": "timestamp", "j": "json", "nul": "int"}}},
 			`{"n":"42","f":"1.50","b":"yes","s":12,"ts":1700000000,"ms":"1700000000123","when":"2024-01-02 03:04:05","j":"{\"k\":[1]}","nul":null}`,
 			[]string{`{"n":42,"f":1.50,"b":true,"s":"12","ts":"2023-11-14T22:13:20Z","ms":"2023-11-14T22:13:20.123Z","when":"2024-01-02T03:04:05Z","j":{"k":[1]},"nul":null}`}},
+		{"cast in arrays", []Step{{Cast: map[string]string{"items.at": "unix", "items.n": "int"}}}, `{"items":[{"at":0,"n":"1"},{"at":"1700000000.5"},[{"at":1}]]}`,
+			[]string{`{"items":[{"at":"1970-01-01T00:00:00Z","n":1},{"at":"2023-11-14T22:13:20.5Z"},[{"at":"1970-01-01T00:00:01Z"}]]}`}},
 		{"flatten", []Step{{Flatten: []string{"address"}}}, `{"id":1,"address":{"city":"Oslo","geo":{"lat":1}},"z":0}`, []string{`{"id":1,"address__city":"Oslo","address__geo__lat":1,"z":0}`}},
 		{"explode", []Step{{Explode: "items"}, {Flatten: []string{"items"}}}, `{"id":1,"items":[{"sku":"a"},{"sku":"b"}]}`,
 			[]string{`{"id":1,"items__sku":"a"}`, `{"id":1,"items__sku":"b"}`}},

@@ -431,3 +431,26 @@ streams:
 		t.Errorf("start_time sent: %v", starts)
 	}
 }
+
+// TestEpochColumns declares Unix epochs as timestamps, in the stream's
+// table and in the child table of an unnested array.
+func TestEpochColumns(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `[{"id":1,"created":1700000000,"lines":[{"sku":"a","shipped_ms":1700000000123},{"sku":"b","shipped_ms":null}]}]`)
+	}))
+	defer srv.Close()
+	p := enginetest.New(t, enginetest.Config{Connector: `name: epochs
+base_url: ` + srv.URL + `
+streams:
+  orders:
+    path: /orders
+    primary_key: id
+    columns: {created: unix, lines.shipped_ms: unix_ms, lines.sku: text}
+`, Pipeline: "connector: connector.yaml\nschema: {nested: unnest}\n"})
+	p.Run().Check(t)
+	want(t, p.Query("SELECT id, created FROM orders"), "1|2023-11-14T22:13:20.000000Z")
+	want(t, p.Query("SELECT sku, shipped_ms FROM orders__lines ORDER BY sku"), "a|2023-11-14T22:13:20.123000Z", "b|NULL")
+	if c := p.Layout("orders__lines").Column("shipped_ms"); c == nil || c.Type.String() != "timestamp" {
+		t.Fatalf("orders__lines.shipped_ms: %+v", c)
+	}
+}
