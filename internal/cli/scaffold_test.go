@@ -54,7 +54,7 @@ func TestImportOpenAPI(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/customers", func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer t0k" {
-			http.Error(w, "no", 401)
+			http.Error(w, "no", http.StatusUnauthorized)
 			return
 		}
 		page, _ := strconv.Atoi(r.URL.Query().Get("page"))
