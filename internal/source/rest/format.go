@@ -114,7 +114,7 @@ func (s *Source) fetchStreamed(ctx context.Context, st *stream, hreq *httpx.Requ
 			// The connection broke: again, skipping what was emitted.
 			return httpx.Retryable(fmt.Errorf("reading the body after %d records: %w", seen, br.err))
 		}
-		return fmt.Errorf("%w; body: %s", err, resp.Header.Get("Content-Type"))
+		return fmt.Errorf("%w (Content-Type %q)", err, resp.Header.Get("Content-Type"))
 	}
 	_, err = s.client.Do(ctx, hreq, nil)
 	if emitErr != nil {

@@ -90,7 +90,7 @@ func checkShapes(chk *spec.Checker, s *Stream) {
 			sc.At([]string{"response", "files"}, "files selects the files of a zip archive: it needs compression zip or auto")
 		}
 	}
-	if s.streamed() {
+	if s.streamed() && s.Async == nil {
 		pg := s.Paginate
 		for _, f := range []struct{ name, v string }{{"cursor_path", pg.CursorPath}, {"next_path", pg.NextPath}, {"has_more_path", pg.HasMorePath}, {"total_path", pg.TotalPath}, {"total_pages_path", pg.TotalPagesPath}} {
 			if f.v != "" {
@@ -163,7 +163,8 @@ func checkShapes(chk *spec.Checker, s *Stream) {
 				sc.At([]string{"async", "download"}, "next_header and next_param go together")
 			}
 		}
-		if s.Paginate != nil && s.Paginate.Type != pageNone {
+		own := len(s.paginatePath) > len(s.yamlPath) && slices.Equal(s.paginatePath[:len(s.yamlPath)], s.yamlPath)
+		if s.Paginate != nil && s.Paginate.Type != pageNone && own {
 			atValue(chk, join(s.paginatePath, "type"), "an async stream downloads one result; it has no pagination")
 		}
 	}
