@@ -23,7 +23,13 @@ FUZZ_TARGETS = \
 	./internal/redact:FuzzParseURL:250000x \
 	./internal/httpx:FuzzParseRetryAfter:200000x \
 	./internal/httpx:FuzzAPIMessage:100000x \
-	./internal/dest/postgres:FuzzNumeric:140000x
+	./internal/httpx:FuzzParseLimits:140000x \
+	./internal/auth/hmac:FuzzCanonicalQuery:70000x \
+	./internal/source/rest:FuzzConnectionFields:90000x \
+	./internal/dest/postgres:FuzzNumeric:140000x \
+	./internal/decode:FuzzCSV:100000x \
+	./internal/decode:FuzzXML:100000x \
+	./internal/transform:FuzzTransform:100000x
 
 .PHONY: build test lint unit fuzz demo bench clean
 

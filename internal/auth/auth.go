@@ -2,15 +2,16 @@
 // section becomes an Authenticator that adds credentials to requests.
 // Each scheme is one package under internal/auth that calls Register with
 // its configuration type, plus one blank import in
-// internal/components/all; OAuth2, session logins and request signing
-// are new packages, nothing else.
+// internal/components/all.
 package auth
 
 import (
 	"context"
+	"crypto/subtle"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/ferry-dev/ferry/internal/component"
 )
@@ -32,7 +33,24 @@ type Env struct {
 	AddSecret func(secrets ...string)
 	// Logger receives the scheme's logs.
 	Logger *slog.Logger
+	// BaseURL is the connector's base_url, for schemes whose own requests
+	// (a login) may be written relative to it.
+	BaseURL string
+	// Dir is the directory relative paths are resolved against (the
+	// pipeline's), for files a scheme keeps (a rotated refresh token).
+	Dir string
+	// HTTPClient sends the scheme's own requests (token endpoints, logins)
+	// with the connector's TLS settings and timeout, without retries: a
+	// scheme whose request failed for a passing reason returns an error
+	// wrapped with httpx.Retryable, and the request it serves is retried.
+	// nil: a client with the defaults.
+	HTTPClient *http.Client
 }
+
+// The optional interfaces an Authenticator may implement are httpx's:
+// httpx.Renewer (renew a credential the API refused, once, then retry),
+// httpx.QuotaKeeper (rate limits per credential, for token pools), and
+// QueryKey below.
 
 // Factory builds an Authenticator from a scheme's configuration. It
 // returns the secret values it will send, so they can be redacted.
@@ -76,6 +94,9 @@ func New(typ string, cfg any, env Env) (Authenticator, []string, error) {
 	if env.AddSecret == nil {
 		env.AddSecret = func(...string) {}
 	}
+	if env.HTTPClient == nil {
+		env.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
 	return info.Factory.(Factory)(cfg, env)
 }
 
@@ -100,4 +121,10 @@ type NoneConfig struct{}
 
 func init() {
 	Register("none", "No credentials.", func(*NoneConfig, Env) (Authenticator, []string, error) { return nil, nil, nil })
+}
+
+// SameSecret reports whether two credentials are equal, in time that
+// does not depend on where they differ.
+func SameSecret(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }

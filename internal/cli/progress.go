@@ -116,6 +116,8 @@ func symbol(status int32) string {
 		return "✓"
 	case engine.Failed:
 		return "✗"
+	case engine.Stopped:
+		return "■"
 	}
 	return " "
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -17,6 +18,7 @@ import (
 func (a *app) runCmd() *cobra.Command {
 	var streams []string
 	var failOnDrift, quiet bool
+	var f authoring
 	cmd := &cobra.Command{
 		Use:   "run PIPELINE.yaml",
 		Short: "Sync a pipeline's streams into its destination",
@@ -37,13 +39,24 @@ column, a widened type): the stream fails before the change is applied.
 			if err != nil {
 				return err
 			}
-			_, err = a.sync(cmd.Context(), p, r, engine.Options{Streams: streams, FailOnDrift: failOnDrift}, !quiet)
-			return err
+			opts := engine.Options{Streams: streams, FailOnDrift: failOnDrift}
+			finish, err := a.prepare(cmd.Context(), p, &f, &opts)
+			if err != nil {
+				return err
+			}
+			_, err = a.sync(cmd.Context(), p, r, opts, !quiet && !f.dryRun)
+			return errors.Join(err, finish())
 		},
 	}
 	cmd.Flags().StringSliceVar(&streams, "stream", nil, "sync only these streams (repeatable)")
 	cmd.Flags().BoolVar(&failOnDrift, "fail-on-drift", false, "refuse changes to existing tables' layouts (new columns, widened types): the stream fails before applying them")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no live progress display")
+	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "print the records as JSON Lines ({\"table\": T, \"record\": R}) instead of writing them; reads from no saved state and leaves the destination alone")
+	cmd.Flags().IntVar(&f.limit, "limit", 0, "with --dry-run: stop each stream after this many records")
+	cmd.Flags().StringVar(&f.output, "output", "", "with --dry-run: write JSON Lines files (one per table) into this directory instead of printing")
+	cmd.Flags().StringVar(&f.record, "record", "", "store every HTTP exchange in this directory (secrets removed), for --replay")
+	cmd.Flags().StringVar(&f.replay, "replay", "", "answer every HTTP request from the exchanges in this directory: no network")
+	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "log every request and its response status (secrets redacted), and debug messages")
 	return cmd
 }
 
@@ -98,6 +111,14 @@ func (a *app) printSummary(w io.Writer, s *engine.Summary) {
 		}
 		if st.Rejected > 0 {
 			fmt.Fprintf(w, "%d records of %s were rejected; see the %s table\n", st.Rejected, st.Stream, dest.RejectedTable)
+		}
+		if st.Status == dest.Stopped {
+			fmt.Fprintf(w, "%s %s\n", st.Stream, st.Error)
+			if !st.ResumeAt.IsZero() {
+				fmt.Fprintf(w, "%s: run again after %s (in %s) to go on\n", st.Stream, st.ResumeAt.Local().Format(time.RFC3339), time.Until(st.ResumeAt).Round(time.Second))
+			} else {
+				fmt.Fprintf(w, "%s: run again to go on\n", st.Stream)
+			}
 		}
 	}
 }

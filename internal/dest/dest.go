@@ -318,6 +318,10 @@ type Declaration struct {
 	// NoState is true when it is not a StateKeeper: a pipeline writing to
 	// it needs a state: section, and delivery is at-least-once.
 	NoState bool
+	// TablePrefix is put before every table name it writes, so that
+	// validation can tell the tables of two streams apart as the
+	// destination names them.
+	TablePrefix string
 }
 
 // Supports reports whether the declaration allows mode m.

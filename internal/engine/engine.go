@@ -67,6 +67,14 @@ type Options struct {
 	// is saved after each commit: delivery is at-least-once, and a crash
 	// between the commit and the save re-delivers the rows of that commit.
 	State dest.StateStore
+	// Transport, when set, is what source.Options.Transport says: an
+	// http.RoundTripper sending the source's requests, or a
+	// func(http.RoundTripper) http.RoundTripper wrapping its own (replay
+	// and record).
+	Transport any
+	// WrapSource, when set, wraps the source the run builds (ferry run
+	// --dry-run --limit cuts each stream short this way).
+	WrapSource func(source.Source) source.Source
 }
 
 // Run is one execution of a pipeline.
@@ -163,9 +171,11 @@ const (
 	Running
 	Succeeded
 	Failed
+	Stopped // stopped early on purpose (a budget, a long rate limit)
 )
 
-// State returns the stream's state (Pending, Running, Succeeded, Failed).
+// State returns the stream's state (Pending, Running, Succeeded, Failed,
+// Stopped).
 func (p *StreamProgress) State() int32 { return p.status.Load() }
 
 // Elapsed returns how long the stream has run.
@@ -206,9 +216,13 @@ type StreamSummary struct {
 	Requests int64         `json:"requests"`
 	Retries  int64         `json:"retries"`
 	Duration time.Duration `json:"duration"`
-	// Error is the failure's message, redacted and bounded.
-	Error    string `json:"error,omitempty"`
-	NewTable bool   `json:"new_table,omitempty"`
+	// Error is the failure's message, redacted and bounded; for a
+	// stopped stream, why it stopped.
+	Error string `json:"error,omitempty"`
+	// ResumeAt is when the limit that stopped the stream resets (status
+	// stopped; zero when the next run may go on at once).
+	ResumeAt time.Time `json:"resume_at,omitzero"`
+	NewTable bool      `json:"new_table,omitempty"`
 	// Changes describes how the stream's tables changed (drift), for
 	// people; Drift holds the same as values.
 	Changes []string        `json:"schema_changes,omitempty"`
@@ -266,9 +280,12 @@ func New(ctx context.Context, opts Options) (*Run, error) {
 	var err error
 	if r.src = opts.Source; r.src == nil {
 		conn := p.Connector.Inline
-		r.src, err = source.New(conn.Type, conn.Body, source.Options{Name: conn.Name, Config: opts.Resolved.Config, Redactor: r.red, Logger: r.log, Observer: r, Dir: p.Dir})
+		r.src, err = source.New(conn.Type, conn.Body, source.Options{Name: conn.Name, Config: opts.Resolved.Config, Redactor: r.red, Logger: r.log, Observer: r, Dir: p.Dir, Transport: opts.Transport})
 		if err != nil {
 			return nil, fmt.Errorf("connector %s: %w", conn.Name, err)
+		}
+		if opts.WrapSource != nil {
+			r.src = opts.WrapSource(r.src)
 		}
 	}
 	if r.dst = opts.Destination; r.dst == nil {
@@ -436,7 +453,7 @@ func (r *Run) Execute(ctx context.Context) (*Summary, error) {
 	var failed []string
 	var errs []error
 	for _, s := range results {
-		if s.Err != nil {
+		if s.Err != nil && s.Status != dest.Stopped {
 			failed = append(failed, s.Stream)
 			errs = append(errs, &StreamError{Stream: s.Stream, Err: s.Err})
 		}

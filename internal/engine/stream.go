@@ -131,6 +131,17 @@ func (r *Run) stream(ctx context.Context, sp *StreamProgress) StreamSummary {
 	sum.Requests, sum.Retries = sp.Requests.Load(), sp.HTTPRetries.Load()
 	sum.Duration = sp.Elapsed()
 	sum.Queries = sp.Queries()
+	var stop *source.StopError
+	if err != nil && ctx.Err() == nil && errors.As(err, &stop) {
+		// Not a failure: what was read is committed, and the next run
+		// goes on from there.
+		sp.status.Store(Stopped)
+		sum.Status, sum.ResumeAt = dest.Stopped, stop.Until
+		sum.Err = r.redacted(fmt.Errorf("%w; %d rows and their state were committed, and the next run resumes there", err, sp.Committed.Load()))
+		sum.Error = sum.Err.Error()
+		r.log.Warn("stream stopped early", "stream", sp.Name, "reason", r.red.String(stop.Reason), "committed_rows", sp.Committed.Load())
+		return sum
+	}
 	if err != nil {
 		sp.status.Store(Failed)
 		sum.Status = dest.Failed
@@ -431,6 +442,11 @@ func (s *streamRun) convert(p *record.Page) (*record.Chunk, error) {
 			}
 		}
 	}
+	if len(p.Rejects) > 0 {
+		c.Rejects = append(c.Rejects, p.Rejects...)
+		res.Rejected += len(p.Rejects)
+	}
+	c.Flush = c.Flush || p.Flush
 	s.sp.Pages.Add(1)
 	s.sp.Rejected.Add(int64(res.Rejected))
 	s.sp.Filtered.Add(int64(res.Filtered))
@@ -726,6 +742,7 @@ func (s *streamRun) afterCommit(ctx context.Context) error {
 	}
 	ackAll(s.pendingAcks, nil)
 	s.pendingAcks = s.pendingAcks[:0]
+	s.r.log.Debug("committed", "stream", s.sp.Name, "rows", s.sp.Committed.Load()-before, "total", s.sp.Committed.Load())
 	s.r.obs.Observe(Committed{Base: s.r.base(), Stream: s.sp.Name, Rows: s.sp.Committed.Load() - before, Total: s.sp.Committed.Load(), Partitions: parts})
 	return nil
 }
@@ -805,7 +822,7 @@ func (s *streamRun) write(ctx, wctx context.Context, chunks <-chan *record.Chunk
 			s.noteCommitted()
 			pendingRows += c.Len
 			dirty = true
-			if pendingRows >= every || time.Since(last) >= interval {
+			if pendingRows >= every || time.Since(last) >= interval || c.Flush {
 				if err := commit(); err != nil {
 					return false, err
 				}

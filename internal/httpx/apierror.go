@@ -504,3 +504,12 @@ func asciiLower(b []byte) []byte {
 	}
 	return out
 }
+
+// Message says what a response's body holds, for an error message: the
+// API's own message (`the API says "…"`, whole up to 2 KiB, on one line),
+// else a description of the body; secrets are redacted.
+func Message(red Redactor, resp *Response) string {
+	var se StatusError
+	statusMessage(&se, red, resp.Header, resp.Body, resp.cut)
+	return se.detail()
+}

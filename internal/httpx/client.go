@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,6 +112,28 @@ type Config struct {
 	CredentialOrigins []string
 	// Observer is told about every attempt. nil tells no one.
 	Observer Observer
+	// WrapTransport, when set, wraps the transport New makes (a recorder
+	// of the exchanges keeps the TLS settings and limits of the real one).
+	// It is not applied to a Config.Transport of the caller's.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// TLS configures the connections of the transport New makes (client
+	// certificates, CA bundles); nil uses the defaults, which verify
+	// servers against the system's CAs. Ignored with a Transport.
+	TLS *tls.Config
+	// RateLimitHeaders names the rate-limit headers of an API that spells
+	// them its own way; nil reads the usual ones (see ParseLimits). Once a
+	// response says no request is left before a reset, attempts wait for
+	// it (at most MaxRetryAfter; a longer wait fails with a *LimitError),
+	// and a 403 or 429 saying so is a rate limit, retried after the reset.
+	RateLimitHeaders *RateLimitHeaders
+	// Budget limits the attempts of the client (zero Requests: none).
+	// An attempt that would wait for room longer than MaxRetryAfter, or
+	// find the budget of the run spent, fails with a *LimitError.
+	Budget Budget
+	// CircuitBreaker, when > 0, is how many attempts in a row may fail
+	// with a network error, a timeout or a 5xx before the client refuses
+	// every further request with ErrCircuitOpen.
+	CircuitBreaker int
 }
 
 // Redactor hides secrets in text; *redact.Redactor implements it.
@@ -171,6 +195,48 @@ type Request struct {
 	// Label is copied into each AttemptInfo, for observers (the stream the
 	// request is for).
 	Label string
+	// Decide, when set, is asked about every response before the client's
+	// own rules, and may take it as it is, retry it, fail it or renew the
+	// credential (response rules). Its Verdict's Err is what a failure
+	// reports.
+	Decide func(*Response) Verdict
+	// Stream, when set, reads a 2xx body as it arrives instead of whole
+	// (see stream.go).
+	Stream func(resp *Response, body io.Reader) error
+}
+
+// Action is what Request.Decide decides about a response.
+type Action int
+
+// The actions of a Verdict.
+const (
+	// Default leaves the response to the client: its retry statuses,
+	// Retry-After and rate-limit headers, and the check function.
+	Default Action = iota
+	// Accept returns the response as it is, whatever its status, without
+	// calling the check function.
+	Accept
+	// Retry retries the request after Wait, or after the backoff when
+	// Wait is 0 (within Config.MaxAttempts; a Wait beyond
+	// Config.MaxRetryAfter fails with a *LimitError).
+	Retry
+	// Fail fails the request with Err at once.
+	Fail
+	// Renew renews the credential (the Authenticator must be a Renewer)
+	// and makes the attempt again, once per Do call; then it is Fail.
+	Renew
+)
+
+// Verdict is Request.Decide's answer.
+type Verdict struct {
+	Action Action
+	// Wait is how long to wait before a Retry (0: the backoff).
+	Wait time.Duration
+	// Err is the error of a Fail, and of a Retry or Renew when no
+	// attempt follows.
+	Err error
+	// Rule names the rule that decided, for a *LimitError's message.
+	Rule string
 }
 
 // Response is a response read whole.
@@ -184,7 +250,11 @@ type Response struct {
 	Attempts int           // attempts made, this one included
 	Elapsed  time.Duration // since Do was called
 
-	cut bool // Body is only the start of the body
+	cut  bool          // Body is only the start of the body
+	sent *http.Request // the request as sent, credentials included (for a Renewer)
+	// streamErr is what Request.Stream returned; streamed the bytes it read.
+	streamErr error
+	streamed  int64
 }
 
 // Stats are a Client's counters since New.
@@ -214,11 +284,18 @@ type Client struct {
 	retry5xx bool            // retry every 5xx
 	log      *slog.Logger    // never nil
 	// ownTransport is true when the client made its transport (Close
-	// closes its idle connections).
+	// closes its idle connections); base is that transport, unwrapped.
 	ownTransport bool
+	base         http.RoundTripper
 
 	mu        sync.Mutex
 	notBefore time.Time // no attempt starts before this (a 429's pause)
+
+	quota   quota       // the rate limit the API's headers report
+	budget  *budgetGate // nil without a Budget
+	breaker breaker
+	keeper  QuotaKeeper // the Authenticator, when it keeps quotas per credential
+	renewer Renewer     // the Authenticator, when it can renew its credential
 
 	requests, retries, throttled, bytes, errors atomic.Int64
 }
@@ -258,8 +335,13 @@ func New(cfg Config) *Client {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	own := cfg.Transport == nil
+	var base http.RoundTripper
 	if own {
-		cfg.Transport = newTransport(cfg.Concurrency)
+		cfg.Transport = newTransport(cfg.Concurrency, cfg.TLS)
+		base = cfg.Transport
+		if cfg.WrapTransport != nil {
+			cfg.Transport = cfg.WrapTransport(cfg.Transport)
+		}
 	}
 	c := &Client{
 		cfg:          cfg,
@@ -268,8 +350,15 @@ func New(cfg Config) *Client {
 		mem:          newBudget(cfg.MaxBodyBytes),
 		origins:      map[string]bool{},
 		ownTransport: own,
+		base:         base,
 	}
 	c.hc = &http.Client{Transport: cfg.Transport, CheckRedirect: c.checkRedirect}
+	if cfg.Budget.Requests > 0 {
+		c.budget = &budgetGate{cfg: cfg.Budget}
+	}
+	c.breaker.limit = cfg.CircuitBreaker
+	c.keeper, _ = cfg.Auth.(QuotaKeeper)
+	c.renewer, _ = cfg.Auth.(Renewer)
 	for _, o := range cfg.CredentialOrigins {
 		if norm := Origin(o); norm != "" {
 			c.origins[norm] = true
@@ -295,7 +384,7 @@ func New(cfg Config) *Client {
 
 // newTransport returns a clone of http.DefaultTransport that keeps enough
 // idle connections for concurrency requests to one host.
-func newTransport(concurrency int) *http.Transport {
+func newTransport(concurrency int, tlsConfig *tls.Config) *http.Transport {
 	t, ok := http.DefaultTransport.(*http.Transport)
 	if ok {
 		t = t.Clone()
@@ -307,6 +396,9 @@ func newTransport(concurrency int) *http.Transport {
 			TLSHandshakeTimeout:   10 * time.Second,
 			ExpectContinueTimeout: time.Second,
 		}
+	}
+	if tlsConfig != nil {
+		t.TLSClientConfig = tlsConfig.Clone()
 	}
 	idle := max(16, concurrency)
 	t.MaxIdleConnsPerHost = idle
@@ -357,8 +449,11 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 	redURL := c.cfg.Redactor.URL(req.URL)
 	fail := func(resp *Response, attempts int, err error) (*Response, error) {
 		c.errors.Add(1)
-		if se, ok := err.(*StatusError); ok {
-			return resp, se
+		switch e := err.(type) {
+		case *StatusError:
+			return resp, e
+		case *RenewError:
+			return resp, e
 		}
 		return resp, &RequestError{Method: method, URL: redURL, Attempts: attempts, Err: err, red: c.cfg.Redactor}
 	}
@@ -368,8 +463,12 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 
 	mem := c.mem.lease()
 	defer mem.release()
-	free := 0 // attempts made again to break a memory deadlock: not counted against MaxAttempts
+	free := 0        // attempts made again to break a memory deadlock: not counted against MaxAttempts
+	renewed := false // the credential was renewed once already
 	for n := 1; ; n++ {
+		if err := c.breaker.check(); err != nil {
+			return fail(nil, n-1, err)
+		}
 		if err := c.acquire(ctx); err != nil {
 			return fail(nil, n-1, err)
 		}
@@ -398,20 +497,59 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 			se     *StatusError
 			ra     time.Duration // Retry-After
 			hasRA  bool
-			pauses bool // this response pauses the whole client
+			pauses bool   // this response pauses the whole client
+			raRule string // what asked for the wait, when not Retry-After
+			renew  bool   // renew the credential and try again
+			accept bool   // Decide took the response as it is
 		)
 		if resp != nil {
 			resp.Attempts, resp.Elapsed = n, time.Since(start)
-			info.Status, info.Bytes = resp.Status, int64(len(resp.Body))
-			if resp.Status >= 200 && resp.Status <= 299 {
+			info.Status, info.Bytes = resp.Status, int64(len(resp.Body))+resp.streamed
+			lim := c.noteLimits(resp)
+			var v Verdict
+			if req.Decide != nil {
+				v = req.Decide(resp)
+			}
+			switch {
+			case v.Action == Accept:
+				accept = true
+			case v.Action == Fail:
+				err, retry = v.Err, false
+			case v.Action == Retry:
+				err, retry = v.Err, true
+				if v.Wait > 0 {
+					ra, hasRA, raRule, pauses = v.Wait, true, v.Rule, true
+				}
+			case v.Action == Renew:
+				err, renew = v.Err, true
+			case resp.Status >= 200 && resp.Status <= 299 && resp.streamErr != nil:
+				err = resp.streamErr
+				retry = isRetryable(err)
+			case resp.Status >= 200 && resp.Status <= 299:
 				if check != nil {
 					if err = check(resp); err != nil {
 						retry = isRetryable(err)
+						if d, rule, ok := retryWait(err); ok && d > 0 {
+							ra, hasRA, raRule, pauses = d, true, rule, true
+						}
 					}
 				}
-			} else {
+			default:
 				ra, hasRA = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 				status := resp.Status
+				// A reset a moment ago (the server's clock, whole seconds)
+				// still means "spent": wait a second.
+				spent := (status == http.StatusForbidden || status == http.StatusTooManyRequests) && lim.Known && lim.Remaining <= 0 && !lim.Reset.IsZero()
+				if spent && c.keeper != nil {
+					// The credential's quota is spent; the keeper gives the
+					// next attempt another, or says how long to wait.
+					ra, hasRA = 0, false
+					status = http.StatusTooManyRequests
+				} else if spent && !hasRA {
+					// GitHub's primary limit: a 403 or 429 whose headers say
+					// nothing is left until the reset.
+					ra, hasRA, raRule = max(time.Until(lim.Reset), time.Second), true, lim.Header+": 0"
+				}
 				if status == http.StatusForbidden && hasRA {
 					status = http.StatusTooManyRequests // GitHub's rate limit
 				}
@@ -421,6 +559,7 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 				}
 				retry = c.retry[status] || (c.retry5xx && status >= 500 && status <= 599)
 				se = c.statusError(method, redURL, resp, n)
+				se.RateLimit = raRule
 				if hasRA {
 					se.RetryAfter = ra
 				}
@@ -430,9 +569,21 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 					se.RetryAfterLimit = c.cfg.MaxRetryAfter
 					retry = false
 				}
-				pauses = throttled || (retry && ra > 0)
+				pauses = throttled && c.keeper == nil || (retry && ra > 0)
+				renew = status == http.StatusUnauthorized && c.renewer != nil
 				err = se
 			}
+			c.breaker.result(resp.Status >= 500 && !accept, "status "+strconv.Itoa(resp.Status))
+		} else if err != nil && retry {
+			c.breaker.result(true, err.Error())
+		}
+		if hasRA && ra > c.cfg.MaxRetryAfter && se == nil && err != nil {
+			// A rule or the check asked for a wait longer than allowed.
+			err = errors.Join(err, &LimitError{Rule: cmp.Or(raRule, "a response rule"), Reset: time.Now().Add(ra), Wait: ra, MaxWait: c.cfg.MaxRetryAfter})
+			retry = false
+		}
+		if accept {
+			err = nil
 		}
 		// The body is the caller's now, or garbage.
 		used := mem.release()
@@ -446,6 +597,43 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 			info.Err = ctxErr
 			c.observe(info)
 			return fail(resp, n, ctxErr)
+		}
+		if le := (*LimitError)(nil); resp == nil && errors.As(err, &le) {
+			// The Authenticator has no credential with quota left.
+			le.MaxWait = c.cfg.MaxRetryAfter
+			if le.Wait > c.cfg.MaxRetryAfter || le.Reset.IsZero() {
+				info.Err = err
+				c.observe(info)
+				return fail(nil, n, le)
+			}
+			free++
+			info.Err, info.RetryIn = err, le.Wait
+			c.observe(info)
+			c.log.LogAttrs(ctx, slog.LevelInfo, "waiting for a credential's rate limit to reset", slog.String("rule", le.Rule), slog.Duration("wait", le.Wait))
+			if err := sleep(ctx, le.Wait); err != nil {
+				return fail(nil, n, err)
+			}
+			continue
+		}
+		if renew && !renewed && c.renewer != nil {
+			// The credential was refused: renew it once, and try again
+			// at once (not counted against MaxAttempts).
+			renewed = true
+			if rerr := c.renewer.Renew(ctx, resp.sent); rerr != nil {
+				info.Err = &redactedError{err: err, red: c.cfg.Redactor}
+				c.observe(info)
+				if se != nil {
+					return fail(resp, n, &RenewError{Status: se, Err: rerr, red: c.cfg.Redactor})
+				}
+				return fail(resp, n, fmt.Errorf("%w; renewing the credential failed: %w", err, rerr))
+			}
+			free++
+			info.Err = &redactedError{err: err, red: c.cfg.Redactor}
+			c.observe(info)
+			c.retries.Add(1)
+			c.log.LogAttrs(ctx, slog.LevelInfo, "renewed the credential after it was refused", slog.String("method", method),
+				slog.String("url", redURL), slog.Int("status", resp.Status))
+			continue
 		}
 
 		if evicted {
@@ -509,7 +697,18 @@ func (c *Client) Do(ctx context.Context, req *Request, check func(*Response) err
 // one arrived (whatever its status), or an error and whether it is worth
 // retrying. An error caused by ctx ending is ctx.Err() itself.
 func (c *Client) attempt(ctx context.Context, method string, req *Request, tr *tries, mem *lease) (*Response, bool, error) {
-	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	var (
+		actx   context.Context
+		cancel context.CancelFunc
+		idle   *idleTimer
+	)
+	if req.Stream != nil {
+		actx, cancel = context.WithCancel(ctx)
+		idle = newIdleTimer(c.cfg.Timeout, cancel)
+		defer idle.stop()
+	} else {
+		actx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
+	}
 	defer cancel()
 	actx = context.WithValue(tr.trace(actx), triesKey{}, tr)
 	// failed classifies an error of step op.
@@ -575,6 +774,7 @@ func (c *Client) attempt(ctx context.Context, method string, req *Request, tr *t
 		Status: hresp.StatusCode,
 		Header: hresp.Header,
 		URL:    c.cfg.Redactor.URL(hresp.Request.URL.String()),
+		sent:   hreq,
 	}
 	ok := hresp.StatusCode >= 200 && hresp.StatusCode <= 299
 	limit := c.cfg.MaxBodyBytes
@@ -586,6 +786,17 @@ func (c *Client) attempt(ctx context.Context, method string, req *Request, tr *t
 	}
 	if ok && method != http.MethodHead && hresp.ContentLength > limit {
 		return tooLarge()
+	}
+	if ok && req.Stream != nil && method != http.MethodHead {
+		idle.reset()
+		sr := &streamReader{r: hresp.Body, idle: idle}
+		resp.streamErr = req.Stream(resp, sr)
+		resp.streamed = sr.n
+		c.bytes.Add(sr.n)
+		if resp.streamErr != nil && idle.fired.Load() && ctx.Err() == nil {
+			resp.streamErr = fmt.Errorf("read body: %w: no data for %s: %w", ErrAttemptTimeout, c.cfg.Timeout, resp.streamErr)
+		}
+		return resp, false, nil
 	}
 	var data []byte
 	if method != http.MethodHead { // its Content-Length is the GET's, with no body
@@ -759,6 +970,10 @@ func (c *Client) acquire(ctx context.Context) error {
 		}
 		// A 429 elsewhere may have paused the client meanwhile.
 		if c.pausedFor() <= 0 {
+			if err := c.gate(ctx); err != nil {
+				c.release()
+				return err
+			}
 			return nil
 		}
 	}
@@ -789,17 +1004,32 @@ func (c *Client) pausedFor() time.Duration {
 	return time.Until(c.notBefore)
 }
 
-// observe tells the Observer about an attempt.
+// noteLimits reads the rate limit a response reports and keeps it, or
+// tells the Authenticator keeping quotas per credential.
+func (c *Client) noteLimits(resp *Response) Limits {
+	lim, ok := ParseLimits(resp.Header, time.Now(), c.cfg.RateLimitHeaders)
+	if !ok {
+		return Limits{}
+	}
+	if c.keeper != nil {
+		c.keeper.Observe(resp.sent, resp.Status, lim)
+	} else {
+		c.quota.observe(lim, time.Now())
+	}
+	return lim
+}
+
 // Close releases the client's idle connections. A client built on a
 // Config.Transport of the caller's leaves it alone.
 func (c *Client) Close() {
 	if c.ownTransport {
-		if t, ok := c.hc.Transport.(interface{ CloseIdleConnections() }); ok {
+		if t, ok := c.base.(interface{ CloseIdleConnections() }); ok {
 			t.CloseIdleConnections()
 		}
 	}
 }
 
+// observe tells the Observer about an attempt.
 func (c *Client) observe(info AttemptInfo) {
 	if c.cfg.Observer != nil {
 		c.cfg.Observer.Attempt(info)

@@ -69,6 +69,9 @@ type StatusError struct {
 	// RetryAfterLimit is Config.MaxRetryAfter when the request failed
 	// because RetryAfter exceeded it, 0 otherwise.
 	RetryAfterLimit time.Duration
+	// RateLimit names the rate-limit header that set RetryAfter when
+	// Retry-After did not ("X-RateLimit-Remaining: 0"), "" otherwise.
+	RateLimit string
 }
 
 // Error reads as one sentence: the request, the status, what the client
@@ -95,7 +98,10 @@ func (e *StatusError) action() string {
 	if e.Attempts > 1 {
 		s = fmt.Sprintf("gave up after %d attempts", e.Attempts)
 	}
-	if e.RetryAfterLimit > 0 {
+	switch {
+	case e.RetryAfterLimit > 0 && e.RateLimit != "":
+		s += fmt.Sprintf(": the rate limit (%s) resets in %s, later than max_wait (%s) allows waiting", e.RateLimit, e.RetryAfter.Round(time.Second), e.RetryAfterLimit)
+	case e.RetryAfterLimit > 0:
 		s += fmt.Sprintf(": the server asked to wait %s before retrying, more than max_retry_after (%s)", e.RetryAfter, e.RetryAfterLimit)
 	}
 	return s
@@ -128,6 +134,23 @@ func (e *StatusError) detail() string {
 	}
 	return ""
 }
+
+// RenewError is returned by Client.Do when a response refused the
+// credential (a 401) and renewing it failed: Status is the response, Err
+// why no new credential could be had (the token endpoint's own answer).
+type RenewError struct {
+	Status *StatusError
+	Err    error
+
+	red Redactor
+}
+
+func (e *RenewError) Error() string {
+	return e.Status.Error() + "; renewing the credential failed: " + orNone(e.red).String(e.Err.Error())
+}
+
+// Unwrap returns the response's error and the renewal's.
+func (e *RenewError) Unwrap() []error { return []error{e.Status, e.Err} }
 
 // RequestError is returned by Client.Do when a request fails without a
 // non-2xx response to blame: a network error, a timeout, a body that could

@@ -24,7 +24,13 @@ func Retryable(err error) error {
 	return &retryableError{err: err}
 }
 
-type retryableError struct{ err error }
+type retryableError struct {
+	err error
+	// wait, rule and waits: RetryIn's wait, and the rule that asked for it.
+	wait  time.Duration
+	rule  string
+	waits bool
+}
 
 func (e *retryableError) Error() string { return e.err.Error() }
 func (e *retryableError) Unwrap() error { return e.err }
@@ -129,6 +135,7 @@ func retryableNetError(err error) bool {
 	)
 	switch {
 	case errors.Is(err, errTooManyRedirects),
+		errors.Is(err, ErrNotRecorded),
 		isRefused(err),
 		errors.As(err, &verify),
 		errors.As(err, &header),

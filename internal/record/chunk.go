@@ -35,6 +35,9 @@ type Chunk struct {
 	Children []*Chunk
 	// Source describes where the rows came from, for messages.
 	Source string
+	// Flush asks the engine to commit right after writing the chunk
+	// (Page.Flush). Destinations ignore it.
+	Flush bool
 	// Acks are the acknowledgements of the pages the rows came from
 	// (Page.Ack): the engine calls them after the commit that covers the
 	// chunk. Destinations ignore them.

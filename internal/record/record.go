@@ -84,6 +84,14 @@ type Page struct {
 	// first). A push source answers its sender from Ack. It must return
 	// quickly and must not call back into the engine.
 	Ack func(error)
+	// Rejects are records the source could not turn into records of the
+	// stream (a declared schema they fail, a transformation that cannot
+	// apply), with the reason; they are stored with the page's rows.
+	Rejects []Reject
+	// Flush asks for a commit as soon as the page is written, so that its
+	// Position is durable at once even without rows (a source that started
+	// a job on the server and must find it again after a crash).
+	Flush bool
 	// Body is the response body the records point into.
 	Body []byte
 	// Position is where reading resumes after this page, in the source's own

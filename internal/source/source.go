@@ -233,6 +233,13 @@ type Options struct {
 	// Dir is the directory relative paths are resolved against (the
 	// connector file's).
 	Dir string
+	// Transport, when set, is an http.RoundTripper that sends an HTTP
+	// source's requests instead of its own (replaying exchanges, ferry
+	// run --replay), or a func(http.RoundTripper) http.RoundTripper that
+	// wraps its own (recording them, --record). It is typed any so that
+	// this contract does not import net/http; sources that send no HTTP
+	// ignore it.
+	Transport any
 }
 
 // Factory builds a source from its configuration, a pointer to the type
@@ -276,6 +283,37 @@ func New(kind string, cfg any, opts Options) (Source, error) {
 	}
 	return info.Factory.(Factory)(cfg, opts)
 }
+
+// StopError ends a read early on purpose, not as a failure: the request
+// budget is spent, or a rate limit resets later than the source may wait.
+// A source returns it from Read (for a child stream, it stops every
+// partition). The engine commits what was read, ends the stream as
+// stopped (exit code 4) saying when it may go on, and the next run
+// resumes from the last commit.
+type StopError struct {
+	// Reason says what stopped the read, naming the rule
+	// ("X-RateLimit-Remaining: 0", "http.budget: 100 requests per run").
+	Reason string
+	// Until is when the limit resets; zero when the next run may go on
+	// at once.
+	Until time.Time
+	// Err is the cause (the response that said so), if any.
+	Err error
+}
+
+func (e *StopError) Error() string {
+	msg := "stopped early: " + e.Reason
+	if !e.Until.IsZero() {
+		msg += "; the limit resets at " + e.Until.UTC().Format(time.RFC3339)
+	}
+	if e.Err != nil {
+		msg += " (" + e.Err.Error() + ")"
+	}
+	return msg
+}
+
+// Unwrap returns the cause.
+func (e *StopError) Unwrap() error { return e.Err }
 
 // ErrStop may be returned by an Emit function to end a read early without
 // error (for samples); Read then returns ErrStop.

@@ -83,6 +83,7 @@ const (
 	VarPage                         // page.number, page.offset, page.size, page.cursor
 	VarIncremental                  // incremental.since, incremental.start
 	VarStream                       // stream: the stream's name
+	VarJob                          // job.id, job.status: an export job (async streams)
 )
 
 // Template compiles the template src at rel and checks every variable it
@@ -137,16 +138,53 @@ func (c *Checker) Template(rel []string, src string, allow Vars) {
 			}
 		case "stream":
 			need = VarStream
+		case "job":
+			need = VarJob
+			if r.Member != "" && !slices.Contains([]string{"id", "status"}, r.Member) {
+				c.ps.atOffset(p, r.Offset, "unknown job variable %q (want id or status)", r.Member)
+			}
 		}
 		if allow&need == 0 {
 			var why string
 			switch need {
 			case VarParent:
 				why = "parent is only available in child streams (set parent:)"
+			case VarJob:
+				why = "job is only available in async.poll and async.download"
 			default:
 				why = fmt.Sprintf("%s is not available here", r.Var)
 			}
 			c.ps.atOffset(p, r.Offset, "%s", why)
 		}
+	}
+}
+
+// SecretTemplate checks a template that yields a credential (a client
+// secret, a private key): like Template with VarConfig, and every config
+// parameter it reads must be declared secret, so that the value comes
+// from the environment or a file and is redacted everywhere; a template
+// that reads none is refused.
+func (c *Checker) SecretTemplate(rel []string, src string) {
+	c.Template(rel, src, VarConfig)
+	t, err := template.Parse(src)
+	if err != nil {
+		return // Template reported it
+	}
+	p := path(c.base, rel...)
+	refs := 0
+	for _, r := range t.Refs() {
+		if r.Var != "config" || r.Member == "" {
+			continue
+		}
+		refs++
+		if c.conn == nil {
+			continue
+		}
+		if param, ok := c.conn.Config[r.Member]; ok && param != nil && !param.Secret {
+			c.ps.atOffset(p, r.Offset, "config parameter %q holds a credential here: declare it with secret: true, so that it comes from the environment or a file and is redacted", r.Member)
+		}
+	}
+	if refs == 0 {
+		c.ps.atValue(p, "a credential cannot be written in the connector: use a secret config parameter, such as {{ config.%s }}", rel[len(rel)-1])
 	}
 }

@@ -259,3 +259,25 @@ func TestHintsForLongNames(t *testing.T) {
 		t.Errorf("didYouMean(strems) = %q", got)
 	}
 }
+
+// TestProblemsListBounded: a file with thousands of problems lists the
+// first MaxShown, in order, and says how many more there are.
+func TestProblemsListBounded(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(connectorHead + "streams:\n")
+	for i := range 500 {
+		fmt.Fprintf(&b, "  s%d: {path: /x, pagnate: {}}\n", i)
+	}
+	_, err := ParseConnector("many.yaml", []byte(b.String()))
+	var ps Problems
+	if !errors.As(err, &ps) || len(ps) < 500 {
+		t.Fatalf("error = %v", err)
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != MaxShown+1 || !strings.HasPrefix(lines[0], "many.yaml:4:") {
+		t.Fatalf("%d lines, first %q", len(lines), lines[0])
+	}
+	if want := fmt.Sprintf("… and %d more problems (%d in all); fix these first", len(ps)-MaxShown, len(ps)); lines[MaxShown] != want {
+		t.Fatalf("last line %q, want %q", lines[MaxShown], want)
+	}
+}

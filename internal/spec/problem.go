@@ -162,11 +162,19 @@ func (p Problem) String() string {
 // error type returned by the loaders.
 type Problems []Problem
 
-// Error lists the problems, one per line.
+// MaxShown is how many problems Error lists; a file with more ends the
+// list with how many were left out.
+const MaxShown = 100
+
+// Error lists the problems, one per line, at most MaxShown of them.
 func (ps Problems) Error() string {
-	lines := make([]string, len(ps))
-	for i, p := range ps {
+	n := min(len(ps), MaxShown)
+	lines := make([]string, n, n+1)
+	for i, p := range ps[:n] {
 		lines[i] = p.String()
+	}
+	if len(ps) > n {
+		lines = append(lines, fmt.Sprintf("… and %d more problems (%d in all); fix these first", len(ps)-n, len(ps)))
 	}
 	return strings.Join(lines, "\n")
 }

@@ -25,10 +25,17 @@ func (o *tableOwner) where() string {
 // same table: value, a stream's default table (its name) equal to another
 // stream's table:, two names that normalise to one identifier (Contacts
 // and contacts), or a table named like the child tables that nested:
-// unnest makes for another stream (a__items next to a). The destination's
-// table_prefix goes before every name alike, so it is left out.
+// unnest makes for another stream (a__items next to a). Names are
+// compared as the destination makes them, its table_prefix included:
+// normalising the whole name can join what the parts kept apart (prefix
+// "p-" makes one table of "x" and "_x") and keep apart what they joined
+// (prefix "p" makes two of "A" and "a").
 func (p *Pipeline) checkTables(ps *problems) {
 	conn := p.Connector.Inline
+	prefix := p.declaration().TablePrefix
+	if strings.Contains(prefix, "${") {
+		prefix = "" // known only when the run resolves it
+	}
 	var owners []tableOwner
 	for _, name := range p.StreamOrder {
 		decl, ok := conn.Stream(name)
@@ -36,7 +43,7 @@ func (p *Pipeline) checkTables(ps *problems) {
 			continue
 		}
 		t := p.TableOf(name)
-		owners = append(owners, tableOwner{stream: name, table: t, norm: schema.Normalize(t),
+		owners = append(owners, tableOwner{stream: name, table: t, norm: schema.Normalize(prefix + t),
 			unnest: p.SchemaOf(name).Nested == schema.Unnest, at: p.tableAt(decl)})
 	}
 	first := map[string]*tableOwner{}

@@ -2,7 +2,8 @@
 // strings, such as "/customers/{{ parent.id }}/orders" or
 // "Bearer {{ config.token }}". Expressions use the expr language
 // (github.com/expr-lang/expr) over a fixed set of variables: config,
-// parent, page, incremental and stream.
+// parent, page, incremental, stream and job (an export job's id and
+// status).
 package template
 
 import (
@@ -20,7 +21,7 @@ import (
 )
 
 // Variables are the names an expression may use.
-var Variables = []string{"config", "parent", "page", "incremental", "stream"}
+var Variables = []string{"config", "parent", "page", "incremental", "stream", "job"}
 
 // Env holds the values of the variables for one evaluation.
 type Env map[string]any
@@ -32,6 +33,7 @@ var compileEnv = map[string]any{
 	"page":        map[string]any{},
 	"incremental": map[string]any{},
 	"stream":      "",
+	"job":         map[string]any{},
 }
 
 // Template is a compiled template string. The zero value renders "".

@@ -70,6 +70,10 @@ type Config struct {
 	SSLRootCert string `yaml:"sslrootcert,omitempty" min:"1" doc:"CA certificate file (PEM) for verify-ca and verify-full."`
 }
 
+// Declare says what the destination can do: every mode, its own state,
+// and the prefix of its table names.
+func (c *Config) Declare() dest.Declaration { return dest.Declaration{TablePrefix: c.TablePrefix} }
+
 // sqlMode is every session's sql_mode: strict for every table (no silent
 // truncation, no invalid dates), and without modes that change how Ferry's
 // statements are read (ANSI_QUOTES, NO_BACKSLASH_ESCAPES).

@@ -58,6 +58,10 @@ type Config struct {
 	SSLRootCert string `yaml:"sslrootcert,omitempty" min:"1" doc:"CA certificate file (PEM) for verify-ca and verify-full, or system."`
 }
 
+// Declare says what the destination can do: every mode, its own state,
+// and the prefix of its table names.
+func (c *Config) Declare() dest.Declaration { return dest.Declaration{TablePrefix: c.TablePrefix} }
+
 // ConnectTimeoutEnv names the environment variable that bounds how long
 // Open keeps retrying to connect (a Go duration; default 30s).
 const ConnectTimeoutEnv = "FERRY_POSTGRES_CONNECT_TIMEOUT"

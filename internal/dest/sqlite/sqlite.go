@@ -39,6 +39,10 @@ type Config struct {
 	TablePrefix string `yaml:"table_prefix,omitempty" doc:"Put before every table name."`
 }
 
+// Declare says what the destination can do: every mode, its own state,
+// and the prefix of its table names.
+func (c *Config) Declare() dest.Declaration { return dest.Declaration{TablePrefix: c.TablePrefix} }
+
 // TimeLayout is how timestamps are stored.
 const TimeLayout = "2006-01-02T15:04:05.000000Z"
 

@@ -53,6 +53,17 @@ type HTTP struct {
 	// an absolute stream path elsewhere is sent without them. Templates
 	// (config only).
 	CredentialOrigins []string `yaml:"credential_origins,omitempty" doc:"Origins (scheme://host[:port]) besides base_url's that may receive credentials; requests elsewhere go without them. Templates (config only)."`
+	// MaxWait is the longest a request waits for a rate limit, a
+	// Retry-After or the budget; beyond it the stream stops early.
+	MaxWait string `yaml:"max_wait,omitempty" def:"duration" doc:"Longest wait for a rate limit to reset, a Retry-After or the budget (default 5m); a longer one stops the stream early (status stopped, exit 4) and the next run resumes. Replaces max_retry_after."`
+	// TLS configures client certificates and CAs.
+	TLS *TLS `yaml:"tls,omitempty" doc:"Client certificate (mutual TLS) and the CAs to trust; servers are always verified."`
+	// RateLimitHeaders names rate-limit headers other than the usual.
+	RateLimitHeaders *RateLimitHeaders `yaml:"rate_limit_headers,omitempty" doc:"The API's rate-limit headers, when not X-RateLimit-* or the IETF RateLimit fields."`
+	// Budget limits the connector's requests.
+	Budget *Budget `yaml:"budget,omitempty" doc:"A request budget shared by all streams: requests per window, or per run; once spent, the stream stops early or waits (max_wait)."`
+	// CircuitBreaker stops requests after this many failures in a row.
+	CircuitBreaker int `yaml:"circuit_breaker,omitempty" min:"1" doc:"After this many attempts in a row fail (network errors, timeouts, 5xx), send no more requests in this run: the streams fail at once, naming the last failure."`
 }
 
 // StreamDefaults are settings applied to every stream of a connector.
@@ -64,6 +75,8 @@ type StreamDefaults struct {
 	Paginate    *Paginate       `yaml:"paginate,omitempty" doc:"How pages follow one another."`
 	PrimaryKey  spec.StringList `yaml:"primary_key,omitempty" doc:"The field or fields that identify a record."`
 	Incremental *Incremental    `yaml:"incremental,omitempty" doc:"How the saved cursor filters the next sync."`
+	Rules       []*Rule         `yaml:"rules,omitempty" doc:"Response rules for every stream, tried after the stream's own."`
+	Response    *Response       `yaml:"response,omitempty" doc:"How response bodies are decoded."`
 }
 
 // Stream describes one stream of records: the request that fetches it,
@@ -104,6 +117,25 @@ type Stream struct {
 	// IgnoreStatus lists HTTP statuses that mean "no records" for this
 	// stream, such as 404 for the orders of a deleted customer.
 	IgnoreStatus []Status `yaml:"ignore_status,omitempty" doc:"HTTP statuses that mean 'no records' for this stream (e.g. 404)."`
+	// Rules decide what responses mean, before the defaults.
+	Rules []*Rule `yaml:"rules,omitempty" doc:"Response rules: by status, header or an expression over the body, retry, ignore, end, accept, refresh_auth, fail or stop; tried in order, then defaults.rules."`
+	// GraphQL makes the stream a GraphQL query.
+	GraphQL *GraphQL `yaml:"graphql,omitempty" doc:"Makes the stream a GraphQL query: POSTs query and variables; with connection, records and pagination come from a Relay connection."`
+	// Response says how bodies are decoded (formats, compression, streaming).
+	Response *Response `yaml:"response,omitempty" doc:"How response bodies are decoded: JSON Lines, CSV, XML, gzip or zip, or a JSON document streamed item by item."`
+	// Envelope copies values of the response body onto every record:
+	// column → path in the body.
+	Envelope map[string]string `yaml:"envelope,omitempty" doc:"Column → path in the response body, copied onto every record of the page (a cursor the API puts beside the records)."`
+	// Events makes the stream read an event log.
+	Events *Events `yaml:"events,omitempty" doc:"Read an event log: take the events of some types and write the entity each carries, deleting it on a deleting event."`
+	// Async makes the stream an export job.
+	Async *Async `yaml:"async,omitempty" doc:"An export job: the request creates it, Ferry polls it and downloads the result."`
+	// Transform reshapes records before they are written.
+	Transform []TransformStep `yaml:"transform,omitempty" doc:"Steps that reshape each record, in order: add, remove, rename, cast, flatten, explode, filter."`
+	// Schema is a JSON Schema each record must satisfy.
+	Schema any `yaml:"schema,omitempty" doc:"A JSON Schema (as YAML) each record must satisfy, after transform; one that does not is rejected with the reason."`
+	// SchemaFile is a JSON Schema file, relative to the connector file.
+	SchemaFile string `yaml:"schema_file,omitempty" min:"1" doc:"A JSON Schema file, relative to the connector file, instead of schema."`
 
 	// Where settings were written (the stream or the connector's defaults),
 	// for messages; set by Provision.
@@ -111,6 +143,18 @@ type Stream struct {
 	// ownParams and ownHeaders are the keys the stream sets itself (the
 	// others came from defaults, which are checked once, where written).
 	ownParams, ownHeaders map[string]bool
+	// own says what the stream set itself, before defaults and graphql
+	// filled in the rest.
+	own ownSettings
+	// rulesAt are where the stream's rules and the defaults' are written.
+	rulesAt, defaultRulesAt []string
+	defaultRules            []*Rule
+}
+
+// ownSettings records the settings a stream wrote itself.
+type ownSettings struct {
+	method                  string
+	body, paginate, records bool
 }
 
 // ColumnType is a type name in a stream's columns: hints.
@@ -118,7 +162,7 @@ type ColumnType string
 
 // JSONSchema lists the type names.
 func (ColumnType) JSONSchema() map[string]any {
-	return map[string]any{"enum": []any{"bool", "boolean", "int", "integer", "bigint", "float", "double", "number", "decimal", "numeric", "timestamp", "datetime", "date-time", "text", "string", "json", "object", "array"}}
+	return map[string]any{"enum": []any{"bool", "boolean", "int", "integer", "bigint", "float", "double", "number", "decimal", "numeric", "timestamp", "datetime", "date-time", "unix", "unix_ms", "text", "string", "json", "object", "array"}}
 }
 
 // Status is an HTTP error status.

@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/ferry-dev/ferry/internal/jsonpath"
-	"github.com/ferry-dev/ferry/internal/schema"
 	"github.com/ferry-dev/ferry/internal/spec"
 	"github.com/ferry-dev/ferry/internal/template"
 )
@@ -35,6 +34,7 @@ func (c *Config) Provision(chk *spec.Checker) {
 	for _, name := range c.StreamOrder {
 		if s := c.Streams[name]; s != nil {
 			mergeDefaults(s, d, dp, chk.Path("streams", name))
+			provisionShapes(chk, s, d, chk.Path("streams", name))
 		}
 	}
 	for _, name := range c.StreamOrder {
@@ -74,6 +74,7 @@ func (c *Config) StreamDecls() []spec.StreamDecl {
 func (c *Config) Validate(chk *spec.Checker) {
 	chk.Template([]string{"base_url"}, c.BaseURL, spec.VarConfig)
 	if h := c.HTTP; h != nil {
+		checkLimits(chk, h)
 		for _, f := range []struct {
 			name, val string
 		}{{"timeout", h.Timeout}, {"initial_backoff", h.InitialBackoff}, {"max_backoff", h.MaxBackoff}, {"max_retry_after", h.MaxRetryAfter}} {
@@ -104,6 +105,7 @@ func (c *Config) Validate(chk *spec.Checker) {
 		for _, k := range slices.Sorted(maps.Keys(d.Headers)) {
 			chk.Template([]string{"defaults", "headers", k}, d.Headers[k], all)
 		}
+		checkRules(chk, chk.Path("defaults", "rules"), d.Rules)
 	}
 	for _, name := range c.StreamOrder {
 		s := c.Streams[name]
@@ -119,6 +121,16 @@ func (c *Config) Validate(chk *spec.Checker) {
 // mergeDefaults applies the connector's defaults to a stream.
 func mergeDefaults(s *Stream, d *StreamDefaults, dp, sp []string) {
 	s.yamlPath = sp
+	s.own = ownSettings{method: s.Method, body: s.Body != nil, paginate: s.Paginate != nil, records: s.Records != nil}
+	s.rulesAt, s.defaultRulesAt, s.defaultRules = join(sp, "rules"), join(dp, "rules"), d.Rules
+	if s.GraphQL != nil {
+		// A graphql stream's request, records and pagination are its
+		// query's: the defaults' do not apply.
+		if !s.own.paginate {
+			s.Paginate = nil
+		}
+		defer provisionGraphQL(s)
+	}
 	if s.Method == "" {
 		s.Method = d.Method
 	}
@@ -129,11 +141,11 @@ func mergeDefaults(s *Stream, d *StreamDefaults, dp, sp []string) {
 	s.Params = mergeTemplates(d.Params, s.Params)
 	s.Headers = mergeTemplates(d.Headers, s.Headers)
 	s.recordsPath = join(sp, "records")
-	if s.Records == nil && d.Records != nil {
+	if s.Records == nil && d.Records != nil && (s.GraphQL == nil || s.GraphQL.Connection == "") {
 		s.Records, s.recordsPath = d.Records, join(dp, "records")
 	}
 	s.paginatePath = join(sp, "paginate")
-	if s.Paginate == nil && d.Paginate != nil {
+	if s.Paginate == nil && d.Paginate != nil && s.GraphQL == nil {
 		cp := *d.Paginate
 		s.Paginate, s.paginatePath = &cp, join(dp, "paginate")
 	}
@@ -231,12 +243,15 @@ func checkStream(chk *spec.Checker, s *Stream) {
 			sc.Template([]string{"headers", k}, s.Headers[k], all)
 		}
 	}
-	if s.Body != nil {
+	if s.GraphQL != nil {
+		checkGraphQL(chk, s, all)
+	} else if s.Body != nil {
 		if s.Method != "POST" {
 			sc.At([]string{"body"}, "a body needs method: POST")
 		}
 		bodyTemplates(sc, []string{"body"}, s.Body, all)
 	}
+	checkRules(chk, s.rulesAt, s.Rules)
 	if s.Records != nil {
 		if _, err := jsonpath.Compile(*s.Records); err != nil {
 			atValue(chk, s.recordsPath, "%v", err)
@@ -248,7 +263,7 @@ func checkStream(chk *spec.Checker, s *Stream) {
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.Columns)) {
-		if _, err := schema.ParseType(string(s.Columns[k])); err != nil {
+		if _, err := columnType(s.Columns[k]); err != nil {
 			sc.AtValue([]string{"columns", k}, "%v", err)
 		}
 	}
@@ -278,6 +293,7 @@ func checkStream(chk *spec.Checker, s *Stream) {
 		}
 	}
 	checkPaginate(chk, s)
+	checkShapes(chk, s)
 	for i, st := range s.IgnoreStatus {
 		if st == 429 || st >= 500 {
 			sc.AtValue([]string{"ignore_status", strconv.Itoa(i)}, "status %d is retried, it cannot be ignored", st)

@@ -60,6 +60,9 @@ type position struct {
 	Count int64 `json:"count,omitempty"`
 	// Pages is how many pages the partition returned so far.
 	Pages int `json:"pages,omitempty"`
+	// Skip is how many records of the response at this position were
+	// already emitted (a streamed body read in several pages).
+	Skip int64 `json:"skip,omitempty"`
 }
 
 func newPaginator(p *Paginate, primaryKey []string) (*paginator, error) {
@@ -173,6 +176,10 @@ type response struct {
 	fields  [numFields][]byte // raw values at paths(), nil when absent
 	found   [numFields]bool
 	link    []string // Link header values
+	last    bool     // a response rule ended the pagination here
+	// count is the number of records of a streamed body, of which
+	// records holds only the last page's (-1: len(records)).
+	count int
 }
 
 // loopGuard detects an API that sends the same page or cursor again.
@@ -190,6 +197,9 @@ func newLoopGuard() *loopGuard {
 // partition has no more pages.
 func (p *paginator) next(pos position, r *response, page int, guard *loopGuard) (next position, done bool, err error) {
 	n := len(r.records)
+	if r.count > 0 {
+		n = r.count
+	}
 	next = pos
 	next.Count += int64(n)
 	next.Pages++
@@ -255,7 +265,7 @@ func (p *paginator) next(pos position, r *response, page int, guard *loopGuard) 
 		if n == 0 {
 			return next, true, nil
 		}
-		raw, found, err := jsonpath.Lookup(r.records[n-1], p.fieldPath)
+		raw, found, err := jsonpath.Lookup(r.records[len(r.records)-1], p.fieldPath)
 		if err != nil || !found {
 			return next, false, fmt.Errorf("last_record pagination: the last record has no field %q", p.field)
 		}

@@ -87,7 +87,20 @@ type stream struct {
 	fields    []parentField // parent field → child column
 	parentKey []string      // parent record keys that identify a partition
 	workers   int           // partitions read at once
+	rules     []*rule       // response rules: the stream's, then the defaults'
+	graphql   bool          // a GraphQL query: errors in a 200 are errors
 	info      source.Stream
+	// dec decodes bodies as they arrive (nil: JSON read whole); batch is
+	// how many records make a page then.
+	dec   *decodeOptions
+	batch int
+	// shape turns selected records into the table's (nil: as they are).
+	shape *shaper
+	// async runs an export job (nil: the request returns the records).
+	async *asyncJob
+	// keyPaths and cursorPath find an event's entity key and cursor.
+	keyPaths   []*jsonpath.Path
+	cursorPath *jsonpath.Path
 }
 
 type parentField struct {
@@ -113,6 +126,9 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 	}
 	if s.config == nil {
 		s.config = map[string]any{}
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
 	}
 	cfgEnv := template.Env{"config": s.config, "stream": ""}
 	baseTpl, err := template.Parse(c.BaseURL)
@@ -140,10 +156,15 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 		}
 		return template.Format(v), nil
 	}
+	hcTLS, err := c.HTTP.tlsOf(eval)
+	if err != nil {
+		return nil, err
+	}
 	var authn auth.Authenticator
 	if c.Auth != nil {
 		var secrets []string
-		authn, secrets, err = auth.New(c.Auth.Type, c.Auth.Config, auth.Env{Eval: eval, AddSecret: s.red.Add, Logger: s.log})
+		authn, secrets, err = auth.New(c.Auth.Type, c.Auth.Config, auth.Env{Eval: eval, AddSecret: s.red.Add, Logger: s.log,
+			BaseURL: s.baseURL, Dir: opts.Dir, HTTPClient: c.HTTP.authClient(hcTLS)})
 		if err != nil {
 			return nil, err
 		}
@@ -153,7 +174,16 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 		s.stripParam = qk.QueryParam()
 	}
 	s.origins = map[string]bool{httpx.Origin(s.baseURL): true}
-	hc := httpx.Config{Redactor: s.red, Logger: s.log, Concurrency: 4}
+	hc := httpx.Config{Redactor: s.red, Logger: s.log, Concurrency: 4, TLS: hcTLS}
+	switch t := opts.Transport.(type) {
+	case nil:
+	case http.RoundTripper:
+		hc.Transport = t
+	case func(http.RoundTripper) http.RoundTripper:
+		hc.WrapTransport = t
+	default:
+		return nil, fmt.Errorf("source options: Transport is %T, not an http.RoundTripper or a func wrapping one", opts.Transport)
+	}
 	if authn != nil {
 		hc.Auth = authn
 	}
@@ -184,6 +214,9 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 			s.origins[httpx.Origin(o)] = true
 		}
 		hc.MaxAttempts = h.MaxAttempts
+		if err := applyLimits(&hc, h); err != nil {
+			return nil, err
+		}
 		hc.RequestsPerSecond = h.RequestsPerSecond
 		hc.Burst = h.Burst
 		hc.MaxBodyBytes = h.MaxBodyBytes
@@ -205,7 +238,25 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 	s.client = httpx.New(hc)
 	for _, name := range c.StreamOrder {
 		st, err := compileStream(name, c.Streams[name])
+		if err == nil {
+			err = st.compileShapes(c.Streams[name], opts.Dir)
+		}
+		if err == nil {
+			err = st.compileAsync(c.Streams[name])
+		}
+		if err == nil && strings.Contains(st.info.Start, "{{") {
+			// incremental.start is a template over config.
+			var v string
+			if v, err = eval(st.info.Start); err == nil {
+				st.info.Start = v
+			} else {
+				err = fmt.Errorf("incremental.start: %w", err)
+			}
+		}
 		if err != nil {
+			return nil, fmt.Errorf("stream %s: %w", name, err)
+		}
+		if err := st.compileRules(c.Streams[name]); err != nil {
 			return nil, fmt.Errorf("stream %s: %w", name, err)
 		}
 		s.compiled[name] = st
@@ -301,7 +352,7 @@ func compileStream(name string, sp *Stream) (*stream, error) {
 	if len(sp.Columns) > 0 {
 		st.info.Hints = map[string]schema.Type{}
 		for k, v := range sp.Columns {
-			t, err := schema.ParseType(string(v))
+			t, err := columnType(v)
 			if err != nil {
 				return nil, fmt.Errorf("columns.%s: %w", k, err)
 			}
@@ -496,7 +547,7 @@ func (s *Source) read(ctx context.Context, st *stream, req source.ReadRequest) e
 				return
 			}
 			var ee *emitError
-			if errors.As(err, &ee) || ctx.Err() != nil {
+			if errors.As(err, &ee) || ctx.Err() != nil || isFatal(err) {
 				stop(err)
 				return
 			}
@@ -625,11 +676,23 @@ func (s *Source) readPartition(ctx context.Context, st *stream, part *record.Par
 		"stream":      st.name,
 		"incremental": map[string]any{"since": nullable(st.formatSince(start.Since)), "start": nullable(st.info.Start)},
 	}
+	memo := deletes{}
+	if st.async != nil {
+		return s.readAsync(ctx, st, part, env, start, req)
+	}
 	for page := pos.Pages + 1; ; page++ {
 		env["page"] = st.pag.vars(pos)
 		hreq, err := s.request(st, pos, env, start.Since)
 		if err != nil {
 			return err
+		}
+		if st.dec != nil {
+			next, done, err := s.fetchStreamed(ctx, st, hreq, streamedPage{part: part, req: req, env: env, pos: pos, page: page, guard: guard, memo: memo})
+			if err != nil || done {
+				return err
+			}
+			pos = next
+			continue
 		}
 		resp, parsed, err := s.fetch(ctx, st, hreq)
 		if err != nil {
@@ -646,12 +709,17 @@ func (s *Source) readPartition(ctx context.Context, st *stream, part *record.Par
 		var next position
 		done := true
 		if parsed != nil {
-			p.Records = parsed.records
+			sh, err := st.shape.apply(st, part, parsed.records, resp.Body, env, memo)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.Request, err)
+			}
+			p.Records, p.Ops, p.Rejects = sh.records, sh.ops, sh.rejects
 			parsed.link = resp.Header.Values("Link")
 			next, done, err = st.pag.next(pos, parsed, page, guard)
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.Request, err)
 			}
+			done = done || parsed.last
 		}
 		p.Last = done
 		if !done {
@@ -892,6 +960,8 @@ func (s *Source) fetch(ctx context.Context, st *stream, req *httpx.Request) (*ht
 		parsed = r
 		return nil
 	}
+	var took string // the action of a rule that took the response as it is
+	req.Decide = s.decider(st, req.Method, &took)
 	resp, err := s.client.Do(ctx, req, check)
 	if err != nil {
 		var se *httpx.StatusError
@@ -899,9 +969,9 @@ func (s *Source) fetch(ctx context.Context, st *stream, req *httpx.Request) (*ht
 			s.log.Debug("ignored status", "stream", st.name, "status", se.Status, "url", se.URL)
 			return &httpx.Response{Status: se.Status, URL: se.URL, Header: http.Header{}}, nil, nil
 		}
-		return nil, nil, err
+		return nil, nil, asStop(err)
 	}
-	return resp, parsed, nil
+	return s.taken(resp, &parsed, took, check)
 }
 
 // Check fetches the first page of a stream (for a child stream, of the
