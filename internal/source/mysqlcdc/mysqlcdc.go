@@ -401,7 +401,7 @@ func (r *reader) run(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if err := r.emit(ctx, record.NewChunk(layout(r.st.name, r.cols), 0), p); err != nil {
+			if err := r.emitDurable(ctx, record.NewChunk(layout(r.st.name, r.cols), 0), p); err != nil {
 				return err
 			}
 			r.pos = p
@@ -441,10 +441,34 @@ func (r *reader) currentPosition(ctx context.Context, q interface {
 
 // emit hands a page to the engine.
 func (r *reader) emit(ctx context.Context, c *record.Chunk, pos position) error {
+	return r.emitPage(ctx, c, pos, nil)
+}
+
+func (r *reader) emitPage(ctx context.Context, c *record.Chunk, pos position, onSaved func(error)) error {
 	r.number++
 	raw, _ := json.Marshal(pos)
 	return r.req.Emit(ctx, &record.Page{Stream: r.st.name, Partition: r.part, Chunk: c, Position: raw, Number: r.number,
-		Request: fmt.Sprintf("mysql_cdc %s.%s up to %s", r.st.db, r.st.table, raw), FetchedAt: time.Now().UnixMicro()})
+		Request: fmt.Sprintf("mysql_cdc %s.%s up to %s", r.st.db, r.st.table, raw), FetchedAt: time.Now().UnixMicro(), Ack: onSaved})
+}
+
+// emitDurable emits a page and waits until its state is saved: the page
+// that ends a snapshot (or records where streaming starts) must be on
+// file before any change after it is delivered, or a crash in between
+// would take a new snapshot and lose the changes delivered since.
+func (r *reader) emitDurable(ctx context.Context, c *record.Chunk, pos position) error {
+	saved := make(chan error, 1)
+	if err := r.emitPage(ctx, c, pos, func(err error) { saved <- err }); err != nil {
+		return err
+	}
+	select {
+	case err := <-saved:
+		if err != nil {
+			return fmt.Errorf("the end of the snapshot was not saved: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func quote(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
@@ -542,7 +566,7 @@ func (r *reader) readSnapshot(ctx context.Context) error {
 	}
 	r.s.log.Info("snapshot read", "stream", st.name, "rows", n, "binlog", p.File, "pos", p.Pos, "gtid", p.GTID)
 	r.pos = p
-	return r.emit(ctx, c, p)
+	return r.emitDurable(ctx, c, p)
 }
 
 // Check connects and checks what capture needs.

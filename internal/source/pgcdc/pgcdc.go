@@ -431,10 +431,37 @@ func layout(name string, cols []column) *schema.Table {
 // emit hands a page to the engine, telling the server now and then that
 // the source is alive while the engine is busy (backpressure).
 func (r *reader) emit(ctx context.Context, c *record.Chunk, pos position, lsn uint64) error {
+	return r.emitPage(ctx, c, pos, lsn, nil)
+}
+
+// emitDurable emits a page and waits until its state is saved: the page
+// that ends a snapshot (or records where a slot starts) must be on file
+// before any change after it is delivered, or a crash in between would
+// take a new snapshot and lose the changes delivered since.
+func (r *reader) emitDurable(ctx context.Context, c *record.Chunk, pos position) error {
+	saved := make(chan error, 1)
+	if err := r.emitPage(ctx, c, pos, 0, func(err error) { saved <- err }); err != nil {
+		return err
+	}
+	select {
+	case err := <-saved:
+		if err != nil {
+			return fmt.Errorf("the end of the snapshot was not saved: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *reader) emitPage(ctx context.Context, c *record.Chunk, pos position, lsn uint64, onSaved func(error)) error {
 	r.number++
 	raw, _ := json.Marshal(pos)
 	pg := &record.Page{Stream: r.st.name, Partition: r.part, Chunk: c, Position: raw, Number: r.number,
 		Request: fmt.Sprintf("postgres_cdc slot %s up to %s", r.st.slot, raw), FetchedAt: time.Now().UnixMicro()}
+	if onSaved != nil {
+		pg.Ack = onSaved
+	}
 	if lsn > 0 {
 		pg.Ack = func(err error) {
 			if err != nil {
@@ -469,7 +496,7 @@ func (r *reader) emit(ctx context.Context, c *record.Chunk, pos position, lsn ui
 
 // emitPosition emits an empty page that only records a position.
 func (r *reader) emitPosition(ctx context.Context, pos position) error {
-	return r.emit(ctx, record.NewChunk(layout(r.st.name, r.cols), 0), pos, 0)
+	return r.emitDurable(ctx, record.NewChunk(layout(r.st.name, r.cols), 0), pos)
 }
 
 // readSnapshot reads the table as of the slot's creation and emits it.
@@ -532,7 +559,7 @@ func (r *reader) readSnapshot(ctx context.Context, name, cp string) error {
 	}
 	r.s.log.Info("snapshot read", "stream", st.name, "rows", n, "consistent_point", cp)
 	// The last page ends the snapshot: from it on, the stream.
-	return r.emit(ctx, c, position{Phase: "stream", LSN: cp, Slot: st.slot}, 0)
+	return r.emitDurable(ctx, c, position{Phase: "stream", LSN: cp, Slot: st.slot})
 }
 
 // Check connects and checks what capture needs: wal_level logical, the
