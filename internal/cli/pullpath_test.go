@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -589,5 +590,42 @@ func TestConcurrentRuns(t *testing.T) {
 	}
 	if got := s.query("SELECT id FROM x ORDER BY id"); strings.Join(got, ",") != "1,2" {
 		t.Fatalf("rows = %v", got)
+	}
+}
+
+// TestAPIErrorOnce: a failed request is one message, printed once, with
+// the API's own message whole (not cut at some length mid-word) and no
+// raw log lines of escaped JSON beside it; a body that is not JSON says so.
+func TestAPIErrorOnce(t *testing.T) {
+	long := "invalid value for 'limit': must be less than or equal to 100; " + strings.Repeat("see the reference for the accepted ranges of every parameter. ", 6) + "END"
+	for _, tc := range []struct {
+		name, ctype, body, want string
+	}{
+		{"json", "application/json", fmt.Sprintf(`{"error":{"code":"invalid_request","message":%q}}`, long), long},
+		{"html", "text/html", "<html><body><h1>Bad Gateway</h1></body></html>", "body is not JSON: (HTML page) text/html, 46 bytes: \"Bad Gateway\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", tc.ctype)
+				w.WriteHeader(http.StatusBadRequest)
+				io.WriteString(w, tc.body)
+			}))
+			defer api.Close()
+			s := newSite(t, fmt.Sprintf("name: x\nbase_url: %s\nstreams:\n  items: {path: /items, records: data}\n", api.URL), sqlitePipeline)
+			code, out, errs := s.ferry("run", "--quiet", "PIPELINE")
+			if code != 1 {
+				t.Fatalf("exit %d\n%s%s", code, out, errs)
+			}
+			all := out + errs
+			if n := strings.Count(all, tc.want); n != 1 {
+				t.Fatalf("%q appears %d times in:\n%s", tc.want, n, all)
+			}
+			if n := strings.Count(all, "400 Bad Request"); n != 1 {
+				t.Fatalf("the failure is reported %d times:\n%s", n, all)
+			}
+			if strings.Contains(all, `\"`) || strings.Contains(all, "level=") {
+				t.Fatalf("raw log lines or escaped JSON in the output:\n%s", all)
+			}
+		})
 	}
 }

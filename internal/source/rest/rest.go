@@ -977,6 +977,11 @@ func (s *Source) fetch(ctx context.Context, st *stream, req *httpx.Request) (*ht
 // Check fetches the first page of a stream (for a child stream, of the
 // first parent's partition).
 func (s *Source) Check(ctx context.Context, name string) (string, error) {
+	for st := s.compiled[name]; st != nil; st = st.parent {
+		if st.async != nil {
+			return fmt.Sprintf("not checked: stream %s reads through an export job, and checking it would leave a job on the server; try it with ferry run --dry-run --stream %s", st.name, name), nil
+		}
+	}
 	var summary string
 	req := source.ReadRequest{
 		Stream: name,

@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,10 @@ import (
 
 	_ "github.com/ferry-dev/ferry/internal/components/all"
 	"github.com/ferry-dev/ferry/internal/enginetest"
+	"github.com/ferry-dev/ferry/internal/redact"
+	"github.com/ferry-dev/ferry/internal/source"
+	"github.com/ferry-dev/ferry/internal/source/rest"
+	"github.com/ferry-dev/ferry/internal/spec"
 )
 
 // pipeline runs a connector against a fake API on SQLite.
@@ -452,5 +457,30 @@ streams:
 	want(t, p.Query("SELECT sku, shipped_ms FROM orders__lines ORDER BY sku"), "a|2023-11-14T22:13:20.123000Z", "b|NULL")
 	if c := p.Layout("orders__lines").Column("shipped_ms"); c == nil || c.Type.String() != "timestamp" {
 		t.Fatalf("orders__lines.shipped_ms: %+v", c)
+	}
+}
+
+// TestCheckCreatesNoJob: ferry check reads a stream's first page; for a
+// stream that reads through an export job it would create a job it never
+// collects, so it says why it did not check instead.
+func TestCheckCreatesNoJob(t *testing.T) {
+	b := newBulk(t)
+	srv := httptest.NewServer(b)
+	defer srv.Close()
+	c, err := spec.ParseConnector("bulk.connector.yaml", []byte(fmt.Sprintf(bulkConnector, srv.URL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := rest.New(c.Body.(*rest.Config), source.Options{Name: c.Name, Config: map[string]any{"token": "t"}, Redactor: redact.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	msg, err := src.(source.Checker).Check(context.Background(), "accounts")
+	if err != nil || !strings.Contains(msg, "not checked: stream accounts reads through an export job") {
+		t.Fatalf("Check = %q, %v", msg, err)
+	}
+	if n := b.created.Load(); n != 0 {
+		t.Fatalf("check created %d jobs", n)
 	}
 }
