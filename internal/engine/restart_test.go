@@ -149,7 +149,7 @@ destination: {type: unavailable-for-tests}
 	err := res.Err
 	// The time is what the machine took: the 1 s wait, and any delay a
 	// loaded machine adds to it.
-	stayed := regexp.MustCompile(`the database stayed unavailable \(tried 1 more times over 1(\.\d)?s; the limit is 2\.5s\)`)
+	stayed := regexp.MustCompile(`the destination stayed unavailable \(tried 1 more times over 1(\.\d)?s; the limit is 2\.5s\)`)
 	if err == nil || !stayed.MatchString(err.Error()) || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("error = %v", err)
 	}

@@ -91,7 +91,7 @@ type partTrack struct {
 	prior  cursor.Boundary // the pass's boundary as resumed
 }
 
-// stream syncs one stream and returns its summary. While the database is
+// stream syncs one stream and returns its summary. While the destination is
 // unavailable (a transient error), the stream starts over from its last
 // commit, with backoff, for up to Options.RetryFor.
 func (r *Run) stream(ctx context.Context, sp *StreamProgress) StreamSummary {
@@ -112,7 +112,7 @@ func (r *Run) stream(ctx context.Context, sp *StreamProgress) StreamSummary {
 			break
 		}
 		sp.Retries.Add(1)
-		r.log.Warn("the database is unavailable; retrying the stream from its last commit", "stream", sp.Name, "in", wait, "error", r.red.String(err.Error()))
+		r.log.Warn("the destination is unavailable; retrying the stream from its last commit", "stream", sp.Name, "in", wait, "error", r.red.String(err.Error()))
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -122,7 +122,7 @@ func (r *Run) stream(ctx context.Context, sp *StreamProgress) StreamSummary {
 		wait = min(2*wait, 30*time.Second)
 	}
 	if err != nil && dest.IsTransient(err) {
-		err = fmt.Errorf("the database stayed unavailable (tried %d more times over %s; the limit is %s): %w; committed rows and state are safe, run again once it is back",
+		err = fmt.Errorf("the destination stayed unavailable (tried %d more times over %s; the limit is %s): %w; committed rows and state are safe, run again once it is back",
 			sp.Retries.Load(), time.Since(begun).Round(100*time.Millisecond), retryFor, err)
 	}
 	sp.finished.Store(time.Now().UnixMicro())
