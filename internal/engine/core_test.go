@@ -415,3 +415,46 @@ func TestEveryEventPublished(t *testing.T) {
 		t.Fatalf("no drift event for the added column: %+v", drift)
 	}
 }
+
+// TestAckOnFailure: a page whose rows cannot be written is acknowledged
+// with the error (a push source then answers its sender with a failure),
+// exactly once, and its row is not in the table.
+func TestAckOnFailure(t *testing.T) {
+	e := newEnv(t, fakeConnector, pipelineSQLite+"schema: {policy: freeze}\n")
+	var mu sync.Mutex
+	var acks []error
+	emit := func(body string) func(ctx context.Context, req source.ReadRequest) error {
+		return func(ctx context.Context, req source.ReadRequest) error {
+			part := &record.Partition{}
+			if _, err := req.Start(ctx, part); err != nil {
+				return err
+			}
+			p := &record.Page{Stream: "items", Partition: part, Number: 1, Records: [][]byte{[]byte(body)}, Last: true, Request: "push"}
+			p.Ack = func(err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				acks = append(acks, err)
+			}
+			return req.Emit(ctx, p)
+		}
+	}
+	src := &fakeSource{streams: []source.Stream{{Name: "items", PrimaryKey: []string{"id"}}}}
+	src.read = emit(`{"id":1}`)
+	if _, err := e.runWith(engine.Options{Source: src}); err != nil {
+		t.Fatal(err)
+	}
+	src.read = emit(`{"id":2,"extra":"a field the frozen table does not have"}`)
+	_, err := e.runWith(engine.Options{Source: src})
+	var se *normalize.SchemaError
+	if !errors.As(err, &se) {
+		t.Fatalf("second run: %T %v", err, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(acks) != 2 || acks[0] != nil || acks[1] == nil || !errors.As(acks[1], &se) {
+		t.Fatalf("acks = %v", acks)
+	}
+	if got := e.query("SELECT COUNT(*) FROM items"); got[0] != "1" {
+		t.Fatalf("rows = %v", got)
+	}
+}
