@@ -1,12 +1,16 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/ferry-dev/ferry/internal/dest/dbtest"
+	"github.com/jackc/pgx/v5"
 )
 
 // TestTwoStreamsOneTableRefusedByValidate: ferry validate refuses two
@@ -49,5 +53,34 @@ func TestEmptyWildcardPageThroughRun(t *testing.T) {
 	out := s.run(0)
 	if got := s.query("SELECT id, title FROM products ORDER BY id"); strings.Join(got, ",") != "p1|Mug,p2|Cup" {
 		t.Fatalf("rows after an empty page: %v\n%s", got, out)
+	}
+}
+
+// TestDiscoverKeepsTheIdentifierLimit: discover names a column whose key
+// is longer than PostgreSQL's 63-byte identifiers as the run will, not as
+// the raw key.
+func TestDiscoverKeepsTheIdentifierLimit(t *testing.T) {
+	long := "a_field_name_so_long_that_no_postgresql_identifier_can_hold_it_whole_or_even_nearly"
+	api := newAPI(t, func(*http.Request) any { return map[string]any{"data": []map[string]any{{"id": 1, long: "x"}}} })
+	u, schema := dbtest.Postgres(t)
+	s := newSite(t, fmt.Sprintf("name: e\nbase_url: %s\nstreams:\n  e: {path: /e, records: data, primary_key: id}\n", api.URL),
+		fmt.Sprintf("connector: connector.yaml\ndestination: {type: postgres, url: %q, schema: %q}\n", u, schema))
+	code, out, errs := s.ferry("discover", "PIPELINE")
+	if code != 0 || strings.Contains(out, "  "+long+"  text") { // the key shows in FROM, not as the column
+
+		t.Fatalf("discover: %d\n%s%s", code, out, errs)
+	}
+	s.run(0)
+	conn, err := pgx.Connect(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var col string
+	if err := conn.QueryRow(context.Background(), `SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'e' AND column_name LIKE 'a_field%'`, schema).Scan(&col); err != nil {
+		t.Fatal(err)
+	}
+	if len(col) > 63 || !strings.Contains(out, "  "+col+"  text") {
+		t.Fatalf("the run made column %q; discover showed:\n%s", col, out)
 	}
 }
