@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -82,5 +85,42 @@ func TestDiscoverKeepsTheIdentifierLimit(t *testing.T) {
 	}
 	if len(col) > 63 || !strings.Contains(out, "  "+col+"  text") {
 		t.Fatalf("the run made column %q; discover showed:\n%s", col, out)
+	}
+}
+
+// TestSelfCommand: the demo's closing hint names a command that works from
+// where the user is: ferry on the PATH, go run ./cmd/ferry from the
+// repository (go run builds into a go-build directory), a relative path,
+// or the quoted absolute path.
+func TestSelfCommand(t *testing.T) {
+	repo := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(repo, "cmd", "ferry"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(repo, "bin", "ferry")
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	notFound := func(string) (string, error) { return "", exec.ErrNotFound }
+	goBuild := filepath.Join(t.TempDir(), "go-build123", "b001", "exe", "ferry")
+	for _, tc := range []struct {
+		name, exe, wd string
+		look          func(string) (string, error)
+		want          string
+	}{
+		{"on the PATH", bin, "/", func(string) (string, error) { return bin, nil }, "ferry"},
+		{"another ferry on the PATH", bin, t.TempDir(), func(string) (string, error) { return "/usr/bin/ferry-other", nil }, bin},
+		{"go run in the repository", goBuild, repo, notFound, "go run ./cmd/ferry"},
+		{"go run elsewhere", goBuild, t.TempDir(), notFound, goBuild},
+		{"below the directory", bin, repo, notFound, "./bin/ferry"},
+		{"a path with a space", "/opt/my tools/ferry", t.TempDir(), notFound, "'/opt/my tools/ferry'"},
+		{"below, with a space", "/opt/my tools/ferry", "/opt", notFound, "'./my tools/ferry'"},
+	} {
+		if got := selfCommandFor(tc.exe, tc.wd, tc.look); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }
