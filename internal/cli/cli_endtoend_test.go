@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,4 +125,40 @@ func TestSelfCommand(t *testing.T) {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
 	}
+}
+
+// TestEchoedSecretRedactedEverywhere: an API that echoes the token in its
+// error, JSON-escaped as PHP (\/) or Go (\u0026, \u003c) write it, never
+// gets it into stderr, ferry check, ferry discover or the runs table.
+func TestEchoedSecretRedactedEverywhere(t *testing.T) {
+	const token = "tk/9&<q>x-2f7c1d"
+	escaped := []string{`tk\/9&<q>x-2f7c1d`, `tk/9\u0026\u003cq\u003ex-2f7c1d`, `tk\/9\u0026\u003cq\u003ex-2f7c1d`, `tk\u002f9\u0026\u003cq\u003ex\u002d2f7c1d`}
+	var n atomic.Int64
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		form := escaped[int(n.Add(1))%len(escaped)]
+		fmt.Fprintf(w, `{"error":"invalid token %s for %s"}`, form, r.URL.Path)
+	}))
+	defer api.Close()
+	t.Setenv("ECHO_TOKEN", token)
+	s := newSite(t, fmt.Sprintf("name: e\nbase_url: %s\nconfig: {token: {secret: true}}\nauth: {type: bearer, token: \"{{ config.token }}\"}\nstreams:\n  e: {path: /e, records: data, primary_key: id}\n", api.URL),
+		"connector: connector.yaml\nconfig: {token: \"${ECHO_TOKEN}\"}\ndestination: {type: sqlite, path: out.db}\n")
+	forms := append([]string{token, url.QueryEscape(token), url.PathEscape(token)}, escaped...)
+	leak := func(what, text string) {
+		t.Helper()
+		for _, f := range forms {
+			if strings.Contains(text, f) {
+				t.Fatalf("%s shows the token as %q:\n%s", what, f, text)
+			}
+		}
+	}
+	for _, args := range [][]string{{"run", "PIPELINE"}, {"run", "--log-format", "json", "-v", "PIPELINE"}, {"check", "PIPELINE"}, {"discover", "PIPELINE"}} {
+		code, out, errs := s.ferry(args...)
+		if code == 0 || !strings.Contains(out+errs, "invalid token") {
+			t.Fatalf("%v: exit %d, the API's message missing:\n%s%s", args, code, out, errs)
+		}
+		leak(strings.Join(args[:len(args)-1], " "), out+errs)
+	}
+	leak("the runs table", strings.Join(s.query("SELECT * FROM _ferry_runs"), "\n"))
 }
