@@ -53,7 +53,9 @@ func TestPresets(t *testing.T) {
 	}{
 		{preset: "github", sign: func(s string, _ time.Time, b []byte) http.Header { return webhooktest.GitHub(s, "d1", "push", b) }},
 		{preset: "stripe", sign: func(s string, at time.Time, b []byte) http.Header { return webhooktest.Stripe(at, b, s) }, stamped: true},
-		{preset: "shopify", sign: func(s string, _ time.Time, b []byte) http.Header { return webhooktest.Shopify(s, "w1", "orders/create", b) }},
+		{preset: "shopify", sign: func(s string, _ time.Time, b []byte) http.Header {
+			return webhooktest.Shopify(s, "w1", "orders/create", b)
+		}},
 		{preset: "slack", sign: webhooktest.Slack, stamped: true},
 		{preset: "standard_webhooks", sign: func(s string, at time.Time, b []byte) http.Header {
 			return webhooktest.StandardWebhooks("msg_1", at, b, s)
