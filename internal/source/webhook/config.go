@@ -38,12 +38,12 @@ type Config struct {
 type Verify struct {
 	Preset string `yaml:"preset" required:"true" enum:"github,stripe,shopify,slack,standard_webhooks,hmac,shared_secret" doc:"The sender's scheme: github (X-Hub-Signature-256), stripe (Stripe-Signature), shopify (X-Shopify-Hmac-Sha256), slack (X-Slack-Signature, v0), standard_webhooks (webhook-id/-timestamp/-signature), hmac (a hex or base64 HMAC of the body in a header) or shared_secret (a header holding the secret)."`
 	// Secrets are templates over secret config parameters.
-	Secrets spec.StringList `yaml:"secrets" required:"true" min:"1" doc:"The signing secret, or several during a rotation (all are accepted): templates over secret config parameters ({{ config.stripe_secret }})."`
-	Tolerance string `yaml:"tolerance,omitempty" def:"duration" default:"5m" doc:"How far a signed timestamp may be from now (stripe, slack, standard_webhooks, hmac with timestamp_header); older deliveries are refused as replays."`
-	Header    string `yaml:"header,omitempty" doc:"The header holding the signature (hmac, required) or the secret (shared_secret, default Authorization)."`
-	Prefix    string `yaml:"prefix,omitempty" doc:"Text before the signature or secret in the header (sha256=, Bearer )."`
-	Algorithm string `yaml:"algorithm,omitempty" enum:"sha1,sha256,sha512" default:"sha256" doc:"The HMAC's hash (hmac)."`
-	Encoding  string `yaml:"encoding,omitempty" enum:"hex,base64" default:"hex" doc:"How the signature is written (hmac)."`
+	Secrets   spec.StringList `yaml:"secrets" required:"true" min:"1" doc:"The signing secret, or several during a rotation (all are accepted): templates over secret config parameters ({{ config.stripe_secret }})."`
+	Tolerance string          `yaml:"tolerance,omitempty" def:"duration" default:"5m" doc:"How far a signed timestamp may be from now (stripe, slack, standard_webhooks, hmac with timestamp_header); older deliveries are refused as replays."`
+	Header    string          `yaml:"header,omitempty" doc:"The header holding the signature (hmac, required) or the secret (shared_secret, default Authorization)."`
+	Prefix    string          `yaml:"prefix,omitempty" doc:"Text before the signature or secret in the header (sha256=, Bearer )."`
+	Algorithm string          `yaml:"algorithm,omitempty" enum:"sha1,sha256,sha512" default:"sha256" doc:"The HMAC's hash (hmac)."`
+	Encoding  string          `yaml:"encoding,omitempty" enum:"hex,base64" default:"hex" doc:"How the signature is written (hmac)."`
 	// TimestampHeader makes hmac sign "<timestamp>.<body>".
 	TimestampHeader string `yaml:"timestamp_header,omitempty" doc:"For hmac: a header holding a Unix timestamp; the signature is then over <timestamp>.<body> and the timestamp must be within the tolerance."`
 }

@@ -196,7 +196,7 @@ func TestPresetsIntoPostgres(t *testing.T) {
 			cur, old := secretsFor(pr)
 			p := enginetest.New(t, enginetest.Config{Connector: connector(pr.name, pr.connector), Dest: enginetest.Postgres,
 				Pipeline: "connector: connector.yaml\nconfig: {secret: \"${S}\", old_secret: \"${O}\"}\nsync: {checkpoint_interval: 20ms}\n",
-				Env: map[string]string{"S": cur, "O": old}})
+				Env:      map[string]string{"S": cur, "O": old}})
 			rc := start(t, p, enginetest.Options{})
 			path := "/hooks/" + pr.name
 			now := time.Now()
@@ -272,4 +272,102 @@ func TestPresetsIntoPostgres(t *testing.T) {
 			rc.stop()
 		})
 	}
+}
+
+// TestBadInput: a body over the limit is answered 413, one that is not
+// JSON 400 and kept in the rejected records, a GET 405, an unknown path
+// 404, an event without its record lands in the rejected records, a
+// sender too slow with its body is cut off, and Slack's url_verification
+// is answered with its challenge; each delivery shows in Deliveries.
+func TestBadInput(t *testing.T) {
+	p := enginetest.New(t, enginetest.Config{Connector: connector("acme", "verify: {preset: hmac, header: X-Signature, secrets: [\"{{ config.secret }}\"]}\nmax_body_bytes: 200\nbody_timeout: 300ms\nevent: {id: id, type: type, record: data}\nstreams:\n  things: {}\n"),
+		Pipeline: "connector: connector.yaml\nconfig: {secret: \"${S}\", old_secret: \"${S}\"}\nsync: {checkpoint_interval: 20ms}\n", Env: map[string]string{"S": secret}})
+	rc := start(t, p, enginetest.Options{})
+	sign := func(b string) delivery {
+		return delivery{webhooktest.HMAC(secret, "X-Signature", "", []byte(b)), []byte(b)}
+	}
+	big := sign(`{"id":"big","data":{"x":"` + strings.Repeat("x", 300) + `"}}`)
+	if code, _ := rc.post("/hooks/acme", big.h, big.body); code != 413 {
+		t.Fatalf("a big body: %d", code)
+	}
+	bad := sign(`{"id":"e1","data":{"x":1}`)
+	if code, body := rc.post("/hooks/acme", bad.h, bad.body); code != 400 {
+		t.Fatalf("not JSON: %d %s", code, body)
+	}
+	norec := sign(`{"id":"e2","type":"t","data":[1,2]}`)
+	good := sign(`{"id":"e3","type":"t","data":{"id":1,"x":"ok"}}`)
+	for _, d := range []delivery{norec, good} {
+		if code, _ := rc.post("/hooks/acme", d.h, d.body); code != 200 {
+			t.Fatalf("%s: %d", d.body, code)
+		}
+	}
+	if code, _ := rc.post("/hooks/other", good.h, good.body); code != 404 {
+		t.Fatalf("unknown path: %d", code)
+	}
+	resp, err := http.Get(rc.srv.URL + "/hooks/acme")
+	if err != nil || resp.StatusCode != 405 {
+		t.Fatalf("GET: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	// A sender that sends its headers and then stalls.
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", rc.srv.URL+"/hooks/acme", pr)
+	req.Header = good.h.Clone()
+	done := make(chan int, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	pw.Write([]byte(`{"id":`))
+	select {
+	case code := <-done:
+		if code != 0 && code != 408 {
+			t.Fatalf("a stalled body: %d", code)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a stalled body held the handler")
+	}
+	pw.Close()
+	rc.applied(2) // the malformed body and the events
+	if got := p.Rows("things", "id", "x"); fmt.Sprint(got) != "[1|ok]" {
+		t.Fatalf("rows %v", got)
+	}
+	rej := p.Query("SELECT stream, reason FROM _ferry_rejected ORDER BY reason")
+	if len(rej) != 2 || !strings.Contains(rej[0], "e2 (t) has no object at data") || !strings.Contains(rej[1], "not JSON") {
+		t.Fatalf("rejected %v", rej)
+	}
+	st := rc.src.Stats()
+	if st.TooLarge != 1 || st.Malformed != 1 || st.Accepted != 2 || st.Rejected != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+	ds := rc.src.Deliveries(10)
+	if len(ds) < 5 || ds[len(ds)-1].Status != 413 || ds[len(ds)-2].Status != 400 {
+		t.Fatalf("deliveries %+v", ds)
+	}
+	rc.stop()
+}
+
+// TestSlackChallenge: Slack's url_verification, signed, is answered with
+// its challenge and stored nowhere.
+func TestSlackChallenge(t *testing.T) {
+	p := enginetest.New(t, enginetest.Config{Connector: connector("slack", "verify: {preset: slack, secrets: [\"{{ config.secret }}\"]}\nstreams:\n  messages: {}\n"),
+		Pipeline: "connector: connector.yaml\nconfig: {secret: \"${S}\", old_secret: \"${S}\"}\n", Env: map[string]string{"S": secret}})
+	rc := start(t, p, enginetest.Options{})
+	b := []byte(`{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}`)
+	code, body := rc.post("/hooks/slack", webhooktest.Slack(secret, time.Now(), b), b)
+	if code != 200 || body != "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" {
+		t.Fatalf("%d %s", code, body)
+	}
+	if code, _ := rc.post("/hooks/slack", webhooktest.Slack("wrong", time.Now(), b), b); code != 401 {
+		t.Fatalf("unsigned challenge: %d", code)
+	}
+	if st := rc.src.Stats(); st.Accepted != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	rc.stop()
 }
