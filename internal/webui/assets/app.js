@@ -141,5 +141,9 @@ document.querySelector('[data-skip]').addEventListener('click', (e) => {
   main.focus()
 })
 
-window.addEventListener('hashchange', render)
+window.addEventListener('hashchange', () => {
+  render()
+  // A new page: screen readers start at its content, not the old button.
+  main.focus({preventScroll: true})
+})
 render()
