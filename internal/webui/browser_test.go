@@ -69,6 +69,7 @@ func TestBrowserFake(t *testing.T) {
 		t.Errorf("chart draws %d points, want 11", got)
 	}
 	b.Screenshot("dashboard")
+	b.CheckAccessible("dashboard")
 
 	// Trigger a run; it is queued and the run page opens.
 	b.Step("trigger a run", chromedp.Click(sel("trigger-shop")), chromedp.WaitVisible(sel("run-status")))
@@ -98,6 +99,7 @@ func TestBrowserFake(t *testing.T) {
 	}
 	b.WaitFor("the log shows the end", jsq("run-log")+`.textContent.includes('run succeeded')`)
 	b.Screenshot("run-succeeded")
+	b.CheckAccessible("run-succeeded")
 
 	// Its rejected record: hostile markup stays text.
 	b.Step("open the rejected records", chromedp.Click(sel("run-stream-rejected-orders")), chromedp.WaitVisible(sel("rejected-rej-r-2")))
@@ -117,6 +119,7 @@ func TestBrowserFake(t *testing.T) {
 		t.Errorf("hostile record ran or became markup: window.__pwned and elements = %s, want undefined 0", got)
 	}
 	b.Screenshot("rejected-open")
+	b.CheckAccessible("rejected-open")
 
 	b.Step("replay it", chromedp.Click(sel("rejected-replay-rej-r-2")), chromedp.WaitVisible(sel("rejected-table-empty")))
 	b.WaitFor("the result is shown", jsq("flash")+`.textContent.includes('Replayed 1 record: 0 rejected again')`)
@@ -130,6 +133,7 @@ func TestBrowserFake(t *testing.T) {
 
 	// Drift and webhooks.
 	b.Step("schema drift", chromedp.Click(sel("nav-drift")), chromedp.WaitVisible(sel("drift-table")))
+	b.CheckAccessible("drift")
 	if got := browsertest.Eval[string](b, "drift", jsq("drift-table")+`.textContent`); !strings.Contains(got, "added column note (text)") || !strings.Contains(got, "r-2") {
 		t.Errorf("drift table = %q, want the run's added column", got)
 	}
@@ -142,6 +146,7 @@ func TestBrowserFake(t *testing.T) {
 		t.Errorf("good delivery shows %q, want verified", got)
 	}
 	b.Screenshot("webhooks")
+	b.CheckAccessible("webhooks")
 
 	// The pipeline page: run one stream, see a stream's state.
 	b.Step("pipeline page", chromedp.Click(sel("nav-dashboard")), chromedp.Click(sel("pipeline-link-shop")), chromedp.WaitVisible(sel("streams-table")))
@@ -157,6 +162,7 @@ func TestBrowserFake(t *testing.T) {
 		t.Errorf("trigger bodies' streams = %q, want %q", triggers, want)
 	}
 	b.Screenshot("pipeline-run")
+	b.CheckAccessible("pipeline-run")
 
 	for _, e := range b.Errors() {
 		if strings.HasPrefix(e, "network:") && (strings.Contains(e, "401") || strings.Contains(e, "409")) {

@@ -177,6 +177,50 @@ func (b *Browser) fail(name string, err error) {
 	b.t.Fatalf("%s: %v\npage text:\n%s\npage errors: %q", name, err, text, b.Errors())
 }
 
+// auditJS lists what makes the page hard to use without a mouse or a
+// screen: form fields without a label, buttons and links without a name,
+// images without a text, duplicate ids, not exactly one h1.
+const auditJS = `(() => {
+  const out = [];
+  const name = (el) => (el.getAttribute('aria-label') || el.textContent || el.getAttribute('title') || '').trim();
+  const where = (el) => el.outerHTML.slice(0, 120);
+  for (const el of document.querySelectorAll('input:not([type=hidden]), select, textarea'))
+    if (!el.labels.length && !el.getAttribute('aria-label')) out.push('field without a label: ' + where(el));
+  for (const el of document.querySelectorAll('button, a[href]'))
+    if (!name(el)) out.push('no accessible name: ' + where(el));
+  for (const el of document.querySelectorAll('[role=img], img'))
+    if (!el.getAttribute('aria-label') && !el.getAttribute('alt')) out.push('image without a text: ' + where(el));
+  const ids = {};
+  for (const el of document.querySelectorAll('[id]')) {
+    if (ids[el.id]) out.push('duplicate id ' + el.id);
+    ids[el.id] = true;
+  }
+  for (const el of document.querySelectorAll('[aria-controls], label[for]')) {
+    const id = el.getAttribute('aria-controls') || el.getAttribute('for');
+    if (!document.getElementById(id)) out.push('refers to a missing id ' + id + ': ' + where(el));
+  }
+  const h1 = document.querySelectorAll('h1').length;
+  if (h1 !== 1) out.push(h1 + ' h1 elements, want 1');
+  return out;
+})()`
+
+// CheckAccessible reports (as test errors) what on the current page is
+// out of reach of keyboard and screen-reader users: unlabeled fields,
+// nameless buttons and links, images without a text, duplicate or
+// dangling ids, not exactly one h1.
+func (b *Browser) CheckAccessible(page string) {
+	b.t.Helper()
+	for _, p := range b.Audit() {
+		b.t.Errorf("%s: %s", page, p)
+	}
+}
+
+// Audit returns the problems CheckAccessible reports.
+func (b *Browser) Audit() []string {
+	b.t.Helper()
+	return Eval[[]string](b, "accessibility audit", auditJS)
+}
+
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
 // Screenshot saves a full-page PNG under the test's artifact folder as
