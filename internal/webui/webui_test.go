@@ -115,6 +115,14 @@ func TestIndexPaths(t *testing.T) {
 	}
 	page := get(t, h, "/ui/").Body.String()
 	app := regexp.MustCompile(`assets/[0-9a-f]+/app\.js`).FindString(page)
+	// Mounted with the slash stripped too.
+	slash := http.NewServeMux()
+	slash.Handle("/ui/", http.StripPrefix("/ui/", webui.Handler()))
+	for _, p := range []string{"/ui/", "/ui/" + app} {
+		if w := get(t, slash, p); w.Code != 200 {
+			t.Errorf("StripPrefix(\"/ui/\"): GET %s: %d", p, w.Code)
+		}
+	}
 	for _, p := range []string{"/ui/assets/0000000000000000/app.js", "/ui/" + strings.Replace(app, "app.js", "nope.js", 1), "/ui/elsewhere", "/ui/assets/"} {
 		if w := get(t, h, p); w.Code != 404 {
 			t.Errorf("GET %s: %d, want 404", p, w.Code)

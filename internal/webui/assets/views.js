@@ -372,6 +372,7 @@ export async function rejectedPage(ctx) {
     }
     replace(body,
       h('div', {class: 'toolbar'}, replaySel, replayAll),
+      list.length >= 100 ? h('p', {class: 'help', testid: 'rejected-more'}, 'Showing 100 records; there may be more: replay these, or a whole stream, to see the rest.') : null,
       table({caption: `Rejected records of ${current.name}${stream ? `, stream ${stream}` : ''}`, testid: 'rejected-table',
         empty: 'No rejected records.', head: [h('span', {class: 'sr-only'}, 'Select'), 'When', 'Stream', 'Table', 'Run', 'Reason', h('span', {class: 'sr-only'}, 'Actions')],
         rows}))
