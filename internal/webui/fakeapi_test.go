@@ -312,8 +312,12 @@ func (f *fakeAPI) pipeline() map[string]any {
 		for _, r := range f.runs {
 			total += r.Streams[i].Records
 		}
-		streams = append(streams, map[string]any{"name": s, "table": s, "mode": "incremental", "kind": "pull",
-			"last_run": f.brief(last), "freshness_seconds": 65 + 60*i, "records_total": total})
+		var runningID any
+		if last != nil && (last.Status == "queued" || last.Status == "running") {
+			runningID = last.ID
+		}
+		streams = append(streams, map[string]any{"name": s, "table": s, "mode": "incremental", "kind": "pull", "unbounded": false,
+			"last_run": f.brief(last), "freshness_seconds": 65 + 60*i, "records_total": total, "running_run_id": runningID})
 	}
 	next := f.now().Add(4 * time.Minute).Format(time.RFC3339)
 	return map[string]any{"name": "shop", "file": "shop.pipeline.yaml", "schedule": "*/5 * * * *", "next_run_at": next,

@@ -82,4 +82,4 @@ export function get(path, query) {
 export const seg = encodeURIComponent
 
 // Terminal run statuses: polling stops there.
-export const FINISHED = new Set(['succeeded', 'partial', 'failed', 'stopped', 'cancelled'])
+export const FINISHED = new Set(['succeeded', 'partial', 'failed', 'stopped', 'cancelled', 'skipped'])

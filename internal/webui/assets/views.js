@@ -33,6 +33,14 @@ function runLink(brief, testid) {
     ' ', ago(brief.ended_at || brief.started_at))
 }
 
+// running links the runs syncing a pipeline's streams now, other than
+// its last run.
+function running(streams) {
+  const ids = [...new Set((streams || []).map((st) => st.running_run_id).filter(Boolean))]
+  if (!ids.length) return null
+  return h('div', {class: 'sub'}, 'now: ', ids.map((id, i) => [i ? ', ' : '', link(['runs', id], id)]))
+}
+
 function stalest(streams) {
   let worst = null
   for (const st of streams || []) {
@@ -100,7 +108,7 @@ export function dashboard(ctx) {
           h('th', {scope: 'row'}, link(['pipelines', pl.name], pl.name, {testid: `pipeline-link-${pl.name}`})),
           h('td', {}, pl.schedule ? h('code', {}, pl.schedule) : h('span', {class: 'muted'}, 'manual'),
             pl.next_run_at ? h('div', {class: 'sub'}, 'next ', ago(pl.next_run_at)) : null),
-          h('td', {testid: `last-run-${pl.name}`}, runLink(pl.last_run, `last-run-status-${pl.name}`)),
+          h('td', {testid: `last-run-${pl.name}`}, runLink(pl.last_run, `last-run-status-${pl.name}`), running(pl.streams)),
           h('td', {testid: `freshness-${pl.name}`}, freshness(worst && worst.freshness_seconds),
             worst && (pl.streams || []).length > 1 ? h('div', {class: 'sub'}, worst.name) : null),
           h('td', {class: 'n'}, num((pl.streams || []).length)),
@@ -140,15 +148,17 @@ export function pipelinePage(ctx, name) {
       table({caption: 'Streams', testid: 'streams-table', empty: 'No streams.',
         head: [h('span', {class: 'sr-only'}, 'Select'), 'Stream', 'Table', 'Mode', 'Kind', 'Last run', 'Freshness', 'Records', 'State'],
         rows: streams.map((st) => {
+          // A stream that never ends (webhooks, change data capture) runs
+          // continuously: it cannot be triggered.
           const box = h('input', {type: 'checkbox', id: `sel-${st.name}`, testid: `select-${st.name}`, checked: selected.has(st.name),
-            onchange: (e) => (e.target.checked ? selected.add(st.name) : selected.delete(st.name))})
+            disabled: !!st.unbounded, onchange: (e) => (e.target.checked ? selected.add(st.name) : selected.delete(st.name))})
           return h('tr', {testid: `stream-${st.name}`},
-            h('td', {}, box, h('label', {for: `sel-${st.name}`, class: 'sr-only'}, `Select stream ${st.name}`)),
+            h('td', {}, box, h('label', {for: `sel-${st.name}`, class: 'sr-only'}, st.unbounded ? `${st.name} runs continuously` : `Select stream ${st.name}`)),
             h('th', {scope: 'row'}, st.name),
             h('td', {}, st.table ? h('code', {}, st.table) : '—'),
             h('td', {}, st.mode || '—'),
-            h('td', {}, st.kind || '—'),
-            h('td', {}, runLink(st.last_run)),
+            h('td', {}, st.kind || '—', st.unbounded ? h('div', {class: 'sub'}, 'continuous') : null),
+            h('td', {}, runLink(st.last_run), st.running_run_id ? h('div', {class: 'sub'}, 'now: ', link(['runs', st.running_run_id], st.running_run_id)) : null),
             h('td', {}, freshness(st.freshness_seconds)),
             h('td', {class: 'n'}, num(st.records_total)),
             h('td', {class: 'actions'}, stateButtons(ctx, name, st.name, stateBox)))
