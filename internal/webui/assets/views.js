@@ -13,7 +13,7 @@ async function trigger(ctx, pipeline, streams, button) {
   if (button) button.disabled = true
   try {
     const run = await call('POST', `/v1/pipelines/${seg(pipeline)}/runs`, streams && streams.length ? {streams} : {})
-    ctx.go(route(['runs', run.id]), `Run ${run.id} of ${pipeline} is ${run.status}.`)
+    ctx.go(route(['runs', run.id]), `Started run ${run.id} of ${pipeline}.`)
   } catch (e) {
     ctx.flash(e.message, 'error')
   } finally {
@@ -220,8 +220,8 @@ export function runPage(ctx, id) {
       const l = await get(`/v1/runs/${seg(id)}/logs`, {after})
       for (const line of l.lines || []) {
         after = Math.max(after, Number(line.seq) || after)
-        logBox.append(h('span', {class: `lvl-${String(line.level || '').toLowerCase().replace(/[^a-z]/g, '')}`},
-          `${line.time || ''} ${line.level || ''} ${line.stream ? `[${line.stream}] ` : ''}${line.msg || ''}\n`))
+        logBox.append(h('span', {class: `lvl-${String(line.level || '').toLowerCase().replace(/[^a-z]/g, '')}`, title: line.time || null},
+          `${clockTime(line.time)} ${line.level || ''} ${line.stream ? `[${line.stream}] ` : ''}${line.msg || ''}\n`))
       }
       while (logBox.childNodes.length > 1000) logBox.firstChild.remove()
     } catch (e) {
@@ -269,6 +269,13 @@ export function runPage(ctx, id) {
     await logs()
     return running
   }, 1000)
+}
+
+// clockTime writes an RFC 3339 time as the local HH:MM:SS.
+function clockTime(iso) {
+  const t = Date.parse(iso)
+  if (Number.isNaN(t)) return iso || ''
+  return new Date(t).toTimeString().slice(0, 8)
 }
 
 function partitions(st) {
