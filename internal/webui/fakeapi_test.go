@@ -181,7 +181,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		f.rejected = keep
 		run := f.newRun("api", "succeeded")
-		writeJSON(w, 200, map[string]any{"replayed": n, "rejected_again": 0, "run_id": run.ID})
+		writeJSON(w, 200, map[string]any{"replayed": n, "rejected_again": 0, "filtered": 0, "removed": n, "status": "succeeded", "run_id": run.ID})
 	case r.Method == "GET" && len(parts) == 1 && parts[0] == "drift":
 		writeJSON(w, 200, map[string]any{"drift": nonNil(f.driftList())})
 	case r.Method == "GET" && len(parts) == 1 && parts[0] == "webhooks":

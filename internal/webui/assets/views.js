@@ -339,7 +339,8 @@ export async function rejectedPage(ctx) {
     button.disabled = true
     try {
       const res = await call('POST', `/v1/pipelines/${seg(current.name)}/rejected/replay`, req)
-      ctx.flash(`Replayed ${num(res.replayed)} record${res.replayed === 1 ? '' : 's'}: ${num(res.rejected_again)} rejected again${res.run_id ? ` (run ${res.run_id})` : ''}.`)
+      const repeats = res.filtered ? `, ${num(res.filtered)} dropped as repeats of another` : ''
+      ctx.flash(`Replayed ${num(res.replayed)} record${res.replayed === 1 ? '' : 's'}: ${num(res.rejected_again)} rejected again${repeats}${res.run_id ? ` (run ${res.run_id})` : ''}.`)
       await load()
     } catch (e) {
       ctx.flash(e.message, 'error')
