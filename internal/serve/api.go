@@ -58,6 +58,8 @@ func (s *Server) Handler() http.Handler {
 		"GET /v1/runs/{id}/logs":                                 s.logs,
 		"GET /v1/pipelines/{pipeline}/streams/{stream}/state":    s.getState,
 		"DELETE /v1/pipelines/{pipeline}/streams/{stream}/state": s.resetState,
+		"GET /v1/pipelines/{pipeline}/rejected":                  s.listRejected,
+		"POST /v1/pipelines/{pipeline}/rejected/replay":          s.replay,
 		"GET /v1/webhooks":                                       s.webhooks,
 		"GET /v1/drift":                                          s.drift,
 		"GET /v1/throughput":                                     s.throughput,

@@ -33,7 +33,7 @@ type gatedAPI struct {
 	release  chan struct{}
 	requests atomic.Int64
 	waiting  atomic.Int64
-	// bad makes record 3 carry an amount that is not a number.
+	// bad gives record 3 a field the others lack (a new column).
 	bad atomic.Bool
 }
 
@@ -88,7 +88,7 @@ func (g *gatedAPI) serve(w http.ResponseWriter, r *http.Request) {
 			id := (page-1)*10 + i + 1
 			rec := map[string]any{"id": id, "name": fmt.Sprintf("item %d", id), "amount": id * 10}
 			if id == 3 && g.bad.Load() {
-				rec["amount"] = "not a number"
+				rec["color"] = "red"
 			}
 			data = append(data, rec)
 		}

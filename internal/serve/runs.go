@@ -65,33 +65,34 @@ type activeRun struct {
 // start records a run and starts it; it returns at once with the run as
 // recorded (queued). streams nil means the pipeline's bounded streams.
 func (s *Server) start(p *pipe, streams []string, trigger string) (metastore.Run, error) {
-	return s.startWith(p, streams, trigger, nil)
+	rec, _, err := s.startRun(p, streams, trigger, nil)
+	return rec, err
 }
 
-// startWith is start with a function that may change the engine's
-// options (a replay gives its own source).
-func (s *Server) startWith(p *pipe, streams []string, trigger string, opts func(*engine.Options)) (metastore.Run, error) {
+// startRun is start with a function that may change the engine's
+// options (a replay gives its own source); it also returns the run.
+func (s *Server) startRun(p *pipe, streams []string, trigger string, opts func(*engine.Options)) (metastore.Run, *activeRun, error) {
 	if len(streams) == 0 {
 		streams = p.bounded()
 	}
 	for _, st := range streams {
 		if !slices.ContainsFunc(p.streams, func(i streamInfo) bool { return i.Name == st }) {
-			return metastore.Run{}, &UnknownStreamError{Pipeline: p.name, Stream: st}
+			return metastore.Run{}, nil, &UnknownStreamError{Pipeline: p.name, Stream: st}
 		}
 	}
 	if len(streams) == 0 {
-		return metastore.Run{}, fmt.Errorf("pipeline %s has only streams that run continuously", p.name)
+		return metastore.Run{}, nil, fmt.Errorf("pipeline %s has only streams that run continuously", p.name)
 	}
 	id := engine.NewRunID()
 	s.mu.Lock()
 	if s.stopping || s.ctx == nil {
 		s.mu.Unlock()
-		return metastore.Run{}, errStopping
+		return metastore.Run{}, nil, errStopping
 	}
 	for _, st := range streams {
 		if holder, ok := s.busy[p.name+"\x00"+st]; ok {
 			s.mu.Unlock()
-			return metastore.Run{}, &BusyError{Pipeline: p.name, Stream: st, RunID: holder}
+			return metastore.Run{}, nil, &BusyError{Pipeline: p.name, Stream: st, RunID: holder}
 		}
 	}
 	for _, st := range streams {
@@ -116,10 +117,10 @@ func (s *Server) startWith(p *pipe, streams []string, trigger string, opts func(
 		s.release(ar)
 		cancel()
 		s.runs.Done()
-		return metastore.Run{}, err
+		return metastore.Run{}, nil, err
 	}
 	go s.execute(ctx, ar, opts)
-	return rec, nil
+	return rec, ar, nil
 }
 
 func (p *pipe) table(stream string) string {
