@@ -48,7 +48,32 @@ func (s *Server) Handler() http.Handler {
 		s.metrics.Handler().ServeHTTP(w, r)
 		return nil
 	}))
-	api := map[string]handlerFunc{
+	for pattern, h := range s.api() {
+		mux.Handle(pattern, s.authed(h))
+	}
+	mux.Handle("/v1/", s.authed(func(w http.ResponseWriter, r *http.Request) error {
+		return errf(http.StatusNotFound, "no such endpoint: %s %s (see /v1/openapi.json)", r.Method, r.URL.Path)
+	}))
+	s.mountUI(mux)
+	// Everything else may be a webhook route of a running source.
+	mux.HandleFunc("/", s.serveRoute)
+	return mux
+}
+
+// APIRoutes lists the control-plane API's routes ("METHOD /v1/path"), as
+// the OpenAPI document must describe them.
+func (s *Server) APIRoutes() []string {
+	var out []string
+	for p := range s.api() {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (s *Server) api() map[string]handlerFunc {
+	return map[string]handlerFunc{
+		"GET /v1/openapi.json":                                   s.openapi,
 		"GET /v1/pipelines":                                      s.listPipelines,
 		"GET /v1/pipelines/{pipeline}":                           s.getPipeline,
 		"POST /v1/pipelines/{pipeline}/runs":                     s.triggerRun,
@@ -64,16 +89,6 @@ func (s *Server) Handler() http.Handler {
 		"GET /v1/drift":                                          s.drift,
 		"GET /v1/throughput":                                     s.throughput,
 	}
-	for pattern, h := range api {
-		mux.Handle(pattern, s.authed(h))
-	}
-	mux.Handle("/v1/", s.authed(func(w http.ResponseWriter, r *http.Request) error {
-		return errf(http.StatusNotFound, "no such endpoint: %s %s (see /v1/openapi.json)", r.Method, r.URL.Path)
-	}))
-	s.mountUI(mux)
-	// Everything else may be a webhook route of a running source.
-	mux.HandleFunc("/", s.serveRoute)
-	return mux
 }
 
 // mountUI serves the web UI at /ui/ (and redirects / there) when the

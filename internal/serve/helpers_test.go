@@ -220,9 +220,10 @@ func (s *server) stop(t *testing.T) {
 func call(t *testing.T, method, url, token string, body any, out any) int {
 	t.Helper()
 	var rd io.Reader
+	var sent []byte
 	if body != nil {
-		raw, _ := json.Marshal(body)
-		rd = strings.NewReader(string(raw))
+		sent, _ = json.Marshal(body)
+		rd = strings.NewReader(string(sent))
 	}
 	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
@@ -240,6 +241,7 @@ func call(t *testing.T, method, url, token string, body any, out any) int {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	checkAPI(t, req, sent, resp, raw)
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
 			t.Fatalf("%s %s: %d %s: %v", method, url, resp.StatusCode, raw, err)
