@@ -30,7 +30,9 @@ FUZZ_TARGETS = \
 	./internal/dest/postgres:FuzzNumeric:140000x \
 	./internal/decode:FuzzCSV:100000x \
 	./internal/decode:FuzzXML:100000x \
-	./internal/transform:FuzzTransform:100000x
+	./internal/transform:FuzzTransform:100000x \
+	./internal/source/webhook/verify:FuzzStripeSignature:80000x \
+	./internal/source/webhook/verify:FuzzStandardSignature:120000x
 
 .PHONY: build test lint unit fuzz demo bench clean
 

@@ -55,7 +55,8 @@ type Options struct {
 	// applied, as with schema policy freeze, naming the change.
 	FailOnDrift bool
 	// RetryFor bounds how long a stream keeps retrying while the database
-	// is unavailable (default 2 minutes).
+	// is unavailable (default 2 minutes). Unbounded streams retry until
+	// the run is cancelled.
 	RetryFor time.Duration
 	// Destination, when set, is used instead of opening the pipeline's;
 	// the run takes it over and closes it.
