@@ -128,7 +128,7 @@ func serve(dir string, ceiling bool) error {
 				}
 			}
 			if v.Verify(r.Header, body, time.Now()) != nil {
-				http.Error(w, "unauthorized", 401)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
 				return
 			}
 			w.Write([]byte(`{"status":"accepted"}`))
