@@ -12,6 +12,7 @@ FUZZTIME ?=
 # 1.27); a count has no deadline to race.
 FUZZ_TARGETS = \
 	./internal/spec:FuzzParseConnector:120000x \
+	./internal/schedule:FuzzParse:70000x \
 	./internal/spec:FuzzParsePipeline:80000x \
 	./internal/jsonpath:FuzzScan:600000x \
 	./internal/jsonscan:FuzzValue:700000x \
