@@ -44,7 +44,8 @@ type SQLite struct {
 	closed  bool
 	closeMu sync.RWMutex // held for reading while a request is queued
 
-	stmts map[int]*sql.Stmt // the writer's inserts, by rows
+	stmts    map[int]*sql.Stmt // the writer's inserts, by rows
+	readStmt *sql.Stmt
 }
 
 type appendReq struct {
@@ -95,6 +96,10 @@ func Open(dir string) (*SQLite, error) {
 	}
 	s := &SQLite{path: path, db: db, reqs: make(chan *appendReq, 1024), stop: make(chan struct{}), stopped: make(chan struct{}),
 		notify: make(chan struct{}), acks: map[string]uint64{}, stmts: map[int]*sql.Stmt{}}
+	if s.readStmt, err = db.Prepare(`SELECT ` + columns + ` FROM events WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?`); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("webhook queue %s: %w", path, err)
+	}
 	go s.writer()
 	return s, nil
 }
@@ -364,7 +369,7 @@ func scanEvents(rows *sql.Rows) ([]Event, error) {
 
 // Read implements Queue.
 func (s *SQLite) Read(ctx context.Context, stream string, after uint64, limit int) ([]Event, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM events WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?`, stream, int64(after), limit)
+	rows, err := s.readStmt.QueryContext(ctx, stream, int64(after), limit)
 	if err != nil {
 		return nil, fmt.Errorf("webhook queue: %w", err)
 	}
@@ -526,5 +531,6 @@ func (s *SQLite) Close() error {
 	for _, st := range s.stmts {
 		st.Close()
 	}
+	s.readStmt.Close()
 	return s.db.Close()
 }
