@@ -647,6 +647,11 @@ func (w *writer) commit(ctx context.Context) error {
 			}
 		}
 	}
+	if w.cfg.Fence != nil {
+		if err := w.x.checkFence(ctx, w.tx, *w.cfg.Fence); err != nil {
+			return err
+		}
+	}
 	if err := w.saveCheckpoints(ctx); err != nil {
 		return err
 	}
