@@ -456,7 +456,7 @@ func (w *writer) migrate(ctx context.Context, t *table, next *schema.Table, upse
 			return err
 		}
 	} else if err := w.ddl(ctx, stmts...); err != nil {
-		return err
+		return w.changedMeanwhile(ctx, t, next, err)
 	}
 	if needUnique {
 		t.unique = true
@@ -469,6 +469,30 @@ func (w *writer) migrate(ctx context.Context, t *table, next *schema.Table, upse
 	t.dirty = true
 	t.loader = nil
 	return nil
+}
+
+// changedMeanwhile tells a failed change of a table that another run made
+// meanwhile (a worker running another slice of the stream created the
+// table, or added the column) from other failures: the first is a
+// *dest.TransientError, so the engine starts the stream again from its
+// last commit and finds the table as it now is.
+func (w *writer) changedMeanwhile(ctx context.Context, t *table, next *schema.Table, err error) error {
+	cols, exists, cerr := w.x.d.Columns(context.WithoutCancel(ctx), w.x.db, t.target)
+	if cerr != nil || !exists {
+		return err
+	}
+	if t.physical {
+		added := false
+		for _, ch := range schema.Diff(t.layout, next) {
+			if _, ok := cols[ch.Column]; ok && ch.Kind == schema.Added {
+				added = true
+			}
+		}
+		if !added {
+			return err
+		}
+	}
+	return &dest.TransientError{Err: fmt.Errorf("table %s was changed meanwhile by another run of the stream (another slice): %w", t.name, err)}
 }
 
 // createUnique returns the dialect's statement enforcing a primary key
