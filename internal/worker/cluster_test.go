@@ -201,16 +201,16 @@ streams:
 // cluster is one test's NATS queue, coordination schema, destination
 // schema and worker processes.
 type cluster struct {
-	t        *testing.T
-	nats     string
-	pg       string // server URL
-	schema   string // the destination's and the coordination's schema
-	state    string // coordination URL (search_path = schema)
-	queue    string
+	t      *testing.T
+	nats   string
+	pg     string // server URL
+	schema string // the destination's and the coordination's schema
+	state  string // coordination URL (search_path = schema)
+	queue  string
 	// maxDeliver is the queue's --max-deliver.
 	maxDeliver int
-	pipeline string
-	api      *fanoutAPI
+	pipeline   string
+	api        *fanoutAPI
 
 	mu      sync.Mutex
 	workers map[string]*proc

@@ -185,12 +185,12 @@ func (w *Worker) heartbeats(ctx context.Context) {
 type outcome int
 
 const (
-	succeeded outcome = iota
-	failed            // may succeed on another delivery
-	permanent         // cannot succeed as it is (a pipeline that does not load)
-	busy              // another holder's lease is live
-	fenced            // the lease was taken over: the successor owns the item
-	interrupted       // the worker is stopping
+	succeeded   outcome = iota
+	failed              // may succeed on another delivery
+	permanent           // cannot succeed as it is (a pipeline that does not load)
+	busy                // another holder's lease is live
+	fenced              // the lease was taken over: the successor owns the item
+	interrupted         // the worker is stopping
 )
 
 // handle runs one delivery and answers the queue.
