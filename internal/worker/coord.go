@@ -47,6 +47,7 @@ var coordTables = []string{
 		rows bigint NOT NULL DEFAULT 0,
 		error text NOT NULL DEFAULT '',
 		fenced int NOT NULL DEFAULT 0,
+		started_at timestamptz,
 		updated_at timestamptz NOT NULL DEFAULT now())`,
 	`CREATE INDEX IF NOT EXISTS _ferry_work_items_run ON _ferry_work_items (run_id)`,
 	`CREATE TABLE IF NOT EXISTS _ferry_workers (
@@ -131,7 +132,7 @@ func (c *Coord) createRun(ctx context.Context, runID, pipeline, trigger string, 
 
 // itemsOf returns a run's items with the given statuses (all when none).
 func (c *Coord) itemsOf(ctx context.Context, runID string, statuses ...string) ([]ItemStatus, error) {
-	q := `SELECT item, status, attempts, retries, worker, rows, error, fenced, updated_at FROM _ferry_work_items WHERE run_id = $1`
+	q := `SELECT item, status, attempts, retries, worker, rows, error, fenced, started_at, updated_at FROM _ferry_work_items WHERE run_id = $1`
 	args := []any{runID}
 	if len(statuses) > 0 {
 		q += ` AND status = ANY($2)`
@@ -146,8 +147,12 @@ func (c *Coord) itemsOf(ctx context.Context, runID string, statuses ...string) (
 	for rows.Next() {
 		var s ItemStatus
 		var raw []byte
-		if err := rows.Scan(&raw, &s.Status, &s.Attempts, &s.Retries, &s.Worker, &s.Rows, &s.Error, &s.Fenced, &s.Updated); err != nil {
+		var started *time.Time
+		if err := rows.Scan(&raw, &s.Status, &s.Attempts, &s.Retries, &s.Worker, &s.Rows, &s.Error, &s.Fenced, &started, &s.Updated); err != nil {
 			return nil, err
+		}
+		if started != nil {
+			s.Started = *started
 		}
 		_ = json.Unmarshal(raw, &s.Item)
 		out = append(out, s)
@@ -166,7 +171,9 @@ type ItemStatus struct {
 	Error    string         `json:"error,omitempty"`
 	// Fenced counts the commits of this item refused by fencing (a worker
 	// that lost its lease).
-	Fenced  int       `json:"fenced"`
+	Fenced int `json:"fenced"`
+	// Started is when a worker first took the item.
+	Started time.Time `json:"started,omitzero"`
 	Updated time.Time `json:"updated"`
 }
 
@@ -236,7 +243,8 @@ func (c *Coord) itemStatus(ctx context.Context, itemID string) (string, error) {
 }
 
 func (c *Coord) setItem(ctx context.Context, itemID, status, worker string, attempt int, rows int64, errText string) error {
-	_, err := c.pool.Exec(ctx, `UPDATE _ferry_work_items SET status = $2, worker = $3, attempts = GREATEST(attempts, $4), rows = $5, error = $6, updated_at = now() WHERE item_id = $1`,
+	_, err := c.pool.Exec(ctx, `UPDATE _ferry_work_items SET status = $2, worker = $3, attempts = GREATEST(attempts, $4), rows = $5, error = $6, updated_at = now(),
+		started_at = CASE WHEN $2 = 'running' THEN COALESCE(started_at, now()) ELSE started_at END WHERE item_id = $1`,
 		itemID, status, worker, attempt, rows, errText)
 	return err
 }

@@ -141,6 +141,11 @@ func (w *writer) openTable(ctx context.Context, q Queryer, name string, child bo
 	if !w.staging {
 		if t.existing != nil {
 			t.layout, t.physical = t.existing, true
+			if uc, ok := x.d.(UniqueChecker); ok && w.upsert && !child && len(t.existing.PrimaryKey) > 0 {
+				if t.unique, err = uc.HasUnique(ctx, q, name); err != nil {
+					return nil, fmt.Errorf("inspect the indexes of table %s: %w", name, err)
+				}
+			}
 		}
 		return t, nil
 	}
