@@ -471,7 +471,12 @@ func Open(ctx context.Context, typ string, cfg any, opts Options) (Destination, 
 // TransientError marks a failure of the database connection (server
 // restarting, connection reset) rather than of the statement or the data:
 // the engine retries the stream from its last commit.
-type TransientError struct{ Err error }
+type TransientError struct {
+	Err error
+	// Now is true when trying again at once is right (the failure was a
+	// race with another writer that has settled), not after a backoff.
+	Now bool
+}
 
 func (e *TransientError) Error() string { return e.Err.Error() }
 

@@ -112,6 +112,11 @@ func (r *Run) stream(ctx context.Context, sp *StreamProgress) StreamSummary {
 			break
 		}
 		sp.Retries.Add(1)
+		var te *dest.TransientError
+		if errors.As(err, &te) && te.Now && attempt < 4 {
+			r.log.Info("retrying the stream from its last commit at once", "stream", sp.Name, "reason", r.red.String(err.Error()))
+			continue
+		}
 		r.log.Warn("the destination is unavailable; retrying the stream from its last commit", "stream", sp.Name, "in", wait, "error", r.red.String(err.Error()))
 		t := time.NewTimer(wait)
 		select {

@@ -497,7 +497,7 @@ func (w *writer) changedMeanwhile(ctx context.Context, t *table, next *schema.Ta
 			return err
 		}
 	}
-	return &dest.TransientError{Err: fmt.Errorf("table %s was changed meanwhile by another run of the stream (another slice): %w", t.name, err)}
+	return &dest.TransientError{Now: true, Err: fmt.Errorf("table %s was changed meanwhile by another run of the stream (another slice): %w", t.name, err)}
 }
 
 // createUnique returns the dialect's statement enforcing a primary key
