@@ -220,6 +220,15 @@ func (w *Worker) handle(ctx context.Context, d *workqueue.Delivery) {
 		}
 		log.Info("work item done", "rows", rows, "duration", time.Since(start).Round(time.Millisecond))
 	case busy:
+		if d.Last {
+			msg := fmt.Sprintf("the stream was run by another holder at each of the %d deliveries: %s", d.Attempt, w.cfg.Redactor.String(err.Error()))
+			_ = w.cfg.Coord.setItem(bg, it.ID, Dead, w.cfg.ID, d.Attempt, 0, msg)
+			if derr := d.DeadLetter(bg, msg); derr != nil {
+				log.Error("could not dead-letter the work item", "error", derr)
+			}
+			log.Error("work item dead-lettered", "error", msg)
+			return
+		}
 		_ = w.cfg.Coord.setItem(bg, it.ID, Queued, "", d.Attempt, 0, "")
 		delay := max(time.Until(until), 100*time.Millisecond)
 		log.Info("the stream's lease is held by another worker; the item comes back later", "in", delay.Round(time.Millisecond), "holder", err)
