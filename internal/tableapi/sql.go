@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ferry-dev/ferry/internal/dest/sqldest"
 	"github.com/ferry-dev/ferry/internal/schema"
@@ -194,9 +195,21 @@ func (f flavor) value(c *column, s string) (any, error) {
 		}
 		return f.d.Time(t), nil
 	case schema.Text:
+		if err := checkText(s); err != nil {
+			return nil, err
+		}
 		return s, nil
 	}
 	return nil, fmt.Errorf("a %s column can only be tested with is", c.typ)
+}
+
+// checkText refuses text no column can hold: invalid UTF-8, or NUL
+// (which PostgreSQL refuses in text).
+func checkText(s string) error {
+	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+		return fmt.Errorf("%q is not valid UTF-8 text without NUL characters", s)
+	}
+	return nil
 }
 
 // parseTime reads an RFC 3339 timestamp, or a date (midnight UTC).
@@ -228,6 +241,9 @@ func (b *builder) condition(c *column, flt Filter) (string, error) {
 	case OpLike, OpILike:
 		if c.typ != schema.Text {
 			return "", fmt.Errorf("%s needs a text column; %s is %s", flt.Op, c.name, c.typ)
+		}
+		if err := checkText(flt.Values[0]); err != nil {
+			return "", err
 		}
 		cond = b.like(c, flt.Pattern, flt.Op == OpILike)
 	case OpIn:

@@ -39,3 +39,5 @@ type upstreamError struct {
 }
 
 func (e *upstreamError) Error() string { return e.msg }
+
+func (w *writer) describe(coll, item, ref, props obj, t *table, s *snapshot) {}
