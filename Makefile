@@ -29,7 +29,9 @@ FUZZ_TARGETS = \
 	./internal/dest/postgres:FuzzNumeric:140000x \
 	./internal/decode:FuzzCSV:100000x \
 	./internal/decode:FuzzXML:100000x \
-	./internal/transform:FuzzTransform:100000x
+	./internal/transform:FuzzTransform:100000x \
+	./internal/tableapi:FuzzParseRequest:300000x \
+	./internal/tableapi:FuzzDecodeCursor:300000x
 
 .PHONY: build test lint unit fuzz demo bench clean
 

@@ -161,6 +161,9 @@ func (h *Handler) describeTable(paths, schemas obj, t *table, s *snapshot, g *gr
 	props, req := rowSchema(s.cols, g.visible)
 	var expand []string
 	for name, c := range s.children {
+		if g.columns != nil && !g.columns[name] {
+			continue
+		}
 		cn := sn + schemaName(name)
 		cprops, creq := rowSchema(c.cols, func(*column) bool { return true })
 		schemas[cn] = obj{"type": "object", "properties": cprops, "required": creq, "description": "A row of child table " + c.name + " (an element of the array " + name + ")."}

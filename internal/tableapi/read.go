@@ -170,6 +170,9 @@ func (h *Handler) planRead(t *table, s *snapshot, g *grant, req *Request, keyVal
 	}
 	for _, e := range req.Expand {
 		c := s.children[e]
+		if c != nil && g.columns != nil && !g.columns[e] {
+			c = nil // a role limited to some columns expands the children it lists
+		}
 		if c == nil {
 			names := make([]string, 0, len(s.children))
 			for n := range s.children {

@@ -92,8 +92,9 @@ type Grant struct {
 	// a stream that accepts writes).
 	Access string `yaml:"access,omitempty" enum:"read,write" doc:"read (default) or write."`
 	// Columns limits the columns the role sees (default all; key columns
-	// are always visible, they address rows).
-	Columns []string `yaml:"columns,omitempty" doc:"Columns the role sees (default all; key columns always)."`
+	// are always visible, they address rows), and the child tables it may
+	// expand (by their expand names).
+	Columns []string `yaml:"columns,omitempty" doc:"Columns and child tables the role sees (default all; key columns always)."`
 	// Filter restricts the rows, as column: operator.value (as in a
 	// query). A value of {claims.NAME} is the JWT's claim NAME.
 	Filter map[string]string `yaml:"filter,omitempty" doc:"Row filter: column: op.value, {claims.NAME} for a JWT claim."`
