@@ -194,8 +194,14 @@ api: {expose: true}
 // with the options given (Pipelines filled in).
 func newEnv(t *testing.T, kind enginetest.Kind, n int, pipeline string, opts tableapi.Options) *env {
 	t.Helper()
+	return newEnvWith(t, kind, n, "", pipeline, opts)
+}
+
+// newEnvWith is newEnv with more of the orders stream's connector settings.
+func newEnvWith(t *testing.T, kind enginetest.Kind, n int, more, pipeline string, opts tableapi.Options) *env {
+	t.Helper()
 	e := &env{t: t, kind: kind, shop: newShop(t, n)}
-	e.p = enginetest.New(t, enginetest.Config{Connector: shopConnector(e.shop.URL), Pipeline: pipeline, Dest: kind, Env: map[string]string{"SHOP_TOKEN": e.shop.token}})
+	e.p = enginetest.New(t, enginetest.Config{Connector: shopConnector(e.shop.URL) + more, Pipeline: pipeline, Dest: kind, Env: map[string]string{"SHOP_TOKEN": e.shop.token}})
 	e.sync()
 	ps, r := e.p.Load()
 	opts.Pipelines = []tableapi.Pipeline{{Spec: ps, Resolved: r}}

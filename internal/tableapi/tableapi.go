@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/ferry-dev/ferry/internal/dest"
+	"github.com/ferry-dev/ferry/internal/redact"
 	"github.com/ferry-dev/ferry/internal/schema"
 	"github.com/ferry-dev/ferry/internal/spec"
 )
@@ -77,6 +78,7 @@ type Handler struct {
 	stores []*store
 	sec    *security
 	log    *slog.Logger
+	red    dest.Redactor
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -115,9 +117,18 @@ func New(ctx context.Context, opts Options) (*Handler, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	h := &Handler{opts: opts, tables: map[string]*table{}, log: opts.Logger}
+	h := &Handler{opts: opts, tables: map[string]*table{}, log: opts.Logger, red: opts.Redactor}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
+	}
+	if h.red == nil {
+		h.red = redact.New()
+		h.opts.Redactor = h.red
+	}
+	for _, p := range opts.Pipelines {
+		if p.Resolved != nil {
+			h.red.Add(p.Resolved.Secrets...)
+		}
 	}
 	ok := false
 	defer func() {
@@ -172,11 +183,7 @@ func (h *Handler) addPipeline(ctx context.Context, p Pipeline) error {
 			}
 			continue
 		}
-		tbl := s
-		if set != nil && set.Table != "" {
-			tbl = set.Table
-		}
-		sv := served{stream: s, table: tbl}
+		sv := served{stream: s, table: ps.TableOf(s)}
 		if api != nil {
 			sv.write, sv.description = api.Write, api.Description
 		}
@@ -192,7 +199,7 @@ func (h *Handler) addPipeline(ctx context.Context, p Pipeline) error {
 	if ps.Destination == nil || p.Resolved == nil {
 		return fmt.Errorf("pipeline %s: no resolved destination", name)
 	}
-	d, err := dest.Open(ctx, ps.Destination.Type, p.Resolved.Destination, dest.Options{ReadOnly: true, Dir: ps.Dir, Logger: h.opts.Logger, Redactor: h.opts.Redactor})
+	d, err := dest.Open(ctx, ps.Destination.Type, p.Resolved.Destination, dest.Options{ReadOnly: true, Dir: ps.Dir, Logger: h.log, Redactor: h.red})
 	if err != nil {
 		return fmt.Errorf("pipeline %s: open destination %s read-only: %w", name, ps.Destination.Type, err)
 	}
