@@ -30,8 +30,8 @@ FUZZ_TARGETS = \
 	./internal/decode:FuzzCSV:100000x \
 	./internal/decode:FuzzXML:100000x \
 	./internal/transform:FuzzTransform:100000x \
-	./internal/tableapi:FuzzParseRequest:300000x \
-	./internal/tableapi:FuzzDecodeCursor:300000x
+	./internal/tableapi:FuzzParseRequest:30000x \
+	./internal/tableapi:FuzzDecodeCursor:30000x
 
 .PHONY: build test lint unit fuzz demo bench clean
 
