@@ -2,11 +2,14 @@ package tableapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"maps"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferry-dev/ferry/internal/dest"
@@ -34,11 +37,55 @@ type column struct {
 	path string
 }
 
-// store is one opened destination.
+// store is one destination, opened read-only on first use: a pipeline
+// that has not run yet has no database file to open, and the API starts
+// anyway (its tables answer 503 until the first sync).
 type store struct {
-	d  sqlDestination
-	f  flavor
-	db sqldest.DB
+	pipeline string
+	open     func(ctx context.Context) (sqlDestination, error)
+
+	mu    sync.Mutex
+	ready atomic.Bool
+	d     sqlDestination
+	f     flavor
+	db    sqldest.DB
+}
+
+// get opens the destination if it is not yet open.
+func (st *store) get(ctx context.Context) error {
+	if st.ready.Load() {
+		return nil
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.ready.Load() {
+		return nil
+	}
+	d, err := st.open(ctx)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return &notSyncedError{pipeline: st.pipeline}
+		}
+		return err
+	}
+	f, err := newFlavor(d.Dialect())
+	if err != nil {
+		d.Close()
+		return fmt.Errorf("pipeline %s: %w", st.pipeline, err)
+	}
+	st.d, st.f, st.db = d, f, d.DB()
+	st.ready.Store(true)
+	return nil
+}
+
+func (st *store) close() error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.ready.Load() {
+		return nil
+	}
+	st.ready.Store(false)
+	return st.d.Close()
 }
 
 // table is a table the API serves. Its layout can change while the API
@@ -113,6 +160,12 @@ func indexColumns(cols []column) map[string]*column {
 // current returns the table's snapshot, refreshed when older than ttl: the
 // stream's freshness is read again and, when a layout changed, the layouts.
 func (t *table) current(ctx context.Context, ttl time.Duration) (*snapshot, error) {
+	if err := t.st.get(ctx); err != nil {
+		if ns, ok := err.(*notSyncedError); ok {
+			return nil, &notSyncedError{table: t.name, pipeline: ns.pipeline, stream: t.stream}
+		}
+		return nil, err
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := time.Now()
@@ -313,5 +366,8 @@ func (f flavor) logicalType(dbType string) schema.Type {
 type notSyncedError struct{ table, pipeline, stream string }
 
 func (e *notSyncedError) Error() string {
+	if e.stream == "" {
+		return fmt.Sprintf("table %s of pipeline %s cannot be read yet: its database does not exist (run ferry run)", e.table, e.pipeline)
+	}
 	return fmt.Sprintf("table %s does not exist yet: stream %s of pipeline %s has not been synced (run ferry run)", e.table, e.stream, e.pipeline)
 }

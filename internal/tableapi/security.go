@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/goccy/go-yaml"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
 )
@@ -115,6 +116,32 @@ type CORS struct {
 	Origins []string `yaml:"origins" doc:"Allowed origins (* for any)."`
 	// MaxAge is how long browsers may cache a preflight, in seconds.
 	MaxAge int `yaml:"max_age,omitempty" doc:"Seconds a browser may cache a preflight."`
+}
+
+// LoadSecurity reads a security file (YAML, the fields of Security);
+// ${VAR} in it is replaced by lookup's value (so that a JWT secret comes
+// from the environment, never from the file).
+func LoadSecurity(path string, lookup func(string) (string, bool)) (*Security, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	text := os.Expand(string(raw), func(k string) string {
+		v, ok := lookup(k)
+		if !ok {
+			missing = append(missing, k)
+		}
+		return v
+	})
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%s: environment variables not set: %s", path, strings.Join(missing, ", "))
+	}
+	var s Security
+	if err := yaml.UnmarshalWithOptions([]byte(text), &s, yaml.Strict()); err != nil {
+		return nil, fmt.Errorf("%s: %s", path, yaml.FormatError(err, false, true))
+	}
+	return &s, nil
 }
 
 // HashToken returns the form a token is stored in: "sha256:" and its hex
@@ -354,7 +381,7 @@ func (p *principal) grant(table string) *grant {
 func (p *principal) resolve(table string) *grant {
 	s := p.sec
 	if s.open {
-		return &grant{role: "", tag: "open"}
+		return &grant{role: "", tag: "open", write: s.h.opts.OpenWrites}
 	}
 	r := s.cfg.Roles[p.role]
 	if r == nil {

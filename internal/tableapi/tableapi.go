@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -41,9 +42,13 @@ type Options struct {
 	// Prefix is the path the handler is mounted at (default /api); links
 	// and the OpenAPI document's server use it.
 	Prefix string
-	// Security says who may do what. Nil serves every table read-only to
-	// anyone who can reach the handler, and accepts no write.
+	// Security says who may do what. Nil serves every table to anyone who
+	// can reach the handler: read-only, unless OpenWrites.
 	Security *Security
+	// OpenWrites, with Security nil, accepts writes through from every
+	// caller: for a server that authenticates requests itself before they
+	// reach the handler (ferry serve with its operator tokens).
+	OpenWrites bool
 	// DefaultPageSize is the rows of a page without limit (default 100);
 	// MaxPageSize the most a limit may ask (default 1000).
 	DefaultPageSize, MaxPageSize int
@@ -199,22 +204,29 @@ func (h *Handler) addPipeline(ctx context.Context, p Pipeline) error {
 	if ps.Destination == nil || p.Resolved == nil {
 		return fmt.Errorf("pipeline %s: no resolved destination", name)
 	}
-	d, err := dest.Open(ctx, ps.Destination.Type, p.Resolved.Destination, dest.Options{ReadOnly: true, Dir: ps.Dir, Logger: h.log, Redactor: h.red})
-	if err != nil {
-		return fmt.Errorf("pipeline %s: open destination %s read-only: %w", name, ps.Destination.Type, err)
-	}
-	sd, ok := d.(sqlDestination)
-	if !ok {
-		d.Close()
-		return fmt.Errorf("pipeline %s: the %s destination cannot be served (the table API reads SQL databases)", name, ps.Destination.Type)
-	}
-	f, err := newFlavor(sd.Dialect())
-	if err != nil {
-		d.Close()
-		return fmt.Errorf("pipeline %s: %w", name, err)
-	}
-	st := &store{d: sd, f: f, db: sd.DB()}
+	st := &store{pipeline: name, open: func(ctx context.Context) (sqlDestination, error) {
+		d, err := dest.Open(ctx, ps.Destination.Type, p.Resolved.Destination, dest.Options{ReadOnly: true, Dir: ps.Dir, Logger: h.log, Redactor: h.red})
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("pipeline %s: open destination %s read-only: %w", name, ps.Destination.Type, err)
+		}
+		sd, ok := d.(sqlDestination)
+		if !ok {
+			d.Close()
+			return nil, fmt.Errorf("pipeline %s: the %s destination cannot be served (the table API reads SQL databases)", name, ps.Destination.Type)
+		}
+		return sd, nil
+	}}
 	h.stores = append(h.stores, st)
+	if err := st.get(ctx); err != nil {
+		var ns *notSyncedError
+		if !errors.As(err, &ns) {
+			return err
+		}
+		h.log.Warn("the table API serves a pipeline whose database does not exist yet; its tables answer 503 until it is synced", "pipeline", name)
+	}
 	add := func(t *table) error {
 		if strings.HasPrefix(t.name, schema.MetaPrefix) {
 			return fmt.Errorf("pipeline %s: table %s is Ferry's own and is never served", name, t.name)
@@ -226,7 +238,7 @@ func (h *Handler) addPipeline(ctx context.Context, p Pipeline) error {
 		return nil
 	}
 	for _, s := range streams {
-		t := &table{name: sd.TableName(s.table), pipeline: name, stream: s.stream, description: s.description, st: st}
+		t := &table{name: tableName(st, p.Resolved.Destination, s.table), pipeline: name, stream: s.stream, description: s.description, st: st}
 		if s.write {
 			w, err := newWriter(ctx, h, p, name, s.stream, t)
 			if err != nil {
@@ -243,18 +255,35 @@ func (h *Handler) addPipeline(ctx context.Context, p Pipeline) error {
 		if err := add(t); err != nil {
 			return err
 		}
-		if _, err := t.current(ctx, 0); err != nil {
-			return err
+		if st.ready.Load() {
+			if _, err := t.current(ctx, 0); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// tableName is the destination's name for a stream's table: what its
+// Namer makes of the configured name (every SQL destination normalises,
+// prefixes and shortens alike; the prefix is the destination's
+// table_prefix).
+func tableName(st *store, cfg any, name string) string {
+	if st.ready.Load() {
+		return st.d.TableName(name)
+	}
+	prefix := ""
+	if d, ok := cfg.(dest.Declarer); ok {
+		prefix = d.Declare().TablePrefix
+	}
+	return schema.Normalize(prefix + name)
 }
 
 // Close closes the destinations.
 func (h *Handler) Close() error {
 	var errs []error
 	for _, s := range h.stores {
-		if err := s.d.Close(); err != nil {
+		if err := s.close(); err != nil {
 			errs = append(errs, err)
 		}
 	}

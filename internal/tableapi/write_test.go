@@ -3,6 +3,7 @@ package tableapi_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -232,5 +233,30 @@ func TestReadOnlyTable(t *testing.T) {
 	}
 	if len(e.shop.writes) != 0 {
 		t.Fatal("a write reached the shop")
+	}
+}
+
+// TestBeforeFirstSync: a pipeline whose database does not exist yet is
+// served anyway; its tables answer 503 until the first sync, then rows.
+func TestBeforeFirstSync(t *testing.T) {
+	s := newShop(t, 3)
+	p := enginetest.New(t, enginetest.Config{Connector: shopConnector(s.URL), Pipeline: shopPipeline, Env: map[string]string{"SHOP_TOKEN": s.token}})
+	ps, r := p.Load()
+	h, err := tableapi.New(context.Background(), tableapi.Options{Pipelines: []tableapi.Pipeline{{Spec: ps, Resolved: r}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	e := &env{t: t, h: h, shop: s, p: p}
+	mux := http.NewServeMux()
+	tableapi.Mount(mux, h)
+	e.srv = httptest.NewServer(mux)
+	defer e.srv.Close()
+	if r := e.do(t, http.MethodGet, "/api/orders", ""); r.status != http.StatusServiceUnavailable || !strings.Contains(string(r.body), "ferry run") {
+		t.Fatalf("before the first sync: %d %s", r.status, r.body)
+	}
+	p.Run().Check(t)
+	if rows, _ := e.rows(t, "/api/orders"); len(rows) != 3 {
+		t.Fatalf("after the first sync: %d rows", len(rows))
 	}
 }
