@@ -22,9 +22,9 @@ import (
 type serveFlags struct {
 	listen, meta, tokensFile string
 	// apiSecurity is the table API's security file (tokens, JWT, roles).
-	apiSecurity string
-	expose                   bool
-	shutdownTimeout          time.Duration
+	apiSecurity     string
+	expose          bool
+	shutdownTimeout time.Duration
 }
 
 func (a *app) serveCmd() *cobra.Command {
