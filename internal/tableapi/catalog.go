@@ -1,6 +1,7 @@
 package tableapi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,8 +28,24 @@ type sqlDestination interface {
 	TableName(name string) string
 }
 
+// jsonKey returns the column's name as a JSON object key with its colon.
+func (c *column) jsonKey() string {
+	if c.key_ != "" {
+		return c.key_
+	}
+	return makeJSONKey(c.name)
+}
+
+func makeJSONKey(name string) string {
+	var b bytes.Buffer
+	writeJSONString(&b, name)
+	b.WriteByte(':')
+	return b.String()
+}
+
 // column is a column the API serves.
 type column struct {
+	key_ string // the JSON key with its colon, made when the snapshot is built
 	name     string
 	typ      schema.Type
 	nullable bool
@@ -152,6 +169,7 @@ func exposedColumns(t *schema.Table) []column {
 func indexColumns(cols []column) map[string]*column {
 	m := make(map[string]*column, len(cols))
 	for i := range cols {
+		cols[i].key_ = makeJSONKey(cols[i].name)
 		m[cols[i].name] = &cols[i]
 	}
 	return m

@@ -118,8 +118,7 @@ func (e *jsonEncoder) object(row []any, pl *plan, kids []map[string][]map[string
 		if j > 0 {
 			b.WriteByte(',')
 		}
-		writeJSONString(b, c.name)
-		b.WriteByte(':')
+		b.WriteString(c.jsonKey())
 		writeJSONValue(b, c.typ, row[j])
 	}
 	for k, c := range pl.expand {
@@ -156,9 +155,19 @@ func writeChildren(b *bytes.Buffer, c *childTable, rows []map[string]any) {
 	b.WriteByte(']')
 }
 
+// writeJSONString writes s as a JSON string: as it is when it needs no
+// escaping (the common case), through encoding/json otherwise.
 func writeJSONString(b *bytes.Buffer, s string) {
-	enc, _ := json.Marshal(s)
-	b.Write(enc)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 || c == '<' || c == '>' || c == '&' {
+			enc, _ := json.Marshal(s)
+			b.Write(enc)
+			return
+		}
+	}
+	b.WriteByte('"')
+	b.WriteString(s)
+	b.WriteByte('"')
 }
 
 // writeJSONValue writes a value as its type is shown: JSON columns as
@@ -170,16 +179,19 @@ func writeJSONValue(b *bytes.Buffer, t schema.Type, v any) {
 	case bool:
 		b.WriteString(strconv.FormatBool(x))
 	case int64:
-		b.WriteString(strconv.FormatInt(x, 10))
+		var buf [24]byte
+		b.Write(strconv.AppendInt(buf[:0], x, 10))
 	case float64:
 		if math.IsNaN(x) || math.IsInf(x, 0) {
 			b.WriteString("null")
 			return
 		}
-		b.WriteString(strconv.FormatFloat(x, 'g', -1, 64))
+		var buf [32]byte
+		b.Write(strconv.AppendFloat(buf[:0], x, 'g', -1, 64))
 	case time.Time:
 		b.WriteByte('"')
-		b.WriteString(x.UTC().Format(time.RFC3339Nano))
+		var buf [40]byte
+		b.Write(x.UTC().AppendFormat(buf[:0], time.RFC3339Nano))
 		b.WriteByte('"')
 	case string:
 		if t == schema.JSON && json.Valid([]byte(x)) {

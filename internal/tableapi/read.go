@@ -176,7 +176,9 @@ func (h *Handler) planRead(t *table, s *snapshot, g *grant, req *Request, keyVal
 		if c == nil {
 			names := make([]string, 0, len(s.children))
 			for n := range s.children {
-				names = append(names, n)
+				if g.columns == nil || g.columns[n] {
+					names = append(names, n)
+				}
 			}
 			sortStrings(names)
 			if len(names) == 0 {
