@@ -38,7 +38,7 @@ import (
 // 401 when there is none.
 type Security struct {
 	// Tokens are the API tokens, stored hashed.
-	Tokens []Token `yaml:"tokens,omitempty" doc:"API tokens, stored as sha256:HEX hashes (ferry token hash)."`
+	Tokens []Token `yaml:"tokens,omitempty" doc:"API tokens, stored as sha256:HEX hashes (ferry serve token hash prints a token and its hash)."`
 	// JWT accepts JSON Web Tokens signed with HS256 or RS256.
 	JWT *JWT `yaml:"jwt,omitempty" doc:"Accept JSON Web Tokens (HS256 or RS256)."`
 	// Roles are what a token or JWT may do, by role name.
