@@ -16,6 +16,7 @@ import (
 	"github.com/ferry-dev/ferry/internal/serve"
 	"github.com/ferry-dev/ferry/internal/spec"
 	"github.com/ferry-dev/ferry/internal/tableapi"
+	"github.com/ferry-dev/ferry/internal/webui"
 )
 
 // serveFlags are ferry serve's options.
@@ -176,8 +177,8 @@ func servesTables(p *spec.Pipeline) bool {
 }
 
 // uiHandler returns the web UI that ferry serve mounts at /ui/ (paths
-// relative to /ui/); nil serves no UI.
-func uiHandler() http.Handler { return nil }
+// relative to /ui/).
+func uiHandler() http.Handler { return webui.Handler() }
 
 // metaLocation is --meta, or ferry-serve.db beside the first pipeline.
 func metaLocation(flag string, pipes []serve.Pipeline) (string, error) {
