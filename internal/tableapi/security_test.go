@@ -120,8 +120,8 @@ func TestSecurity(t *testing.T) {
 			if p := doc.Components.Schemas["Orders"].Value.Properties; len(p) != 3 || p["amount"] != nil {
 				t.Errorf("reader's document shows %v", p)
 			}
-			if r := e.do(t, http.MethodPost, "/api/orders", `{"name":"x"}`, bearer("reader-token")...); r.status != 403 {
-				t.Errorf("reader writes: %d", r.status)
+			if r := e.do(t, http.MethodPost, "/api/orders", `{"name":"x"}`, bearer("reader-token")...); r.status != 405 {
+				t.Errorf("a write on a read-only table: %d", r.status) // TestWriteThrough has the 403 of a role without write
 			}
 
 			// A JWT's claim fills the row filter.
