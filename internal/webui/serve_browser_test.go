@@ -1,8 +1,11 @@
 package webui_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +19,7 @@ import (
 	"github.com/ferry-dev/ferry/internal/demo/shopapi"
 	"github.com/ferry-dev/ferry/internal/metastore"
 	"github.com/ferry-dev/ferry/internal/serve"
+	"github.com/ferry-dev/ferry/internal/source/webhook/webhooktest"
 	"github.com/ferry-dev/ferry/internal/spec"
 	"github.com/ferry-dev/ferry/internal/webui"
 	"github.com/ferry-dev/ferry/internal/webui/browsertest"
@@ -62,6 +66,32 @@ streams:
   customers: {}
 `
 
+// hooksConnector receives GitHub-signed deliveries into a pushes table.
+const hooksConnector = `name: hooks
+type: webhook
+config:
+  secret:
+    description: The webhook secret.
+    secret: true
+path: /hooks/github
+verify:
+  preset: github
+  secrets: ["{{ config.secret }}"]
+streams:
+  pushes: {}
+`
+
+const hooksPipeline = `name: hooks
+connector: hooks.connector.yaml
+config:
+  secret: ${HOOK_SECRET}
+destination:
+  type: sqlite
+  path: hooks.db
+`
+
+const hookSecret = "it's a secret to everybody"
+
 // realServer is ferry serve's server with the UI, on loopback.
 type realServer struct {
 	URL  string
@@ -72,17 +102,27 @@ type realServer struct {
 // as ferry serve does, until stop or the end of the test.
 func startServe(t *testing.T, shop *demo.Server, dir string, store *metastore.Store) *realServer {
 	t.Helper()
-	path := filepath.Join(dir, "shop-ui.pipeline.yaml")
-	p, err := spec.LoadPipeline(path)
-	if err != nil {
-		t.Fatal(err)
+	lookup := func(k string) (string, bool) {
+		if k == "HOOK_SECRET" {
+			return hookSecret, true
+		}
+		return shop.Lookup("")(k)
 	}
-	res, err := p.Resolve(shop.Lookup(""))
-	if err != nil {
-		t.Fatal(err)
+	var pipes []serve.Pipeline
+	for _, name := range []string{"shop-ui.pipeline.yaml", "hooks.pipeline.yaml"} {
+		path := filepath.Join(dir, name)
+		p, err := spec.LoadPipeline(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := p.Resolve(lookup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pipes = append(pipes, serve.Pipeline{Spec: p, Resolved: res, File: path})
 	}
 	ctx := context.Background()
-	srv, err := serve.New(ctx, serve.Config{Pipelines: []serve.Pipeline{{Spec: p, Resolved: res, File: path}}, Store: store,
+	srv, err := serve.New(ctx, serve.Config{Pipelines: pipes, Store: store,
 		Listen: "127.0.0.1:0", UI: webui.Handler(), ShutdownTimeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +178,8 @@ func TestBrowserServe(t *testing.T) {
 		t.Fatalf("the shop's data changed: %d customers with cents, %d without; the test needs both", wantRejected, wantRows)
 	}
 	dir := t.TempDir()
-	for name, body := range map[string]string{"shop.connector.yaml": shopConnector, "shop-ui.pipeline.yaml": shopPipeline} {
+	for name, body := range map[string]string{"shop.connector.yaml": shopConnector, "shop-ui.pipeline.yaml": shopPipeline,
+		"hooks.connector.yaml": hooksConnector, "hooks.pipeline.yaml": hooksPipeline} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +229,43 @@ func TestBrowserServe(t *testing.T) {
 		t.Errorf("dashboard row %q lacks the %d rows", got, wantRows)
 	}
 
+	// Webhooks: a signed delivery is accepted, a forged one refused; the
+	// page shows both with their verification result.
+	body := []byte(`{"id": 1, "ref": "refs/heads/main"}`)
+	if st := deliver(t, srv.URL+"/hooks/github", body, webhooktest.GitHub(hookSecret, "delivery-good", "push", body)); st/100 != 2 {
+		t.Fatalf("signed delivery answered %d", st)
+	}
+	if st := deliver(t, srv.URL+"/hooks/github", body, webhooktest.GitHub("not the secret", "delivery-forged", "push", body)); st != 401 {
+		t.Fatalf("forged delivery answered %d, want 401", st)
+	}
+	b.Step("webhooks", chromedp.Click(sel("nav-webhooks")), chromedp.WaitVisible(sel("webhook-/hooks/github")))
+	b.WaitFor("both deliveries listed", `document.querySelectorAll('[data-testid="deliveries-/hooks/github"] tbody tr').length === 2`)
+	rows := browsertest.Eval[[]string](b, "deliveries", `[...document.querySelectorAll('[data-testid="deliveries-/hooks/github"] tbody tr')].map((r) => r.textContent)`)
+	if len(rows) != 2 || !strings.Contains(rows[0], "not verified") || !strings.Contains(rows[0], "401") ||
+		!strings.Contains(rows[1], "delivery-good") || strings.Contains(rows[1], "not verified") {
+		t.Errorf("deliveries, newest first = %q, want the forged one (not verified, 401) and the good one (verified)", rows)
+	}
+	b.Screenshot("webhooks")
+	b.CheckAccessible("webhooks")
+
 	for _, e := range b.Errors() {
 		t.Errorf("page error: %s", e)
 	}
+}
+
+// deliver posts a webhook delivery and returns the status.
+func deliver(t *testing.T, url string, body []byte, hdr http.Header) int {
+	t.Helper()
+	req, err := http.NewRequest("POST", url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = hdr
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
 }

@@ -433,7 +433,7 @@ export function webhooksPage(ctx) {
     replace(body, eps.map((ep) => h('section', {class: 'card', testid: `webhook-${ep.path}`, 'aria-label': `Endpoint ${ep.path}`},
       h('h2', {}, h('code', {}, ep.path), ' ', h('span', {class: 'sub'}, link(['pipelines', ep.pipeline], ep.pipeline))),
       h('dl', {class: 'counters'},
-        h('div', {}, h('dt', {}, 'Verification'), h('dd', {}, ep.verify || 'none')),
+        h('div', {}, h('dt', {}, 'Verification'), h('dd', {}, ep.verify || '—')),
         h('div', {}, h('dt', {}, 'Received'), h('dd', {}, num(ep.received))),
         h('div', {}, h('dt', {}, 'Rejected'), h('dd', {}, num(ep.rejected))),
         h('div', {}, h('dt', {}, 'Applied'), h('dd', {}, num(ep.applied))),
