@@ -48,21 +48,7 @@ func (s *Server) Handler() http.Handler {
 		s.metrics.Handler().ServeHTTP(w, r)
 		return nil
 	}))
-	api := map[string]handlerFunc{
-		"GET /v1/pipelines":                                      s.listPipelines,
-		"GET /v1/pipelines/{pipeline}":                           s.getPipeline,
-		"POST /v1/pipelines/{pipeline}/runs":                     s.triggerRun,
-		"GET /v1/runs":                                           s.listRuns,
-		"GET /v1/runs/{id}":                                      s.getRun,
-		"POST /v1/runs/{id}/cancel":                              s.cancel,
-		"GET /v1/runs/{id}/logs":                                 s.logs,
-		"GET /v1/pipelines/{pipeline}/streams/{stream}/state":    s.getState,
-		"DELETE /v1/pipelines/{pipeline}/streams/{stream}/state": s.resetState,
-		"GET /v1/webhooks":                                       s.webhooks,
-		"GET /v1/drift":                                          s.drift,
-		"GET /v1/throughput":                                     s.throughput,
-	}
-	for pattern, h := range api {
+	for pattern, h := range s.api() {
 		mux.Handle(pattern, s.authed(h))
 	}
 	mux.Handle("/v1/", s.authed(func(w http.ResponseWriter, r *http.Request) error {
@@ -72,6 +58,37 @@ func (s *Server) Handler() http.Handler {
 	// Everything else may be a webhook route of a running source.
 	mux.HandleFunc("/", s.serveRoute)
 	return mux
+}
+
+// APIRoutes lists the control-plane API's routes ("METHOD /v1/path"), as
+// the OpenAPI document must describe them.
+func (s *Server) APIRoutes() []string {
+	var out []string
+	for p := range s.api() {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (s *Server) api() map[string]handlerFunc {
+	return map[string]handlerFunc{
+		"GET /v1/openapi.json":                                   s.openapi,
+		"GET /v1/pipelines":                                      s.listPipelines,
+		"GET /v1/pipelines/{pipeline}":                           s.getPipeline,
+		"POST /v1/pipelines/{pipeline}/runs":                     s.triggerRun,
+		"GET /v1/runs":                                           s.listRuns,
+		"GET /v1/runs/{id}":                                      s.getRun,
+		"POST /v1/runs/{id}/cancel":                              s.cancel,
+		"GET /v1/runs/{id}/logs":                                 s.logs,
+		"GET /v1/pipelines/{pipeline}/streams/{stream}/state":    s.getState,
+		"DELETE /v1/pipelines/{pipeline}/streams/{stream}/state": s.resetState,
+		"GET /v1/pipelines/{pipeline}/rejected":                  s.listRejected,
+		"POST /v1/pipelines/{pipeline}/rejected/replay":          s.replay,
+		"GET /v1/webhooks":                                       s.webhooks,
+		"GET /v1/drift":                                          s.drift,
+		"GET /v1/throughput":                                     s.throughput,
+	}
 }
 
 // mountUI serves the web UI at /ui/ (and redirects / there) when the
