@@ -300,6 +300,9 @@ func TestBrowserServe(t *testing.T) {
 	b.Step("dashboard", chromedp.Click(sel("nav-dashboard")), chromedp.WaitVisible(sel("pipeline-shop-ui")))
 	b.WaitFor("every customer counted", jsq("pipeline-shop-ui")+fmt.Sprintf(`.querySelectorAll('td.n')[1].textContent === '%d'`, wantRows+wantRejected))
 	b.Screenshot("dashboard-after")
+	if got := browsertest.Eval[string](b, "hooks actions", jsq("pipeline-hooks")+`.querySelector('td.actions').textContent`); got != "continuous" {
+		t.Errorf("a pipeline of webhook streams offers %q, want no Run now (it runs continuously)", got)
+	}
 
 	for _, e := range b.Errors() {
 		t.Errorf("page error: %s", e)
