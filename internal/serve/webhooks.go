@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,6 +81,95 @@ func callJSON(v any, method string, out any, args ...any) bool {
 	return json.Unmarshal(raw, out) == nil
 }
 
+// sourceStats reads a source's counters. Besides the fields of
+// WebhookStats it understands the webhook source's own: refused requests
+// (bad signature), too_large and malformed bodies are what the API calls
+// rejected; its rejected (events that went to the rejected records) is
+// not; its queue_depth is per stream.
+func sourceStats(src any) (WebhookStats, bool) {
+	var raw struct {
+		Received   int64           `json:"received"`
+		Rejected   int64           `json:"rejected"`
+		Refused    *int64          `json:"refused"`
+		TooLarge   int64           `json:"too_large"`
+		Malformed  int64           `json:"malformed"`
+		Applied    int64           `json:"applied"`
+		QueueDepth json.RawMessage `json:"queue_depth"`
+	}
+	if !callJSON(src, "Stats", &raw) {
+		return WebhookStats{}, false
+	}
+	st := WebhookStats{Received: raw.Received, Rejected: raw.Rejected, Applied: raw.Applied}
+	if raw.Refused != nil {
+		st.Rejected = *raw.Refused + raw.TooLarge + raw.Malformed
+	}
+	var perStream map[string]int64
+	if json.Unmarshal(raw.QueueDepth, &st.QueueDepth) != nil && json.Unmarshal(raw.QueueDepth, &perStream) == nil {
+		for _, n := range perStream {
+			st.QueueDepth += n
+		}
+	}
+	return st, true
+}
+
+// sourceDeliveries reads a source's latest deliveries, newest first.
+// Besides Delivery's fields it understands the webhook source's own: at
+// (when it arrived) and result (what happened, the reason when refused);
+// a delivery it answered before checking the signature (405, 408, 413) or
+// refused for it (401) is not verified.
+func sourceDeliveries(src any, n int) []Delivery {
+	out := []Delivery{}
+	if n <= 0 {
+		return out
+	}
+	var raw []struct {
+		Delivery
+		At       *time.Time `json:"at"`
+		Verified *bool      `json:"verified"`
+		Result   string     `json:"result"`
+		Seq      uint64     `json:"seq"`
+	}
+	if !callJSON(src, "Deliveries", &raw, n) {
+		return out
+	}
+	for _, r := range raw {
+		d := r.Delivery
+		if d.ReceivedAt.IsZero() && r.At != nil {
+			d.ReceivedAt = *r.At
+		}
+		if r.Verified != nil {
+			d.Verified = *r.Verified
+		} else {
+			switch d.Status {
+			case http.StatusUnauthorized, http.StatusMethodNotAllowed, http.StatusRequestTimeout, http.StatusRequestEntityTooLarge:
+				d.Verified = false
+			default:
+				d.Verified = d.Status != 0
+			}
+		}
+		if d.Reason == nil && r.Result != "" && r.Result != "accepted" {
+			reason := r.Result
+			d.Reason = &reason
+		}
+		if d.EventID != nil && *d.EventID == "" {
+			d.EventID = nil
+		}
+		if d.Stream != nil && *d.Stream == "" {
+			d.Stream = nil
+		}
+		if d.ID == "" {
+			switch {
+			case r.Seq > 0:
+				d.ID = strconv.FormatUint(r.Seq, 10)
+			default:
+				d.ID = strconv.FormatInt(d.ReceivedAt.UnixNano(), 36)
+			}
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
 // webhookEndpoints lists the webhook paths of the running sources.
 func (s *Server) webhookEndpoints(recent int) []WebhookEndpoint {
 	out := []WebhookEndpoint{}
@@ -103,15 +193,8 @@ func (s *Server) webhookEndpoints(recent int) []WebhookEndpoint {
 		callJSON(src, "Endpoints", &eps)
 		ps := paths[p.name]
 		slices.Sort(ps)
-		var stats WebhookStats
-		callJSON(src, "Stats", &stats)
-		var dels []Delivery
-		if recent > 0 {
-			callJSON(src, "Deliveries", &dels, recent)
-		}
-		if dels == nil {
-			dels = []Delivery{}
-		}
+		stats, _ := sourceStats(src)
+		dels := sourceDeliveries(src, recent)
 		for i, path := range ps {
 			ep := WebhookEndpoint{Pipeline: p.name, Path: path, Active: true, Recent: dels}
 			for _, e := range eps {
@@ -161,8 +244,8 @@ func (c webhookCollector) Collect(ch chan<- prometheus.Metric) {
 		p.mu.Lock()
 		src := p.hooks
 		p.mu.Unlock()
-		var st WebhookStats
-		if !callJSON(src, "Stats", &st) {
+		st, ok := sourceStats(src)
+		if !ok {
 			continue
 		}
 		ch <- prometheus.MustNewConstMetric(whReceived, prometheus.CounterValue, float64(st.Received), p.name)

@@ -29,7 +29,8 @@ func TestBrowserFake(t *testing.T) {
 	api := newFakeAPI("s3cret")
 	mux := http.NewServeMux()
 	mux.Handle("/ui/", http.StripPrefix("/ui", webui.Handler()))
-	mux.Handle("/v1/", api)
+	contract := newContractCheck(api)
+	mux.Handle("/v1/", contract)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	b := browsertest.Start(t)
@@ -163,6 +164,12 @@ func TestBrowserFake(t *testing.T) {
 	}
 	b.Screenshot("pipeline-run")
 	b.CheckAccessible("pipeline-run")
+
+	problems, checked := contract.report()
+	for _, p := range problems {
+		t.Error(p)
+	}
+	t.Logf("%d operations of serve's OpenAPI document exercised through the fake", checked)
 
 	for _, e := range b.Errors() {
 		if strings.HasPrefix(e, "network:") && (strings.Contains(e, "401") || strings.Contains(e, "409")) {

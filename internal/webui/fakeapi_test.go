@@ -159,7 +159,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		for _, rj := range f.rejected {
 			if q.Get("stream") == "" || q.Get("stream") == rj.Stream {
 				out = append(out, map[string]any{"id": rj.ID, "stream": rj.Stream, "table": rj.Table, "run_id": rj.RunID,
-					"at": rj.At.Format(time.RFC3339), "reason": rj.Reason, "record": rj.Record})
+					"at": rj.At.Format(time.RFC3339), "reason": rj.Reason, "column": "total", "partition": nil, "record": rj.Record})
 			}
 		}
 		writeJSON(w, 200, map[string]any{"rejected": nonNil(out)})
@@ -187,7 +187,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == "GET" && len(parts) == 1 && parts[0] == "webhooks":
 		at := f.now().Add(-time.Minute).Format(time.RFC3339)
 		writeJSON(w, 200, map[string]any{"endpoints": []any{map[string]any{
-			"pipeline": "shop", "path": "/hooks/stripe", "verify": "stripe", "received": 12, "rejected": 1, "applied": 11, "queue_depth": 0,
+			"pipeline": "shop", "path": "/hooks/stripe", "verify": "stripe", "active": true, "received": 12, "rejected": 1, "applied": 11, "queue_depth": 0,
 			"recent": []any{
 				map[string]any{"id": "d-2", "event_id": "evt_2", "received_at": at, "verified": false, "status": 401,
 					"reason": "signature does not match <b>any secret</b>", "stream": nil},
@@ -198,11 +198,11 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var pts []any
 		base := f.now().Truncate(time.Minute)
 		for i := 10; i >= 0; i-- {
-			pts = append(pts, map[string]any{"t": base.Add(-time.Duration(i) * time.Minute).Format(time.RFC3339), "records_per_s": float64(5 + (i*7)%11)})
+			pts = append(pts, map[string]any{"t": base.Add(-time.Duration(i) * time.Minute).Format(time.RFC3339), "records_per_s": float64(5 + (i*7)%11), "records": 60 * (5 + (i*7)%11)})
 		}
 		writeJSON(w, 200, map[string]any{"points": pts})
 	case r.Method == "GET" && len(parts) == 5 && parts[0] == "pipelines" && parts[2] == "streams" && parts[4] == "state":
-		writeJSON(w, 200, map[string]any{"stream": parts[3], "state": map[string]any{"cursor": "2024-06-01T00:00:00Z"}})
+		writeJSON(w, 200, map[string]any{"stream": parts[3], "state": map[string]any{"cursor": "2024-06-01T00:00:00Z"}, "partitions": []any{}})
 	default:
 		writeJSON(w, 404, map[string]any{"error": "no such endpoint: " + r.Method + " " + r.URL.Path})
 	}
@@ -286,12 +286,13 @@ func (f *fakeAPI) runJSON(run *fakeRun) map[string]any {
 		if s.Name == "orders" && run.Status == "succeeded" && s.Rejected > 0 {
 			drift = append(drift, map[string]any{"table": "orders", "change": "added column note (text)"})
 		}
-		streams = append(streams, map[string]any{"name": s.Name, "status": s.Status, "records": s.Records, "rejected": s.Rejected,
+		streams = append(streams, map[string]any{"name": s.Name, "table": s.Name, "status": s.Status, "records": s.Records, "rejected": s.Rejected,
 			"requests": s.Requests, "retries": 0, "partitions_done": s.Parts, "partitions_total": fakePartitions, "error": nil,
 			"drift": nonNil(drift)})
 	}
 	return map[string]any{"id": run.ID, "pipeline": run.Pipeline, "trigger": run.Trigger, "status": run.Status,
-		"started_at": run.Started.Format(time.RFC3339), "ended_at": timeOrNil(run.Ended), "error": nil, "streams": nonNil(streams)}
+		"started_at": run.Started.Format(time.RFC3339), "ended_at": timeOrNil(run.Ended), "error": nil, "streams": nonNil(streams),
+		"instance": "fake:1"}
 }
 
 func (f *fakeAPI) brief(run *fakeRun) any {
@@ -320,7 +321,7 @@ func (f *fakeAPI) pipeline() map[string]any {
 			"last_run": f.brief(last), "freshness_seconds": 65 + 60*i, "records_total": total, "running_run_id": runningID})
 	}
 	next := f.now().Add(4 * time.Minute).Format(time.RFC3339)
-	return map[string]any{"name": "shop", "file": "shop.pipeline.yaml", "schedule": "*/5 * * * *", "next_run_at": next,
+	return map[string]any{"name": "shop", "file": "shop.pipeline.yaml", "schedule": "*/5 * * * *", "jitter": nil, "next_run_at": next,
 		"last_run": f.brief(last), "streams": streams}
 }
 

@@ -1,8 +1,11 @@
 package webui_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,14 +19,15 @@ import (
 	"github.com/ferry-dev/ferry/internal/demo/shopapi"
 	"github.com/ferry-dev/ferry/internal/metastore"
 	"github.com/ferry-dev/ferry/internal/serve"
+	"github.com/ferry-dev/ferry/internal/source/webhook/webhooktest"
 	"github.com/ferry-dev/ferry/internal/spec"
 	"github.com/ferry-dev/ferry/internal/webui"
 	"github.com/ferry-dev/ferry/internal/webui/browsertest"
 )
 
-// shopConnector syncs the demo shop's customers, declaring lifetime_value
-// an int: the customers whose value has cents are rejected ("fixed" by
-// declaring it a decimal).
+// shopConnector syncs the demo shop's customers under a contract that
+// is too strict: a lifetime value over 3000 is rejected (fixed by raising
+// the maximum).
 const shopConnector = `name: shop
 base_url: "{{ config.base_url }}/v1"
 config:
@@ -41,8 +45,10 @@ streams:
     records: data
     primary_key: id
     cursor: updated_at
-    columns:
-      lifetime_value: int
+    schema:
+      type: object
+      properties:
+        lifetime_value: {type: number, maximum: 3000}
     paginate:
       type: page_number
       size: 100
@@ -62,6 +68,32 @@ streams:
   customers: {}
 `
 
+// hooksConnector receives GitHub-signed deliveries into a pushes table.
+const hooksConnector = `name: hooks
+type: webhook
+config:
+  secret:
+    description: The webhook secret.
+    secret: true
+path: /hooks/github
+verify:
+  preset: github
+  secrets: ["{{ config.secret }}"]
+streams:
+  pushes: {}
+`
+
+const hooksPipeline = `name: hooks
+connector: hooks.connector.yaml
+config:
+  secret: ${HOOK_SECRET}
+destination:
+  type: sqlite
+  path: hooks.db
+`
+
+const hookSecret = "it's a secret to everybody"
+
 // realServer is ferry serve's server with the UI, on loopback.
 type realServer struct {
 	URL  string
@@ -72,17 +104,27 @@ type realServer struct {
 // as ferry serve does, until stop or the end of the test.
 func startServe(t *testing.T, shop *demo.Server, dir string, store *metastore.Store) *realServer {
 	t.Helper()
-	path := filepath.Join(dir, "shop-ui.pipeline.yaml")
-	p, err := spec.LoadPipeline(path)
-	if err != nil {
-		t.Fatal(err)
+	lookup := func(k string) (string, bool) {
+		if k == "HOOK_SECRET" {
+			return hookSecret, true
+		}
+		return shop.Lookup("")(k)
 	}
-	res, err := p.Resolve(shop.Lookup(""))
-	if err != nil {
-		t.Fatal(err)
+	var pipes []serve.Pipeline
+	for _, name := range []string{"shop-ui.pipeline.yaml", "hooks.pipeline.yaml"} {
+		path := filepath.Join(dir, name)
+		p, err := spec.LoadPipeline(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := p.Resolve(lookup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pipes = append(pipes, serve.Pipeline{Spec: p, Resolved: res, File: path})
 	}
 	ctx := context.Background()
-	srv, err := serve.New(ctx, serve.Config{Pipelines: []serve.Pipeline{{Spec: p, Resolved: res, File: path}}, Store: store,
+	srv, err := serve.New(ctx, serve.Config{Pipelines: pipes, Store: store,
 		Listen: "127.0.0.1:0", UI: webui.Handler(), ShutdownTimeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +161,10 @@ func startServe(t *testing.T, shop *demo.Server, dir string, store *metastore.St
 // package with webui.Handler mounted, as the command line builds it) over
 // the demo shop API: the dashboard loads from /, a run is triggered and
 // watched until it ends partial, with the customers whose lifetime value
-// has cents rejected by the declared int type.
+// breaks the stream's JSON Schema rejected; webhook deliveries, signed and
+// forged, show with their verification result; a rejected record is
+// opened, and after the fix and a restart the records are replayed, one
+// and then the rest of the stream: every customer lands.
 func TestBrowserServe(t *testing.T) {
 	shop, err := demo.Start(shopapi.Options{Customers: 4, Products: -1, RateLimitEvery: -1})
 	if err != nil {
@@ -128,17 +173,18 @@ func TestBrowserServe(t *testing.T) {
 	t.Cleanup(func() { shop.Close() })
 	var wantRejected, wantRows int
 	for _, c := range shop.API.Customers() {
-		if c.LifetimeValue != float64(int64(c.LifetimeValue)) {
+		if c.LifetimeValue > 3000 {
 			wantRejected++
 		} else {
 			wantRows++
 		}
 	}
 	if wantRejected == 0 || wantRows == 0 {
-		t.Fatalf("the shop's data changed: %d customers with cents, %d without; the test needs both", wantRejected, wantRows)
+		t.Fatalf("the shop's data changed: %d customers over 3000, %d not; the test needs both", wantRejected, wantRows)
 	}
 	dir := t.TempDir()
-	for name, body := range map[string]string{"shop.connector.yaml": shopConnector, "shop-ui.pipeline.yaml": shopPipeline} {
+	for name, body := range map[string]string{"shop.connector.yaml": shopConnector, "shop-ui.pipeline.yaml": shopPipeline,
+		"hooks.connector.yaml": hooksConnector, "hooks.pipeline.yaml": hooksPipeline} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +234,100 @@ func TestBrowserServe(t *testing.T) {
 		t.Errorf("dashboard row %q lacks the %d rows", got, wantRows)
 	}
 
+	// Webhooks: a signed delivery is accepted, a forged one refused; the
+	// page shows both with their verification result.
+	body := []byte(`{"id": 1, "ref": "refs/heads/main"}`)
+	if st := deliver(t, srv.URL+"/hooks/github", body, webhooktest.GitHub(hookSecret, "delivery-good", "push", body)); st/100 != 2 {
+		t.Fatalf("signed delivery answered %d", st)
+	}
+	if st := deliver(t, srv.URL+"/hooks/github", body, webhooktest.GitHub("not the secret", "delivery-forged", "push", body)); st != 401 {
+		t.Fatalf("forged delivery answered %d, want 401", st)
+	}
+	b.Step("webhooks", chromedp.Click(sel("nav-webhooks")), chromedp.WaitVisible(sel("webhook-/hooks/github")))
+	b.WaitFor("both deliveries listed", `document.querySelectorAll('[data-testid="deliveries-/hooks/github"] tbody tr').length === 2`)
+	rows := browsertest.Eval[[]string](b, "deliveries", `[...document.querySelectorAll('[data-testid="deliveries-/hooks/github"] tbody tr')].map((r) => r.textContent)`)
+	if len(rows) != 2 || !strings.Contains(rows[0], "not verified") || !strings.Contains(rows[0], "401") ||
+		!strings.Contains(rows[1], "delivery-good") || strings.Contains(rows[1], "not verified") {
+		t.Errorf("deliveries, newest first = %q, want the forged one (not verified, 401) and the good one (verified)", rows)
+	}
+	b.Screenshot("webhooks")
+	b.CheckAccessible("webhooks")
+
+	// The rejected records, with their reasons; open one.
+	b.Step("open the rejected records", chromedp.Click(sel("nav-dashboard")), chromedp.WaitVisible(sel("last-run-shop-ui")),
+		chromedp.Click(sel("last-run-shop-ui")+" a"), chromedp.WaitVisible(sel("run-stream-rejected-customers")),
+		chromedp.Click(sel("run-stream-rejected-customers")), chromedp.WaitVisible(sel("rejected-table")))
+	ids := rejectedIDs(b)
+	if len(ids) != wantRejected {
+		t.Fatalf("rejected page lists %d records, want %d", len(ids), wantRejected)
+	}
+	if got := browsertest.Eval[string](b, "reason", jsq("rejected-reason-"+ids[0])+`.textContent`); !strings.Contains(got, "lifetime_value") {
+		t.Errorf("reason = %q, want it to name lifetime_value", got)
+	}
+	b.Step("open a record", chromedp.Click(sel("rejected-open-"+ids[0])), chromedp.WaitVisible(sel("rejected-record-"+ids[0])))
+	if got := browsertest.Eval[string](b, "record", jsq("rejected-record-"+ids[0])+`.textContent`); !strings.Contains(got, `"lifetime_value":`) || !strings.Contains(got, `"email":`) {
+		t.Errorf("record shown = %q, want the customer's JSON", got)
+	}
+	b.Screenshot("rejected-open")
+	b.CheckAccessible("rejected")
+
+	// The fix: a maximum that real customers stay under. ferry serve reads
+	// its files at start: restart it.
+	srv.stop()
+	conn := filepath.Join(dir, "shop.connector.yaml")
+	raw, err := os.ReadFile(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conn, []byte(strings.Replace(string(raw), "maximum: 3000", "maximum: 1000000", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv = startServe(t, shop, dir, store)
+	b.Step("the rejected records again", chromedp.Navigate(srv.URL+"/ui/#/rejected?pipeline=shop-ui&stream=customers"), chromedp.WaitVisible(sel("rejected-table")))
+	ids = rejectedIDs(b)
+	if len(ids) != wantRejected {
+		t.Fatalf("after the restart the rejected page lists %d records, want %d", len(ids), wantRejected)
+	}
+	b.Step("replay one", chromedp.Click(sel("rejected-replay-"+ids[0])))
+	b.WaitFor("it lands", jsq("flash")+`.textContent.includes('Replayed 1 record: 0 rejected again')`)
+	b.WaitFor("it leaves the list", `!document.querySelector('[data-testid="rejected-reason-`+ids[0]+`"]')`)
+	b.Screenshot("replayed-one")
+	b.Step("replay the rest of the stream", chromedp.Click(sel("replay-stream")), chromedp.WaitVisible(sel("rejected-table-empty")))
+	b.WaitFor("they land", jsq("flash")+fmt.Sprintf(`.textContent.includes('Replayed %d record')`, wantRejected-1))
+	b.Screenshot("replayed-all")
+
+	// Every customer is a row now, as the dashboard says.
+	b.Step("dashboard", chromedp.Click(sel("nav-dashboard")), chromedp.WaitVisible(sel("pipeline-shop-ui")))
+	b.WaitFor("every customer counted", jsq("pipeline-shop-ui")+fmt.Sprintf(`.querySelectorAll('td.n')[1].textContent === '%d'`, wantRows+wantRejected))
+	b.Screenshot("dashboard-after")
+	if got := browsertest.Eval[string](b, "hooks actions", jsq("pipeline-hooks")+`.querySelector('td.actions').textContent`); got != "continuous" {
+		t.Errorf("a pipeline of webhook streams offers %q, want no Run now (it runs continuously)", got)
+	}
+
 	for _, e := range b.Errors() {
 		t.Errorf("page error: %s", e)
 	}
+}
+
+// deliver posts a webhook delivery and returns the status.
+func deliver(t *testing.T, url string, body []byte, hdr http.Header) int {
+	t.Helper()
+	req, err := http.NewRequest("POST", url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = hdr
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// rejectedIDs lists the ids of the rejected records on the page.
+func rejectedIDs(b *browsertest.Browser) []string {
+	return browsertest.Eval[[]string](b, "rejected ids",
+		`[...document.querySelectorAll('[data-testid^="rejected-reason-"]')].map((e) => e.dataset.testid.slice('rejected-reason-'.length))`)
 }

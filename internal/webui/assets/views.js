@@ -35,8 +35,8 @@ function runLink(brief, testid) {
 
 // running links the runs syncing a pipeline's streams now, other than
 // its last run.
-function running(streams) {
-  const ids = [...new Set((streams || []).map((st) => st.running_run_id).filter(Boolean))]
+function running(streams, last) {
+  const ids = [...new Set((streams || []).map((st) => st.running_run_id).filter((id) => id && id !== (last && last.id)))]
   if (!ids.length) return null
   return h('div', {class: 'sub'}, 'now: ', ids.map((id, i) => [i ? ', ' : '', link(['runs', id], id)]))
 }
@@ -108,12 +108,13 @@ export function dashboard(ctx) {
           h('th', {scope: 'row'}, link(['pipelines', pl.name], pl.name, {testid: `pipeline-link-${pl.name}`})),
           h('td', {}, pl.schedule ? h('code', {}, pl.schedule) : h('span', {class: 'muted'}, 'manual'),
             pl.next_run_at ? h('div', {class: 'sub'}, 'next ', ago(pl.next_run_at)) : null),
-          h('td', {testid: `last-run-${pl.name}`}, runLink(pl.last_run, `last-run-status-${pl.name}`), running(pl.streams)),
+          h('td', {testid: `last-run-${pl.name}`}, runLink(pl.last_run, `last-run-status-${pl.name}`), running(pl.streams, pl.last_run)),
           h('td', {testid: `freshness-${pl.name}`}, freshness(worst && worst.freshness_seconds),
             worst && (pl.streams || []).length > 1 ? h('div', {class: 'sub'}, worst.name) : null),
           h('td', {class: 'n'}, num((pl.streams || []).length)),
           h('td', {class: 'n'}, num(sum(pl.streams, 'records_total'))),
-          h('td', {class: 'actions'}, runButton(ctx, pl.name)))
+          h('td', {class: 'actions'}, (pl.streams || []).some((st) => !st.unbounded) ? runButton(ctx, pl.name)
+            : h('span', {class: 'muted'}, 'continuous')))
       })}))
     replace(chartBody, throughputChart(tp.points, MINUTES))
     replace(recentBody, runsTable(r.runs || [], 'Latest runs', 'recent-runs'))
@@ -144,7 +145,7 @@ export function pipelinePage(ctx, name) {
         h('dt', {}, 'Schedule'), h('dd', {}, pl.schedule ? h('code', {}, pl.schedule) : 'manual'),
         h('dt', {}, 'Next run'), h('dd', {}, ago(pl.next_run_at)),
         h('dt', {}, 'Last run'), h('dd', {}, runLink(pl.last_run, 'pipeline-last-status'))),
-      h('div', {class: 'toolbar'}, runButton(ctx, name), runSel),
+      streams.some((st) => !st.unbounded) ? h('div', {class: 'toolbar'}, runButton(ctx, name), runSel) : null,
       table({caption: 'Streams', testid: 'streams-table', empty: 'No streams.',
         head: [h('span', {class: 'sr-only'}, 'Select'), 'Stream', 'Table', 'Mode', 'Kind', 'Last run', 'Freshness', 'Records', 'State'],
         rows: streams.map((st) => {
@@ -252,7 +253,7 @@ export function runPage(ctx, id) {
         h('dt', {}, running ? 'Running for' : 'Took'), h('dd', {}, duration(between(run.started_at, run.ended_at)))),
       run.error ? h('p', {class: 'error-text', testid: 'run-error'}, run.error) : null,
       h('div', {class: 'toolbar'}, cancel || null,
-        !running && h('button', {type: 'button', testid: 'run-again', onclick: (e) => trigger(ctx, run.pipeline, null, e.target)}, 'Run again')))
+        !running && run.trigger !== 'continuous' && run.trigger !== 'webhook' && h('button', {type: 'button', testid: 'run-again', onclick: (e) => trigger(ctx, run.pipeline, null, e.target)}, 'Run again')))
     replace(streams, table({caption: `Streams of run ${id}`, hideCaption: true, testid: 'run-streams', empty: 'No streams yet.',
       head: ['Stream', 'Status', 'Records', 'Rejected', 'Requests', 'Retries', 'Partitions', 'Problems'],
       rows: (run.streams || []).map((st) => h('tr', {testid: `run-stream-${st.name}`},
@@ -433,7 +434,7 @@ export function webhooksPage(ctx) {
     replace(body, eps.map((ep) => h('section', {class: 'card', testid: `webhook-${ep.path}`, 'aria-label': `Endpoint ${ep.path}`},
       h('h2', {}, h('code', {}, ep.path), ' ', h('span', {class: 'sub'}, link(['pipelines', ep.pipeline], ep.pipeline))),
       h('dl', {class: 'counters'},
-        h('div', {}, h('dt', {}, 'Verification'), h('dd', {}, ep.verify || 'none')),
+        h('div', {}, h('dt', {}, 'Verification'), h('dd', {}, ep.verify || '—')),
         h('div', {}, h('dt', {}, 'Received'), h('dd', {}, num(ep.received))),
         h('div', {}, h('dt', {}, 'Rejected'), h('dd', {}, num(ep.rejected))),
         h('div', {}, h('dt', {}, 'Applied'), h('dd', {}, num(ep.applied))),
