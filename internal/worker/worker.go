@@ -198,7 +198,7 @@ func (w *Worker) handle(ctx context.Context, d *workqueue.Delivery) {
 	it := d.Item
 	bg := context.WithoutCancel(ctx)
 	log := w.log.With("item", it.String(), "run", it.Run, "attempt", d.Attempt)
-	if st, err := w.cfg.Coord.itemStatus(bg, it.ID); err == nil && st == Succeeded {
+	if done, err := w.cfg.Coord.startItem(bg, it.ID, w.cfg.ID, d.Attempt); err == nil && done {
 		// Done before, and the acknowledgement was lost (a crash between
 		// the two, a retry published while it ran).
 		log.Info("work item already done")
@@ -207,7 +207,6 @@ func (w *Worker) handle(ctx context.Context, d *workqueue.Delivery) {
 	}
 	w.setStatus("working", it.String())
 	defer w.setStatus("idle", "")
-	_ = w.cfg.Coord.setItem(bg, it.ID, Running, w.cfg.ID, d.Attempt, 0, "")
 	start := time.Now()
 	res, rows, until, err := w.runItem(ctx, d, log)
 	w.rows.Add(rows)
