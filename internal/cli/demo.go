@@ -99,19 +99,26 @@ func selfCommand() string {
 	if err != nil {
 		return "ferry"
 	}
-	if onPath, err := exec.LookPath("ferry"); err == nil {
+	wd, _ := os.Getwd()
+	return selfCommandFor(exe, wd, exec.LookPath)
+}
+
+// selfCommandFor is selfCommand for the executable exe started in the
+// directory wd, with lookPath finding programs on the PATH.
+func selfCommandFor(exe, wd string, lookPath func(string) (string, error)) string {
+	if onPath, err := lookPath("ferry"); err == nil {
 		if a, b := resolve(onPath), resolve(exe); a == b {
 			return "ferry"
 		}
 	}
 	if strings.Contains(exe, string(filepath.Separator)+"go-build") {
-		if _, err := os.Stat(filepath.Join("cmd", "ferry")); err == nil {
+		if _, err := os.Stat(filepath.Join(wd, "cmd", "ferry")); err == nil {
 			return "go run ./cmd/ferry"
 		}
 	}
-	if wd, err := os.Getwd(); err == nil {
+	if wd != "" {
 		if rel, err := filepath.Rel(wd, exe); err == nil && !strings.HasPrefix(rel, "..") {
-			return "./" + rel
+			return shellQuote("./" + rel)
 		}
 	}
 	return shellQuote(exe)

@@ -154,6 +154,35 @@ type Reader interface {
 	ReadRows(ctx context.Context, table string, orderBy []string, fn func(cols []string, row []any) error) error
 }
 
+// RejectKeeper is implemented by destinations whose rejected records can
+// be read back and removed: ferry serve shows them and replays them after
+// a fix.
+type RejectKeeper interface {
+	// Rejects returns a pipeline's rejected records (of one stream when
+	// stream is not ""), newest first, at most limit.
+	Rejects(ctx context.Context, pipeline, stream string, limit int) ([]Rejected, error)
+	// DeleteRejects removes rejected records (every stored copy of each)
+	// and returns how many rows it removed.
+	DeleteRejects(ctx context.Context, rs []Rejected) (int, error)
+}
+
+// Rejected is a record in the rejected table.
+type Rejected struct {
+	// ID identifies the record: a hash of what is stored, so identical
+	// copies share it.
+	ID        string
+	RunID     string
+	Pipeline  string
+	Stream    string
+	Table     string
+	Partition string
+	Reason    string
+	Column    string
+	// Record is the record as the source gave it (JSON, as text).
+	Record string
+	At     time.Time
+}
+
 // Checker is implemented by destinations that can prove, without writing,
 // that a run could write: the server answers, the credentials work, the
 // database and schema exist, and the user may create tables.

@@ -15,6 +15,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -55,7 +56,8 @@ type Options struct {
 	// applied, as with schema policy freeze, naming the change.
 	FailOnDrift bool
 	// RetryFor bounds how long a stream keeps retrying while the database
-	// is unavailable (default 2 minutes).
+	// is unavailable (default 2 minutes). Unbounded streams retry until
+	// the run is cancelled.
 	RetryFor time.Duration
 	// Destination, when set, is used instead of opening the pipeline's;
 	// the run takes it over and closes it.
@@ -76,6 +78,9 @@ type Options struct {
 	// WrapSource, when set, wraps the source the run builds (ferry run
 	// --dry-run --limit cuts each stream short this way).
 	WrapSource func(source.Source) source.Source
+	// RunID, when set, is the run's id (default: NewRunID()); ferry serve
+	// records a run before it starts.
+	RunID string
 	// Lease, when set, is a fenced lease the caller holds on the run's one
 	// stream (Streams must name exactly that stream), as workers do: the
 	// run does not take the stream's lock (the lease is the lock), and
@@ -266,7 +271,7 @@ func NewRunID() string {
 // the state store), but sends no request.
 func New(ctx context.Context, opts Options) (*Run, error) {
 	p := opts.Pipeline
-	r := &Run{ID: NewRunID(), opts: opts, log: opts.Logger, red: opts.Redactor, obs: opts.Observer, byName: map[string]*StreamProgress{}}
+	r := &Run{ID: cmp.Or(opts.RunID, NewRunID()), opts: opts, log: opts.Logger, red: opts.Redactor, obs: opts.Observer, byName: map[string]*StreamProgress{}}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}

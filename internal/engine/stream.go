@@ -93,7 +93,9 @@ type partTrack struct {
 
 // stream syncs one stream and returns its summary. While the destination is
 // unavailable (a transient error), the stream starts over from its last
-// commit, with backoff, for up to Options.RetryFor.
+// commit, with backoff, for up to Options.RetryFor; an unbounded stream
+// retries until the run is cancelled (it has no end to fail at, and a push
+// source keeps accepting deliveries meanwhile).
 func (r *Run) stream(ctx context.Context, sp *StreamProgress) StreamSummary {
 	sp.started.Store(time.Now().UnixMicro())
 	sp.status.Store(Running)
@@ -104,11 +106,13 @@ func (r *Run) stream(ctx context.Context, sp *StreamProgress) StreamSummary {
 	}
 	begun := time.Now()
 	deadline := begun.Add(retryFor)
+	info, _ := source.Find(r.src, sp.Name)
+	unbounded := info.Unbounded
 	wait := time.Second
 	var err error
 	for attempt := 1; ; attempt++ {
 		err = r.syncStream(ctx, sp, &sum, attempt)
-		if err == nil || !dest.IsTransient(err) || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+		if err == nil || !dest.IsTransient(err) || ctx.Err() != nil || (!unbounded && time.Now().Add(wait).After(deadline)) {
 			break
 		}
 		sp.Retries.Add(1)

@@ -43,6 +43,8 @@ type Pipeline struct {
 	Sync *Sync `yaml:"sync,omitempty" doc:"Tunes checkpointing and parallelism."`
 	// Schema sets how the tables follow the data.
 	Schema *SchemaSettings `yaml:"schema,omitempty" doc:"How the tables follow the data."`
+	// Schedule says when ferry serve runs the pipeline.
+	Schedule *Schedule `yaml:"schedule,omitempty" doc:"When ferry serve runs the pipeline (a cron expression, evaluated in UTC)."`
 
 	// StreamOrder lists the selected streams in file order.
 	StreamOrder []string `yaml:"-"`
@@ -169,6 +171,17 @@ type SchemaSettings struct {
 	Nested schema.Nesting `yaml:"nested,omitempty" doc:"json (default), flatten or unnest."`
 	// MaxDepth bounds flattening (default 2).
 	MaxDepth int `yaml:"max_depth,omitempty" min:"1" max:"10" doc:"Flattening depth (default 2)."`
+}
+
+// Schedule says when ferry serve runs a pipeline.
+type Schedule struct {
+	// Cron is a cron expression of five fields (minute hour day-of-month
+	// month day-of-week), or six with seconds first, or @hourly, @daily…,
+	// evaluated in UTC.
+	Cron string `yaml:"cron" required:"true" min:"1" doc:"A cron expression: minute hour day-of-month month day-of-week (or six fields, seconds first; or @hourly, @daily, @weekly, @monthly), in UTC."`
+	// Jitter delays each run by a random duration up to this, so pipelines
+	// on the same schedule do not all call their APIs at once (default 0).
+	Jitter string `yaml:"jitter,omitempty" pattern:"^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$" doc:"Delay each run by a random duration up to this (default 0)."`
 }
 
 // Defaults for Sync.
