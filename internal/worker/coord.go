@@ -233,6 +233,16 @@ func (c *Coord) Runs(ctx context.Context, limit int) ([]string, error) {
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
+// itemStatus returns an item's status ("" when unknown).
+func (c *Coord) itemStatus(ctx context.Context, itemID string) (string, error) {
+	var s string
+	err := c.pool.QueryRow(ctx, `SELECT status FROM _ferry_work_items WHERE item_id = $1`, itemID).Scan(&s)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return s, err
+}
+
 // startItem marks an item running on worker, in one round trip, unless
 // it has succeeded already (done).
 func (c *Coord) startItem(ctx context.Context, itemID, worker string, attempt int) (done bool, err error) {

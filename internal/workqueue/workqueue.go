@@ -283,8 +283,10 @@ func (q *Queue) publishDead(ctx context.Context, body []byte, id, reason string,
 // without an answer (the worker died): JetStream announces them with an
 // advisory and keeps them in the work stream, undelivered. Every worker
 // may watch; the dead letter is stored once (by id) and the message
-// removed from the work stream. It returns when ctx ends.
-func (q *Queue) WatchMaxDeliveries(ctx context.Context, onDead func(Item, string)) error {
+// removed from the work stream. An item settled already (settled
+// returns true: it succeeded, or was dead-lettered by its last delivery)
+// is only removed. It returns when ctx ends.
+func (q *Queue) WatchMaxDeliveries(ctx context.Context, settled func(Item) bool, onDead func(Item, string)) error {
 	subj := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", q.cfg.Stream, consumerName)
 	ch := make(chan *nats.Msg, 64)
 	sub, err := q.nc.ChanSubscribe(subj, ch)
@@ -310,6 +312,10 @@ func (q *Queue) WatchMaxDeliveries(ctx context.Context, onDead func(Item, string
 			}
 			var it Item
 			_ = json.Unmarshal(raw.Data, &it)
+			if settled != nil && settled(it) {
+				_ = q.work.DeleteMsg(ctx, adv.Seq)
+				continue
+			}
 			reason := fmt.Sprintf("delivered %d times without an answer (the worker stopped or died each time)", adv.Deliveries)
 			if err := q.publishDead(ctx, raw.Data, it.ID, reason, adv.Deliveries); err != nil {
 				continue
