@@ -26,6 +26,9 @@ type serveFlags struct {
 	apiSecurity     string
 	expose          bool
 	shutdownTimeout time.Duration
+	// scale out: enqueue schedules to workers
+	queue  queueFlags
+	slices int
 }
 
 func (a *app) serveCmd() *cobra.Command {
@@ -69,6 +72,11 @@ func addServeFlags(cmd *cobra.Command, f *serveFlags) {
 	cmd.Flags().StringVar(&f.tokensFile, "tokens-file", "", `file of API token hashes, one per line: "sha256:HEX ROLE [NAME]"`)
 	cmd.Flags().StringVar(&f.apiSecurity, "api-security", "", "the table API's security file: its tokens, JWT settings, roles, rate limits and CORS (docs/table-api.md); default: the server's tokens")
 	cmd.Flags().DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long runs in flight may take to commit before the server exits anyway")
+	cmd.Flags().StringVar(&f.queue.nats, "nats", "", "scale out: enqueue scheduled runs as work items on this NATS JetStream server for ferry worker, instead of running them here (with --state; see docs/scale-out.md)")
+	cmd.Flags().StringVar(&f.queue.state, "state", "", "with --nats: the PostgreSQL coordination database the workers use (default $FERRY_STATE_URL)")
+	cmd.Flags().StringVar(&f.queue.stream, "queue", "FERRY_WORK", "with --nats: the JetStream stream of work items")
+	cmd.Flags().IntVar(&f.slices, "slices", 0, "with --nats: split each child stream's partitions into this many work items")
+	f.queue.ackWait, f.queue.maxDeliver, f.queue.replicas = 30*time.Second, 5, 1
 }
 
 // serve runs the server over the pipelines in args; ready, when set, is
@@ -117,6 +125,14 @@ func (a *app) serveLoaded(ctx context.Context, pipes []serve.Pipeline, f serveFl
 	if api != nil {
 		defer api.Close()
 		cfg.API, cfg.APIAuthenticates = api, f.apiSecurity != ""
+	}
+	if f.queue.nats != "" {
+		enqueue, stop, err := a.scheduleEnqueuer(ctx, &f.queue, f.slices, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		cfg.Enqueue = enqueue
 	}
 	srv, err := serve.New(ctx, cfg)
 	if err != nil {

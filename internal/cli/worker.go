@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferry-dev/ferry/internal/serve"
 	"github.com/ferry-dev/ferry/internal/source"
 	"github.com/ferry-dev/ferry/internal/spec"
 	"github.com/ferry-dev/ferry/internal/worker"
@@ -221,6 +223,64 @@ stream, slice and --trigger, so a trigger enqueued twice runs once.
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "with --wait: give up after this long")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the run and its items as JSON")
 	return cmd
+}
+
+// scheduleEnqueuer connects ferry serve to the work queue: the returned
+// function turns a scheduled firing into work items when this instance
+// holds the scheduler lease in the coordination database (renewed every
+// 10 seconds for 30); every instance's firing has the same trigger
+// (pipeline file and scheduled time), so even two holders enqueue it once.
+func (a *app) scheduleEnqueuer(ctx context.Context, f *queueFlags, slices int, log *slog.Logger) (func(context.Context, serve.Pipeline, time.Time) error, func(), error) {
+	q, c, err := a.openQueue(ctx, f, true, "ferry serve")
+	if err != nil {
+		return nil, nil, err
+	}
+	host, _ := os.Hostname()
+	me := fmt.Sprintf("%s-%d", host, os.Getpid())
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			if _, err := c.Leader(lctx, "scheduler", me, 30*time.Second); err != nil && lctx.Err() == nil {
+				log.Warn("could not renew the scheduler lease", "error", a.red.String(err.Error()))
+			}
+			select {
+			case <-lctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	stop := func() {
+		cancel()
+		<-done
+		q.Close()
+		c.Close()
+	}
+	enqueue := func(ctx context.Context, p serve.Pipeline, at time.Time) error {
+		leader, err := c.Leader(ctx, "scheduler", me, 30*time.Second)
+		if err != nil {
+			return err
+		}
+		if !leader {
+			log.Info("scheduled firing left to the instance holding the scheduler lease", "pipeline", p.Spec.Name)
+			return nil
+		}
+		plan, err := a.plan(p.File, nil, slices, "schedule@"+at.UTC().Format(time.RFC3339))
+		if err != nil {
+			return err
+		}
+		out, err := worker.Enqueue(ctx, q, c, plan)
+		if err != nil {
+			return err
+		}
+		log.Info("scheduled run enqueued for the workers", "pipeline", p.Spec.Name, "run", out.Run, "items", len(out.Items), "duplicate", out.Duplicate)
+		return nil
+	}
+	return enqueue, stop, nil
 }
 
 // plan turns a pipeline file and the flags into an enqueue plan.

@@ -349,7 +349,7 @@ func (e *FencedError) Error() string {
 	if e.Slice != "" {
 		what += " (slice " + e.Slice + ")"
 	}
-	return fmt.Sprintf("commit refused: the lease (token %d) on %s of pipeline %s was taken over by a newer one (token %d) after it expired; nothing of this commit was saved, and the newer holder's result stands", e.Token, what, e.Pipeline, e.Current)
+	return fmt.Sprintf("commit refused: the lease (token %d) on %s of pipeline %s was taken over by a newer one (token %d) after it expired; the newer holder's result stands", e.Token, what, e.Pipeline, e.Current)
 }
 
 // Holder identifies who holds a stream lock.

@@ -401,7 +401,7 @@ func (s *Server) schedule(ctx context.Context, p *pipe) {
 	if len(p.bounded()) == 0 {
 		return
 	}
-	if s.missedFiring(ctx, p) {
+	if s.cfg.Enqueue == nil && s.missedFiring(ctx, p) {
 		s.log.Info("a scheduled run was missed while the server was down: running it now", "pipeline", p.name)
 		s.fire(p)
 	}
@@ -423,6 +423,12 @@ func (s *Server) schedule(ctx context.Context, p *pipe) {
 			t.Stop()
 			return
 		case <-t.C:
+		}
+		if s.cfg.Enqueue != nil {
+			if err := s.cfg.Enqueue(ctx, p.Pipeline, next); err != nil {
+				s.log.Error("scheduled run could not be enqueued", "pipeline", p.name, "error", s.red.String(err.Error()))
+			}
+			continue
 		}
 		s.fire(p)
 	}

@@ -73,6 +73,11 @@ type Config struct {
 	// RestartBackoff is the first wait before a continuous run that ended
 	// is started again (default 1s, doubling to a minute).
 	RestartBackoff time.Duration
+	// Enqueue, when set, turns each scheduled firing into work items for
+	// ferry worker (scale out, internal/worker) instead of running it in
+	// this process. at is the firing's scheduled time, the same on every
+	// instance, so that a firing enqueued by several instances runs once.
+	Enqueue func(ctx context.Context, p Pipeline, at time.Time) error
 }
 
 // Server serves pipelines. Create it with New, then call Run.

@@ -233,6 +233,7 @@ func (c *Coord) Runs(ctx context.Context, limit int) ([]string, error) {
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
+// itemStatus returns an item's status ("" when unknown).
 func (c *Coord) itemStatus(ctx context.Context, itemID string) (string, error) {
 	var s string
 	err := c.pool.QueryRow(ctx, `SELECT status FROM _ferry_work_items WHERE item_id = $1`, itemID).Scan(&s)
@@ -240,6 +241,20 @@ func (c *Coord) itemStatus(ctx context.Context, itemID string) (string, error) {
 		return "", nil
 	}
 	return s, err
+}
+
+// startItem marks an item running on worker, in one round trip, unless
+// it has succeeded already (done).
+func (c *Coord) startItem(ctx context.Context, itemID, worker string, attempt int) (done bool, err error) {
+	var s string
+	err = c.pool.QueryRow(ctx, `WITH prev AS (SELECT status FROM _ferry_work_items WHERE item_id = $1),
+		upd AS (UPDATE _ferry_work_items SET status = 'running', worker = $2, attempts = GREATEST(attempts, $3), rows = 0, error = '', updated_at = now(),
+			started_at = COALESCE(started_at, now()) WHERE item_id = $1 AND status <> 'succeeded' RETURNING 1)
+		SELECT status FROM prev`, itemID, worker, attempt).Scan(&s)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	return s == Succeeded, err
 }
 
 func (c *Coord) setItem(ctx context.Context, itemID, status, worker string, attempt int, rows int64, errText string) error {

@@ -102,7 +102,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	}()
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	go func() {
-		_ = w.cfg.Queue.WatchMaxDeliveries(watchCtx, func(it workqueue.Item, reason string) {
+		settled := func(it workqueue.Item) bool {
+			st, err := w.cfg.Coord.itemStatus(watchCtx, it.ID)
+			return err == nil && (st == Succeeded || st == Dead)
+		}
+		_ = w.cfg.Queue.WatchMaxDeliveries(watchCtx, settled, func(it workqueue.Item, reason string) {
 			_ = w.cfg.Coord.setItem(context.WithoutCancel(ctx), it.ID, Dead, "", 0, 0, reason)
 			w.log.Warn("work item dead-lettered", "item", it.String(), "reason", reason)
 		})
@@ -198,7 +202,7 @@ func (w *Worker) handle(ctx context.Context, d *workqueue.Delivery) {
 	it := d.Item
 	bg := context.WithoutCancel(ctx)
 	log := w.log.With("item", it.String(), "run", it.Run, "attempt", d.Attempt)
-	if st, err := w.cfg.Coord.itemStatus(bg, it.ID); err == nil && st == Succeeded {
+	if done, err := w.cfg.Coord.startItem(bg, it.ID, w.cfg.ID, d.Attempt); err == nil && done {
 		// Done before, and the acknowledgement was lost (a crash between
 		// the two, a retry published while it ran).
 		log.Info("work item already done")
@@ -207,9 +211,15 @@ func (w *Worker) handle(ctx context.Context, d *workqueue.Delivery) {
 	}
 	w.setStatus("working", it.String())
 	defer w.setStatus("idle", "")
-	_ = w.cfg.Coord.setItem(bg, it.ID, Running, w.cfg.ID, d.Attempt, 0, "")
+	// In-progress acknowledgements from now until the item is answered:
+	// opening the destination and taking the lease may take a while on a
+	// loaded machine, and JetStream must not deliver the item again
+	// meanwhile.
+	stopProgress := progress(d, w.cfg.Queue.Config().AckWait/4)
+	defer stopProgress()
 	start := time.Now()
 	res, rows, until, err := w.runItem(ctx, d, log)
+	stopProgress()
 	w.rows.Add(rows)
 	switch res {
 	case succeeded:
@@ -257,6 +267,32 @@ func (w *Worker) handle(ctx context.Context, d *workqueue.Delivery) {
 		delay := time.Duration(1<<min(d.Attempt, 5)) * 500 * time.Millisecond
 		_ = d.Retry(delay)
 		log.Warn("work item failed; it is delivered again", "in", delay, "error", msg)
+	}
+}
+
+// progress sends in-progress acknowledgements of d every interval until
+// the returned function (safe to call more than once) is called.
+func progress(d *workqueue.Delivery, every time.Duration) func() {
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				_ = d.InProgress()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(stop)
+			<-done
+		})
 	}
 }
 
@@ -321,9 +357,9 @@ func (w *Worker) runItem(ctx context.Context, d *workqueue.Delivery, log *slog.L
 		_ = leaser.Release(context.WithoutCancel(ctx), lease)
 		return permanent, 0, until, err
 	}
-	// Progress: in-progress acknowledgements and lease renewals, a third
-	// of the shorter of the two apart.
-	every := min(w.cfg.Lease, w.cfg.Queue.Config().AckWait) / 3
+	// Lease renewals, a third of the lease apart (handle sends the
+	// in-progress acknowledgements).
+	every := w.cfg.Lease / 3
 	var lost atomic.Pointer[dest.FencedError]
 	kaDone := make(chan struct{})
 	kaCtx, stopKA := context.WithCancel(context.WithoutCancel(ctx))
@@ -338,7 +374,6 @@ func (w *Worker) runItem(ctx context.Context, d *workqueue.Delivery, log *slog.L
 				return
 			case <-t.C:
 			}
-			_ = d.InProgress()
 			next, err := leaser.Renew(kaCtx, cur, w.cfg.Lease)
 			var fe *dest.FencedError
 			if errors.As(err, &fe) {

@@ -210,6 +210,7 @@ type Delivery struct {
 	Last bool
 	msg  jetstream.Msg
 	q    *Queue
+	seq  uint64 // in the work stream
 }
 
 // ErrNoItem is returned by Next when no item came within the wait.
@@ -231,7 +232,7 @@ func (q *Queue) Next(ctx context.Context, wait time.Duration) (*Delivery, error)
 		}
 		d := &Delivery{msg: msg, q: q, Attempt: 1}
 		if md, err := msg.Metadata(); err == nil {
-			d.Attempt = int(md.NumDelivered)
+			d.Attempt, d.seq = int(md.NumDelivered), md.Sequence.Stream
 		}
 		d.Last = d.Attempt >= q.cfg.MaxDeliver
 		if err := json.Unmarshal(msg.Data(), &d.Item); err != nil || d.Item.ID == "" || d.Item.Stream == "" {
@@ -263,7 +264,14 @@ func (d *Delivery) DeadLetter(ctx context.Context, reason string) error {
 	if err := d.q.publishDead(ctx, d.msg.Data(), d.Item.ID, reason, d.Attempt); err != nil {
 		return err
 	}
-	return d.msg.TermWithReason(truncate(reason, 200))
+	err := d.msg.TermWithReason(truncate(reason, 200))
+	// A terminated message may stay in the work stream (and be announced
+	// by the max-deliveries advisory): it is removed, so only the dead
+	// letter remains.
+	if d.seq > 0 {
+		_ = d.q.work.DeleteMsg(ctx, d.seq)
+	}
+	return err
 }
 
 func (q *Queue) publishDead(ctx context.Context, body []byte, id, reason string, attempts int) error {
@@ -283,8 +291,10 @@ func (q *Queue) publishDead(ctx context.Context, body []byte, id, reason string,
 // without an answer (the worker died): JetStream announces them with an
 // advisory and keeps them in the work stream, undelivered. Every worker
 // may watch; the dead letter is stored once (by id) and the message
-// removed from the work stream. It returns when ctx ends.
-func (q *Queue) WatchMaxDeliveries(ctx context.Context, onDead func(Item, string)) error {
+// removed from the work stream. An item settled already (settled
+// returns true: it succeeded, or was dead-lettered by its last delivery)
+// is only removed. It returns when ctx ends.
+func (q *Queue) WatchMaxDeliveries(ctx context.Context, settled func(Item) bool, onDead func(Item, string)) error {
 	subj := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", q.cfg.Stream, consumerName)
 	ch := make(chan *nats.Msg, 64)
 	sub, err := q.nc.ChanSubscribe(subj, ch)
@@ -310,6 +320,10 @@ func (q *Queue) WatchMaxDeliveries(ctx context.Context, onDead func(Item, string
 			}
 			var it Item
 			_ = json.Unmarshal(raw.Data, &it)
+			if settled != nil && settled(it) {
+				_ = q.work.DeleteMsg(ctx, adv.Seq)
+				continue
+			}
 			reason := fmt.Sprintf("delivered %d times without an answer (the worker stopped or died each time)", adv.Deliveries)
 			if err := q.publishDead(ctx, raw.Data, it.ID, reason, adv.Deliveries); err != nil {
 				continue
