@@ -55,6 +55,7 @@ type OAuth struct {
 	TokenRequests, Refused atomic.Int64
 
 	mu      sync.Mutex
+	forms   []url.Values    // the form of every token request
 	refresh map[string]bool // valid refresh tokens
 	access  map[string]int  // valid access tokens → uses left (-1: unlimited)
 	issued  []string        // every token ever issued
@@ -72,6 +73,18 @@ func (o *OAuth) AddRefreshToken(rt string) {
 	defer o.mu.Unlock()
 	o.refresh[rt] = true
 	o.issued = append(o.issued, rt)
+}
+
+// Forms returns the form parameters of every token request received, in
+// order, client credentials removed, for tests of what a scheme sends.
+func (o *OAuth) Forms() []url.Values {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make([]url.Values, len(o.forms))
+	for i, f := range o.forms {
+		out[i] = maps.Clone(f)
+	}
+	return out
 }
 
 // Issued returns every token the endpoint issued (and the refresh tokens
@@ -104,6 +117,11 @@ func (o *OAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 400, map[string]string{"error": "invalid_request"})
 		return
 	}
+	form := maps.Clone(r.PostForm)
+	form.Del("client_secret")
+	o.mu.Lock()
+	o.forms = append(o.forms, form)
+	o.mu.Unlock()
 	id, secret, ok := r.BasicAuth()
 	if !ok {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")

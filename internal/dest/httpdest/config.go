@@ -38,7 +38,7 @@ type Config struct {
 	// are always delivered in order, one at a time.
 	Concurrency int `yaml:"concurrency,omitempty" min:"1" max:"256" default:"8" doc:"Lanes delivering at once; the changes of one key always go through one lane, in order."`
 	// RequestsPerSecond limits the request rate.
-	RequestsPerSecond float64 `yaml:"requests_per_second,omitempty" exclusiveMin:"0" doc:"Rate limit of this destination (default unlimited)."`
+	RequestsPerSecond float64 `yaml:"requests_per_second,omitempty" exclusiveMin:"0" doc:"Rate limit of this destination: requests (retries included) are spaced 1/N s apart, no burst (default unlimited)."`
 	// Timeout bounds each attempt.
 	Timeout string `yaml:"timeout,omitempty" def:"duration" default:"30s" doc:"Bounds each attempt."`
 	// MaxAttempts bounds attempts per request.

@@ -184,7 +184,9 @@ func Open(ctx context.Context, cfg *Config, opts dest.Options) (dest.Destination
 			return nil, err
 		}
 	}
-	hc := httpx.Config{MaxAttempts: cfg.MaxAttempts, RequestsPerSecond: cfg.RequestsPerSecond, Concurrency: d.lanes, Logger: d.log}
+	// Burst 1: requests_per_second: N holds over every second (httpx's
+	// default burst of N would let 2N through in the first one).
+	hc := httpx.Config{MaxAttempts: cfg.MaxAttempts, RequestsPerSecond: cfg.RequestsPerSecond, Burst: 1, Concurrency: d.lanes, Logger: d.log}
 	if cfg.Timeout != "" {
 		hc.Timeout, _ = spec.ParseDuration(cfg.Timeout)
 	}

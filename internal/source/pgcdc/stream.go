@@ -259,6 +259,10 @@ func (r *reader) stream(ctx context.Context) error {
 					r.s.log.Warn("the table was truncated; the destination keeps its rows (on_truncate: skip)", "stream", st.name, "at", txFinal.String())
 					continue
 				}
+				// Deliver the changes before the truncate, and save a
+				// position that does not count it: a rerun stops here again
+				// instead of resuming past it.
+				txIndex--
 				if err := flush(true); err != nil {
 					return err
 				}

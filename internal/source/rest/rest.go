@@ -220,7 +220,7 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 			return nil, err
 		}
 		hc.RequestsPerSecond = h.RequestsPerSecond
-		hc.Burst = h.Burst
+		hc.Burst = max(h.Burst, 1) // the documented default: httpx would allow requests_per_second at once
 		hc.MaxBodyBytes = h.MaxBodyBytes
 		if h.Concurrency > 0 {
 			hc.Concurrency = h.Concurrency
