@@ -252,6 +252,11 @@ type Parent struct {
 	// Concurrency is how many partitions (parent records) are read at once
 	// (default: http.concurrency). Each partition's pages stay in order.
 	Concurrency int `yaml:"concurrency,omitempty" min:"1" max:"256" doc:"Partitions (parent records) read at once (default: http.concurrency). Each partition's pages stay in order."`
+	// IncrementalDependency makes the child stream follow its parent's
+	// cursor: an incremental run reads the children of the parents
+	// changed since the child's last completed pass only. The parent
+	// must have a cursor that moves whenever its children change.
+	IncrementalDependency bool `yaml:"incremental_dependency,omitempty" doc:"Read only the children of parents changed since this stream's last pass (incremental modes): the parent's cursor, kept in this stream's state, filters the parents. The parent's cursor must move when its children change."`
 }
 
 // UnmarshalYAML accepts a stream name or a mapping.

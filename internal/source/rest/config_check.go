@@ -445,6 +445,9 @@ func (c *Config) checkParents(chk *spec.Checker) {
 			}
 			seen[cur.Parent.Stream] = true
 		}
+		if s.Parent.IncrementalDependency && parent.Cursor == "" {
+			pc.At([]string{"incremental_dependency"}, "parent stream %q has no cursor: incremental_dependency follows the parent's cursor, so set streams.%s.cursor", s.Parent.Stream, s.Parent.Stream)
+		}
 		if len(s.Parent.Fields) == 0 {
 			pc.At(nil, "parent stream %q has no primary_key: set parent.fields to say which parent fields identify it", s.Parent.Stream)
 		}

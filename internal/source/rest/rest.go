@@ -63,6 +63,10 @@ type Source struct {
 	// origins are the origins credentials may go to (httpx.Origin form):
 	// base_url's and http.credential_origins.
 	origins map[string]bool
+	// parents are the streams some stream is the child of: their reads
+	// are shared (parents.go).
+	parents map[string]bool
+	spool   spools
 }
 
 type kv struct {
@@ -101,6 +105,8 @@ type stream struct {
 	// keyPaths and cursorPath find an event's entity key and cursor.
 	keyPaths   []*jsonpath.Path
 	cursorPath *jsonpath.Path
+	// cursorField finds a record's cursor (nil: the stream has none).
+	cursorField *jsonpath.Path
 }
 
 type parentField struct {
@@ -123,6 +129,7 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 		obs:      opts.Observer,
 		config:   opts.Config,
 		compiled: map[string]*stream{},
+		parents:  map[string]bool{},
 	}
 	if s.config == nil {
 		s.config = map[string]any{}
@@ -284,7 +291,9 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 				}
 			}
 			st.info.Parent = sp.Parent.Stream
+			st.info.FollowsParent = sp.Parent.IncrementalDependency
 			st.workers = cmp.Or(sp.Parent.Concurrency, hc.Concurrency, 1)
+			s.parents[sp.Parent.Stream] = true
 		}
 		s.streams = append(s.streams, st.info)
 	}
@@ -305,6 +314,7 @@ func (o observer) Attempt(a httpx.AttemptInfo) {
 
 // Close releases the HTTP client's idle connections.
 func (s *Source) Close() error {
+	s.closeSpools()
 	s.client.Close()
 	return nil
 }
@@ -349,6 +359,11 @@ func compileStream(name string, sp *Stream) (*stream, error) {
 		st.ignore[int(code)] = true
 	}
 	st.info = source.Stream{Name: name, PrimaryKey: slices.Clone([]string(sp.PrimaryKey)), Cursor: sp.Cursor}
+	if sp.Cursor != "" {
+		if st.cursorField, err = jsonpath.Compile(sp.Cursor); err != nil {
+			return nil, fmt.Errorf("cursor: %w", err)
+		}
+	}
 	if len(sp.Columns) > 0 {
 		st.info.Hints = map[string]schema.Type{}
 		for k, v := range sp.Columns {
@@ -502,8 +517,26 @@ func (s *Source) Read(ctx context.Context, req source.ReadRequest) error {
 
 func (s *Source) read(ctx context.Context, st *stream, req source.ReadRequest) error {
 	if st.parent == nil {
-		return s.readPartition(ctx, st, &record.Partition{}, nil, req)
+		part := &record.Partition{}
+		start, err := req.Start(ctx, part)
+		if err != nil {
+			return &emitError{err}
+		}
+		if start.Skip {
+			return nil
+		}
+		if s.parents[st.name] && start.Resume == nil {
+			// A parent stream read from its first page asks what its
+			// children ask: it shares their read.
+			return s.replay(ctx, st, part, start.Since, req)
+		}
+		return s.readFrom(ctx, st, part, nil, req, start)
 	}
+	return s.readChildren(ctx, st, req)
+}
+
+// readChildren reads every partition of child stream st.
+func (s *Source) readChildren(ctx context.Context, st *stream, req source.ReadRequest) error {
 	// Up to st.workers partitions are read at once, each by one goroutine
 	// (so its pages stay in order); reading the parent waits for a free
 	// worker, which bounds memory. A failed partition is set aside; an
@@ -531,7 +564,7 @@ func (s *Source) read(ctx context.Context, st *stream, req source.ReadRequest) e
 		cancel()
 	}
 	slots := make(chan struct{}, st.workers)
-	err := s.eachParent(ctx, st, func(part *record.Partition, parent map[string]any) error {
+	err := s.eachParent(ctx, st, req, func(part *record.Partition, parent map[string]any) error {
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
@@ -583,27 +616,35 @@ func (s *Source) read(ctx context.Context, st *stream, req source.ReadRequest) e
 	return nil
 }
 
-// eachParent reads the whole parent stream of st (no state, no filter)
-// and calls fn with the partition of each parent record.
-func (s *Source) eachParent(ctx context.Context, st *stream, fn func(*record.Partition, map[string]any) error) error {
+// eachParent reads the parent stream of st — shared with the other
+// readers of the same pages this run — and calls fn with the partition of
+// each parent record: every one, or for a stream that follows its parent,
+// those whose cursor is at or after req.ParentSince.
+func (s *Source) eachParent(ctx context.Context, st *stream, req source.ReadRequest, fn func(*record.Partition, map[string]any) error) error {
 	parent := st.parent
-	preq := source.ReadRequest{
-		Stream: parent.name,
-		Start:  func(context.Context, *record.Partition) (source.Start, error) { return source.Start{}, nil },
-		Emit: func(ctx context.Context, p *record.Page) error {
-			for _, rec := range p.Records {
-				part, env, err := st.partition(rec)
-				if err != nil {
-					return &emitError{fmt.Errorf("parent stream %s: %w", parent.name, err)}
-				}
-				if err := fn(part, env); err != nil {
-					return &emitError{err}
-				}
-			}
-			return nil
-		},
+	since := ""
+	if st.info.FollowsParent {
+		since = req.ParentSince
 	}
-	err := s.read(ctx, parent, preq)
+	keySince := ""
+	if parent.info.ServerFilter {
+		keySince = since
+	}
+	err := s.shared(ctx, parent, keySince, func(p *record.Page) error {
+		for _, rec := range p.Records {
+			part, env, err := st.partition(rec)
+			if err != nil {
+				return &emitError{fmt.Errorf("parent stream %s: %w", parent.name, err)}
+			}
+			if st.info.FollowsParent && req.ParentChanged != nil && !req.ParentChanged(parent.cursorOf(rec), part.Key) {
+				continue // unchanged since the child's last pass
+			}
+			if err := fn(part, env); err != nil {
+				return &emitError{err}
+			}
+		}
+		return nil
+	})
 	var ee *emitError
 	if errors.As(err, &ee) {
 		return ee.err
@@ -663,6 +704,11 @@ func (s *Source) readPartition(ctx context.Context, st *stream, part *record.Par
 	if start.Skip {
 		return nil
 	}
+	return s.readFrom(ctx, st, part, parent, req, start)
+}
+
+// readFrom reads the pages of one partition from start and emits them.
+func (s *Source) readFrom(ctx context.Context, st *stream, part *record.Partition, parent map[string]any, req source.ReadRequest, start source.Start) error {
 	pos := st.pag.first()
 	if start.Resume != nil {
 		if err := json.Unmarshal(start.Resume, &pos); err != nil {
