@@ -174,3 +174,114 @@ streams:
 		})
 	}
 }
+
+// offsetAPI serves n records by offset and limit, clamping limit to max;
+// with repeat, a page after the first also starts with the first two
+// records of the page before (as Ferry would have asked it), as APIs
+// paging over data that moves do. It echoes {"meta": {"offset", "limit"}}.
+func offsetAPI(t *testing.T, n, maxLimit int, repeat bool) *jsonAPI {
+	return newAPI(t, func(r *http.Request) any {
+		off, _ := strconv.Atoi(r.URL.Query().Get("offset"))
+		lim, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+		lim = min(lim, maxLimit)
+		var idx []int
+		if repeat && off > 0 && off < n {
+			idx = append(idx, max(0, off-lim), max(0, off-lim)+1)
+		}
+		for i := min(off, n); i < min(off+lim, n); i++ {
+			idx = append(idx, i)
+		}
+		var data []map[string]any
+		for _, i := range idx {
+			data = append(data, map[string]any{"id": i + 1, "name": fmt.Sprintf("r%d", i+1)})
+		}
+		return map[string]any{"data": data, "meta": map[string]any{"offset": off, "limit": lim}}
+	})
+}
+
+func offsetConnector(url, extra string) string {
+	return fmt.Sprintf("name: rows\nbase_url: %s\nstreams:\n  rows:\n    path: /rows\n    records: data\n    primary_key: id\n    paginate: {type: offset%s}\n", url, extra)
+}
+
+// TestOffsetClampedLimit: an API that clamps limit to 100 when 250 is
+// asked is read to the end, with stop_on_short_page too (it used to stop
+// after the first page, 100 of 2000 rows), and Ferry warns that pages
+// are shorter than asked.
+func TestOffsetClampedLimit(t *testing.T) {
+	for _, echo := range []string{"", ", limit_path: meta.limit"} {
+		t.Run("echo="+echo, func(t *testing.T) {
+			api := offsetAPI(t, 2000, 100, false)
+			s := newSite(t, offsetConnector(api.URL, ", size: 250, stop_on_short_page: true"+echo), sqlitePipeline)
+			code, out, errs := s.ferry("run", "PIPELINE")
+			if code != 0 {
+				t.Fatalf("exit %d\n%s%s", code, out, errs)
+			}
+			if got := s.query("SELECT COUNT(DISTINCT id), MIN(id), MAX(id) FROM rows")[0]; got != "2000|1|2000" {
+				t.Fatalf("rows: count|min|max = %s", got)
+			}
+			if !strings.Contains(out+errs, "fewer records than asked") {
+				t.Fatalf("no warning about the clamped page size:\n%s%s", out, errs)
+			}
+			if n := api.requests.Load(); n > 21 {
+				t.Fatalf("%d requests for 20 pages", n)
+			}
+		})
+	}
+}
+
+// TestOffsetRepeatedRecords: an API whose pages repeat the last records
+// of the page before is read exactly: by the offset and limit it echoes,
+// or without echoes by the records each page adds (advancing by the
+// records received skipped two records a page: 38 of 2000 missing).
+func TestOffsetRepeatedRecords(t *testing.T) {
+	for _, echo := range []string{"", ", offset_path: meta.offset, limit_path: meta.limit"} {
+		t.Run("echo="+echo, func(t *testing.T) {
+			api := offsetAPI(t, 2000, 100, true)
+			s := newSite(t, offsetConnector(api.URL, ", size: 100"+echo), sqlitePipeline)
+			s.run(0)
+			if got := s.query("SELECT COUNT(*), COUNT(DISTINCT id), SUM(id) FROM rows")[0]; got != fmt.Sprintf("2000|2000|%d", 2000*2001/2) {
+				t.Fatalf("rows: count|distinct|sum = %s", got)
+			}
+			if got := s.query("SELECT name FROM rows WHERE id = 1234")[0]; got != "r1234" {
+				t.Fatalf("row 1234 = %s", got)
+			}
+		})
+	}
+}
+
+// TestPaginationPathMissing: a misspelt cursor_path (meta.nextCursor for
+// meta.next_cursor) fails the stream on the first full page, naming the
+// path and the keys the response has, instead of syncing 50 of 230 rows
+// and succeeding; stop_on_missing says that missing means the end.
+func TestPaginationPathMissing(t *testing.T) {
+	api := newAPI(t, func(r *http.Request) any {
+		from, _ := strconv.Atoi(r.URL.Query().Get("cursor"))
+		var data []map[string]any
+		for i := from; i < min(from+50, 230); i++ {
+			data = append(data, map[string]any{"id": i + 1})
+		}
+		meta := map[string]any{"total": 230}
+		if from+50 < 230 {
+			meta["next_cursor"] = strconv.Itoa(from + 50)
+		}
+		return map[string]any{"data": data, "meta": meta}
+	})
+	conn := func(path, extra string) string {
+		return fmt.Sprintf("name: c\nbase_url: %s\nstreams:\n  items:\n    path: /items\n    records: data\n    primary_key: id\n    paginate: {type: cursor, param: cursor, size: 50, size_param: limit, cursor_path: %s%s}\n", api.URL, path, extra)
+	}
+	s := newSite(t, conn("meta.nextCursor", ""), sqlitePipeline)
+	out := s.run(1)
+	for _, want := range []string{`paginate.cursor_path "meta.nextCursor" is missing from a full page (50 records)`, "next_cursor, total", "stop_on_missing"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("the error lacks %q:\n%s", want, out)
+		}
+	}
+	s.write("connector.yaml", conn("meta.next_cursor", ""))
+	s.run(0)
+	if got := s.query("SELECT COUNT(*) FROM items")[0]; got != "230" {
+		t.Fatalf("%s rows, want 230", got)
+	}
+	// Told that missing means the end, Ferry believes it.
+	s.write("connector.yaml", conn("meta.nextCursor", ", stop_on_missing: true"))
+	s.run(0)
+}

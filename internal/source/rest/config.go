@@ -238,6 +238,15 @@ type Paginate struct {
 	// StopOnShortPage ends the stream at the first page with fewer than
 	// Size records (default false: some APIs cap the size silently).
 	StopOnShortPage bool `yaml:"stop_on_short_page,omitempty" doc:"End at the first page with fewer than size records (default false)."`
+	// OffsetPath and LimitPath are where an offset API echoes the offset
+	// the page starts at and the page size it applied (offset): the next
+	// offset is then what the server says, not what Ferry asked.
+	OffsetPath string `yaml:"offset_path,omitempty" def:"path" doc:"Where the API echoes the offset of the page (offset pagination): the next offset is the echoed offset plus the page size."`
+	LimitPath  string `yaml:"limit_path,omitempty" def:"path" doc:"Where the API echoes the page size it applied (offset pagination), such as a limit it clamped: the next offset advances by it, and stop_on_short_page compares with it."`
+	// StopOnMissing says a cursor_path or next_path missing from a page
+	// means the end (default false: missing from a full page, it fails the
+	// stream, since a misspelt path would otherwise end it after one page).
+	StopOnMissing bool `yaml:"stop_on_missing,omitempty" doc:"cursor_path or next_path missing from a page means the end (default false: missing from a full page — as many records as size, or any without size — it fails the stream, naming the keys the page has; null or empty always ends it)."`
 	// MaxPages is a safety limit on pages per partition (default none).
 	MaxPages int `yaml:"max_pages,omitempty" min:"1" doc:"Safety limit on pages per partition."`
 }

@@ -210,10 +210,10 @@ func join(base []string, more ...string) []string {
 var paginateFields = map[string][]string{
 	"none":        {},
 	"page_number": {"param", "start", "size", "size_param", "has_more_path", "total_path", "total_pages_path", "stop_on_empty", "stop_on_short_page", "max_pages"},
-	"offset":      {"param", "start", "size", "size_param", "has_more_path", "total_path", "stop_on_empty", "stop_on_short_page", "max_pages"},
-	"cursor":      {"param", "size", "size_param", "cursor_path", "has_more_path", "total_path", "stop_on_empty", "max_pages"},
+	"offset":      {"param", "start", "size", "size_param", "offset_path", "limit_path", "has_more_path", "total_path", "stop_on_empty", "stop_on_short_page", "max_pages"},
+	"cursor":      {"param", "size", "size_param", "cursor_path", "has_more_path", "total_path", "stop_on_empty", "stop_on_missing", "max_pages"},
 	"last_record": {"param", "size", "size_param", "field", "has_more_path", "total_path", "stop_on_empty", "stop_on_short_page", "max_pages"},
-	"next_url":    {"size", "size_param", "next_path", "has_more_path", "total_path", "stop_on_empty", "max_pages"},
+	"next_url":    {"size", "size_param", "next_path", "has_more_path", "total_path", "stop_on_empty", "stop_on_missing", "max_pages"},
 	"link_header": {"size", "size_param", "has_more_path", "total_path", "stop_on_empty", "max_pages"},
 }
 
@@ -314,6 +314,7 @@ func checkPaginate(chk *spec.Checker, s *Stream) {
 		"cursor_path": pg.CursorPath != "", "field": pg.Field != "", "next_path": pg.NextPath != "",
 		"has_more_path": pg.HasMorePath != "", "total_path": pg.TotalPath != "", "total_pages_path": pg.TotalPagesPath != "",
 		"stop_on_empty": pg.StopOnEmpty != nil, "stop_on_short_page": pg.StopOnShortPage, "max_pages": pg.MaxPages != 0,
+		"offset_path": pg.OffsetPath != "", "limit_path": pg.LimitPath != "", "stop_on_missing": pg.StopOnMissing,
 	}
 	for _, k := range slices.Sorted(maps.Keys(set)) {
 		if set[k] && !slices.Contains(allowed, k) {
@@ -322,7 +323,7 @@ func checkPaginate(chk *spec.Checker, s *Stream) {
 	}
 	for _, k := range []struct {
 		name, val string
-	}{{"cursor_path", pg.CursorPath}, {"next_path", pg.NextPath}, {"has_more_path", pg.HasMorePath}, {"total_path", pg.TotalPath}, {"total_pages_path", pg.TotalPagesPath}} {
+	}{{"cursor_path", pg.CursorPath}, {"next_path", pg.NextPath}, {"has_more_path", pg.HasMorePath}, {"total_path", pg.TotalPath}, {"total_pages_path", pg.TotalPagesPath}, {"offset_path", pg.OffsetPath}, {"limit_path", pg.LimitPath}} {
 		if k.val != "" {
 			if _, err := jsonpath.Compile(k.val); err != nil {
 				pc.AtValue([]string{k.name}, "%v", err)

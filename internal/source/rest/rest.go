@@ -107,6 +107,9 @@ type stream struct {
 	cursorPath *jsonpath.Path
 	// cursorField finds a record's cursor (nil: the stream has none).
 	cursorField *jsonpath.Path
+	// warnedShort is set once the stream warned of pages shorter than
+	// asked.
+	warnedShort atomic.Bool
 }
 
 type parentField struct {
@@ -765,6 +768,7 @@ func (s *Source) readFrom(ctx context.Context, st *stream, part *record.Partitio
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.Request, err)
 			}
+			s.noteShort(st, guard, p.Request)
 			done = done || parsed.last
 		}
 		p.Last = done
@@ -782,6 +786,19 @@ func (s *Source) readFrom(ctx context.Context, st *stream, part *record.Partitio
 		}
 		pos = next
 	}
+}
+
+// noteShort warns, once per stream, that the API returned fewer records
+// than asked on a page that was not the last.
+func (s *Source) noteShort(st *stream, guard *loopGuard, request string) {
+	if guard.short == "" {
+		return
+	}
+	if st.warnedShort.CompareAndSwap(false, true) {
+		s.log.Warn("the API returns fewer records than asked on pages that are not the last (it seems to cap the page size); Ferry pages by what it returns, and paginate.size could say what it applies",
+			"stream", st.name, "request", s.red.String(request), "detail", guard.short)
+	}
+	guard.short = ""
 }
 
 func nullable(s string) any {
@@ -974,7 +991,7 @@ func (s *Source) fetch(ctx context.Context, st *stream, req *httpx.Request) (*ht
 		}
 	}
 	check := func(resp *httpx.Response) error {
-		r := &response{}
+		r := &response{body: resp.Body}
 		recordsFound := false
 		err := jsonpath.Scan(resp.Body, live, func(i int, v []byte) error {
 			if j := index[i]; j == 0 {
