@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // shopAPI serves customers (filtered by updated_since when asked, in one
@@ -284,4 +285,49 @@ func TestPaginationPathMissing(t *testing.T) {
 	// Told that missing means the end, Ferry believes it.
 	s.write("connector.yaml", conn("meta.nextCursor", ", stop_on_missing: true"))
 	s.run(0)
+}
+
+// TestNewestFirstStops: a newest-first feed without a filter stops paging
+// at the first record older than the saved cursor: the second run reads
+// one page, not all of them.
+func TestNewestFirstStops(t *testing.T) {
+	var mu sync.Mutex
+	n := 500
+	at := func(i int) string { return time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Minute).Format(time.RFC3339) }
+	api := newAPI(t, func(r *http.Request) any {
+		mu.Lock()
+		defer mu.Unlock()
+		page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+		var data []map[string]any
+		for i := n - (page-1)*50; i > max(0, n-page*50); i-- {
+			data = append(data, map[string]any{"id": i, "updated_at": at(i)})
+		}
+		return map[string]any{"data": data}
+	})
+	conn := fmt.Sprintf(`name: feed
+base_url: %s
+streams:
+  events:
+    path: /events
+    records: data
+    primary_key: id
+    cursor: updated_at
+    incremental: {newest_first: true}
+    paginate: {type: page_number, size: 50, size_param: per_page}
+`, api.URL)
+	s := newSite(t, conn, sqlitePipeline+"mode: incremental_dedup\n")
+	s.run(0)
+	if got := api.requests.Load(); got != 11 {
+		t.Fatalf("first run: %d requests, want 11 (10 pages and an empty one)", got)
+	}
+	mu.Lock()
+	n = 507
+	mu.Unlock()
+	s.run(0)
+	if got := api.requests.Load() - 11; got != 1 {
+		t.Fatalf("second run: %d requests, want 1 (the first page reaches records already synced)", got)
+	}
+	if got := s.query("SELECT COUNT(*), MIN(id), MAX(id) FROM events")[0]; got != "507|1|507" {
+		t.Fatalf("events: count|min|max = %s", got)
+	}
 }

@@ -201,6 +201,10 @@ type Incremental struct {
 	// (default 1s for an exclusive filter): a filter that truncates to
 	// seconds needs 1s.
 	Granularity string `yaml:"granularity,omitempty" def:"duration" doc:"Resolution of the API's cursor values and filter (default 1s with exclusive)."`
+	// NewestFirst says the API lists records newest first by the cursor
+	// (a feed without a filter): paging stops at the first record older
+	// than the value the read starts from.
+	NewestFirst bool `yaml:"newest_first,omitempty" doc:"The API lists records newest first by the cursor: an incremental read stops paging at the first record older than where it starts (the saved cursor, less lookback)."`
 }
 
 // Paginate describes how a stream's pages follow one another.

@@ -291,6 +291,9 @@ func checkStream(chk *spec.Checker, s *Stream) {
 				ic.At([]string{"granularity"}, "granularity applies to an exclusive filter: set exclusive: true, or remove it")
 			}
 		}
+		if inc.NewestFirst && s.Response != nil {
+			ic.At([]string{"newest_first"}, "newest_first applies to JSON pages read whole: remove response, or newest_first")
+		}
 	}
 	checkPaginate(chk, s)
 	checkShapes(chk, s)

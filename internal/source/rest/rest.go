@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/ferry-dev/ferry/internal/auth"
+	"github.com/ferry-dev/ferry/internal/cursor"
 	"github.com/ferry-dev/ferry/internal/httpx"
 	"github.com/ferry-dev/ferry/internal/jsonpath"
 	"github.com/ferry-dev/ferry/internal/jsonscan"
@@ -110,6 +111,9 @@ type stream struct {
 	// warnedShort is set once the stream warned of pages shorter than
 	// asked.
 	warnedShort atomic.Bool
+	// newestFirst: the API lists records newest first; a read stops at
+	// the first record older than its since.
+	newestFirst bool
 }
 
 type parentField struct {
@@ -380,6 +384,7 @@ func compileStream(name string, sp *Stream) (*stream, error) {
 	if inc := sp.Incremental; inc != nil {
 		st.incParam = inc.Param
 		st.incFormat = inc.Format
+		st.newestFirst = inc.NewestFirst
 		st.info.ServerFilter = inc.Param != "" || usesIncremental(sp)
 		if inc.Lookback != "" {
 			if st.info.Lookback, err = spec.ParseLookback(string(inc.Lookback)); err != nil {
@@ -769,7 +774,7 @@ func (s *Source) readFrom(ctx context.Context, st *stream, part *record.Partitio
 				return fmt.Errorf("%s: %w", p.Request, err)
 			}
 			s.noteShort(st, guard, p.Request)
-			done = done || parsed.last
+			done = done || parsed.last || st.pastSince(p.Records, start.Since)
 		}
 		p.Last = done
 		if !done {
@@ -786,6 +791,21 @@ func (s *Source) readFrom(ctx context.Context, st *stream, part *record.Partitio
 		}
 		pos = next
 	}
+}
+
+// pastSince reports whether a newest-first stream has reached records
+// older than since: the pages after hold only older ones.
+func (st *stream) pastSince(recs [][]byte, since string) bool {
+	if !st.newestFirst || since == "" {
+		return false
+	}
+	from := cursor.Parse(since)
+	for _, rec := range recs {
+		if c := st.cursorOf(rec); c != "" && cursor.Parse(c).Compare(from) < 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // noteShort warns, once per stream, that the API returned fewer records
