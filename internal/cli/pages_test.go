@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -329,5 +330,99 @@ streams:
 	}
 	if got := s.query("SELECT COUNT(*), MIN(id), MAX(id) FROM events")[0]; got != "507|1|507" {
 		t.Fatalf("events: count|min|max = %s", got)
+	}
+}
+
+// hubspotSearch serves HubSpot's CRM search: POST with a GTE filter on
+// lastmodifieddate, sorted ascending, pages of limit with paging.next.after,
+// and a 400 past 10,000 results of one query.
+func hubspotSearch(t *testing.T, n int) (*httptest.Server, *atomic.Int64) {
+	var calls atomic.Int64
+	at := func(i int) string {
+		// Three contacts share each value.
+		return time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i/3) * time.Second).Format("2006-01-02T15:04:05.000Z")
+	}
+	stamps := make([]string, n)
+	for i := range stamps {
+		stamps[i] = at(i)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		var q struct {
+			FilterGroups []struct {
+				Filters []struct{ PropertyName, Operator, Value string }
+			}
+			Limit int
+			After *string
+		}
+		if err := json.NewDecoder(r.Body).Decode(&q); err != nil || len(q.FilterGroups) != 1 || q.FilterGroups[0].Filters[0].Operator != "GTE" {
+			http.Error(w, `{"status":"error","message":"bad search"}`, http.StatusBadRequest)
+			return
+		}
+		since := q.FilterGroups[0].Filters[0].Value
+		after := 0
+		if q.After != nil {
+			after, _ = strconv.Atoi(*q.After)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if after+q.Limit > 10000 {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"status":"error","message":"Cannot page beyond 10000 results","category":"VALIDATION_ERROR"}`)
+			return
+		}
+		var match []int
+		for i := range n {
+			if stamps[i] >= since {
+				match = append(match, i)
+			}
+		}
+		var results []map[string]any
+		for _, i := range match[min(after, len(match)):min(after+q.Limit, len(match))] {
+			results = append(results, map[string]any{"id": strconv.Itoa(i + 1), "properties": map[string]any{"email": fmt.Sprintf("c%d@example.com", i+1)}, "lastmodifieddate": stamps[i]})
+		}
+		body := map[string]any{"total": len(match), "results": results}
+		if after+q.Limit < len(match) {
+			body["paging"] = map[string]any{"next": map[string]any{"after": strconv.Itoa(after + q.Limit)}}
+		}
+		json.NewEncoder(w).Encode(body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &calls
+}
+
+// TestDeepPagingCap: a search capped at 10,000 results (HubSpot) is read
+// past the cap by starting the query again from the largest cursor value
+// read: every one of 12,345 contacts lands, once (the run used to fail at
+// the cap, and every rerun at the same place).
+func TestDeepPagingCap(t *testing.T) {
+	srv, calls := hubspotSearch(t, 12345)
+	conn := fmt.Sprintf(`name: hubspot
+base_url: %s
+streams:
+  contacts:
+    method: POST
+    path: /crm/v3/objects/contacts/search
+    body:
+      filterGroups: [{filters: [{propertyName: lastmodifieddate, operator: GTE, value: "{{ incremental.since }}"}]}]
+      sorts: [{propertyName: lastmodifieddate, direction: ASCENDING}]
+      limit: 100
+      after: "{{ page.cursor }}"
+    records: results
+    primary_key: id
+    cursor: lastmodifieddate
+    incremental: {start: "2020-01-01T00:00:00.000Z"}
+    paginate: {type: cursor, cursor_path: paging.next.after, max_results: 10000}
+`, srv.URL)
+	s := newSite(t, conn, sqlitePipeline+"mode: incremental_dedup\n")
+	s.run(0)
+	if got := s.query("SELECT COUNT(*), COUNT(DISTINCT id), MIN(CAST(id AS INTEGER)), MAX(CAST(id AS INTEGER)) FROM contacts")[0]; got != "12345|12345|1|12345" {
+		t.Fatalf("contacts: count|distinct|min|max = %s", got)
+	}
+	if got := s.query("SELECT json_extract(properties, '$.email') FROM contacts WHERE id = '11111'"); len(got) != 1 || got[0] != "c11111@example.com" {
+		t.Fatalf("contact 11111: %v", got)
+	}
+	// 100 pages, then the query again from the last value: 24 pages more.
+	if n := calls.Load(); n < 124 || n > 126 {
+		t.Fatalf("%d requests", n)
 	}
 }

@@ -251,6 +251,11 @@ type Paginate struct {
 	// means the end (default false: missing from a full page, it fails the
 	// stream, since a misspelt path would otherwise end it after one page).
 	StopOnMissing bool `yaml:"stop_on_missing,omitempty" doc:"cursor_path or next_path missing from a page means the end (default false: missing from a full page — as many records as size, or any without size — it fails the stream, naming the keys the page has; null or empty always ends it)."`
+	// MaxResults is the most records the API returns for one query (a
+	// search capped at 10,000): after that many, Ferry starts the query
+	// again from the largest cursor value read, which needs records
+	// sorted by the cursor, ascending, and the cursor in the request.
+	MaxResults int `yaml:"max_results,omitempty" min:"1" doc:"The most records the API returns for one query (HubSpot's search: 10000): after that many, the query starts again from the largest cursor value read ({{ incremental.since }} or incremental.param); records must come sorted by the cursor, ascending."`
 	// MaxPages is a safety limit on pages per partition (default none).
 	MaxPages int `yaml:"max_pages,omitempty" min:"1" doc:"Safety limit on pages per partition."`
 }

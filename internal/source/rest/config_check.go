@@ -209,12 +209,12 @@ func join(base []string, more ...string) []string {
 // paginateFields lists, per pagination type, the fields it uses.
 var paginateFields = map[string][]string{
 	"none":        {},
-	"page_number": {"param", "start", "size", "size_param", "has_more_path", "total_path", "total_pages_path", "stop_on_empty", "stop_on_short_page", "max_pages"},
-	"offset":      {"param", "start", "size", "size_param", "offset_path", "limit_path", "has_more_path", "total_path", "stop_on_empty", "stop_on_short_page", "max_pages"},
-	"cursor":      {"param", "size", "size_param", "cursor_path", "has_more_path", "total_path", "stop_on_empty", "stop_on_missing", "max_pages"},
-	"last_record": {"param", "size", "size_param", "field", "has_more_path", "total_path", "stop_on_empty", "stop_on_short_page", "max_pages"},
-	"next_url":    {"size", "size_param", "next_path", "has_more_path", "total_path", "stop_on_empty", "stop_on_missing", "max_pages"},
-	"link_header": {"size", "size_param", "has_more_path", "total_path", "stop_on_empty", "max_pages"},
+	"page_number": {"param", "start", "size", "size_param", "has_more_path", "total_path", "total_pages_path", "stop_on_empty", "stop_on_short_page", "max_pages", "max_results"},
+	"offset":      {"param", "start", "size", "size_param", "offset_path", "limit_path", "has_more_path", "total_path", "stop_on_empty", "stop_on_short_page", "max_pages", "max_results"},
+	"cursor":      {"param", "size", "size_param", "cursor_path", "has_more_path", "total_path", "stop_on_empty", "stop_on_missing", "max_pages", "max_results"},
+	"last_record": {"param", "size", "size_param", "field", "has_more_path", "total_path", "stop_on_empty", "stop_on_short_page", "max_pages", "max_results"},
+	"next_url":    {"size", "size_param", "next_path", "has_more_path", "total_path", "stop_on_empty", "stop_on_missing", "max_pages", "max_results"},
+	"link_header": {"size", "size_param", "has_more_path", "total_path", "stop_on_empty", "max_pages", "max_results"},
 }
 
 // atValue reports a problem at the value of an absolute YAML path (a
@@ -316,7 +316,7 @@ func checkPaginate(chk *spec.Checker, s *Stream) {
 		"param": pg.Param != "", "start": pg.Start != nil, "size": pg.Size != 0, "size_param": pg.SizeParam != "",
 		"cursor_path": pg.CursorPath != "", "field": pg.Field != "", "next_path": pg.NextPath != "",
 		"has_more_path": pg.HasMorePath != "", "total_path": pg.TotalPath != "", "total_pages_path": pg.TotalPagesPath != "",
-		"stop_on_empty": pg.StopOnEmpty != nil, "stop_on_short_page": pg.StopOnShortPage, "max_pages": pg.MaxPages != 0,
+		"stop_on_empty": pg.StopOnEmpty != nil, "stop_on_short_page": pg.StopOnShortPage, "max_pages": pg.MaxPages != 0, "max_results": pg.MaxResults != 0,
 		"offset_path": pg.OffsetPath != "", "limit_path": pg.LimitPath != "", "stop_on_missing": pg.StopOnMissing,
 	}
 	for _, k := range slices.Sorted(maps.Keys(set)) {
@@ -335,6 +335,9 @@ func checkPaginate(chk *spec.Checker, s *Stream) {
 	}
 	if pg.Size != 0 && pg.SizeParam == "" && pg.Type != "offset" && !usesPage(s, "size") {
 		pc.At([]string{"size"}, "size needs size_param: the query parameter that carries the page size")
+	}
+	if pg.MaxResults > 0 && (s.Cursor == "" || s.Incremental == nil || (s.Incremental.Param == "" && !usesIncremental(s))) {
+		pc.At([]string{"max_results"}, "max_results restarts the query from the largest cursor read: it needs cursor, and the cursor in the request (incremental.param, or {{ incremental.since }} in params or body)")
 	}
 	if pg.StopOnShortPage && pg.Size == 0 {
 		pc.At([]string{"stop_on_short_page"}, "stop_on_short_page needs size")

@@ -42,6 +42,7 @@ type paginator struct {
 	// names are the settings' names of the paths, by field index.
 	names         [numFields]string
 	stopOnMissing bool
+	maxResults    int64
 	// keyPaths identify a record (the primary key), to tell the records
 	// a page repeats from the page before (offset).
 	keyPaths    []*jsonpath.Path
@@ -76,10 +77,17 @@ type position struct {
 	// Largest is the most records a page of the partition returned: the
 	// page size the API applies, when it gives fewer than asked.
 	Largest int64 `json:"largest,omitempty"`
+	// Restart is the cursor value the query was restarted from, past an
+	// API's cap on results (max_results); "" for the read's own start.
+	Restart string `json:"restart,omitempty"`
+	// InQuery is how many records the query since the last restart
+	// returned; Max is the largest cursor among them.
+	InQuery int64  `json:"in_query,omitempty"`
+	Max     string `json:"max,omitempty"`
 }
 
 func newPaginator(p *Paginate, primaryKey []string) (*paginator, error) {
-	pg := &paginator{kind: p.Type, param: p.Param, sizeParam: p.SizeParam, size: p.Size, maxPages: p.MaxPages, stopOnShort: p.StopOnShortPage, stopOnMissing: p.StopOnMissing}
+	pg := &paginator{kind: p.Type, param: p.Param, sizeParam: p.SizeParam, size: p.Size, maxPages: p.MaxPages, stopOnShort: p.StopOnShortPage, stopOnMissing: p.StopOnMissing, maxResults: int64(p.MaxResults)}
 	pg.names = [numFields]string{"cursor_path", "next_path", "has_more_path", "total_path", "total_pages_path", "offset_path", "limit_path"}
 	for _, k := range primaryKey {
 		kp, err := jsonpath.Compile(k)

@@ -736,7 +736,14 @@ func (s *Source) readFrom(ctx context.Context, st *stream, part *record.Partitio
 	}
 	for page := pos.Pages + 1; ; page++ {
 		env["page"] = st.pag.vars(pos)
-		hreq, err := s.request(st, pos, env, start.Since)
+		since := start.Since
+		if pos.Restart != "" {
+			// Past the API's cap on results: the query again, from the
+			// largest cursor read.
+			since = pos.Restart
+			env["incremental"] = map[string]any{"since": nullable(st.formatSince(since)), "start": nullable(st.info.Start)}
+		}
+		hreq, err := s.request(st, pos, env, since)
 		if err != nil {
 			return err
 		}
@@ -775,6 +782,14 @@ func (s *Source) readFrom(ctx context.Context, st *stream, part *record.Partitio
 			}
 			s.noteShort(st, guard, p.Request)
 			done = done || parsed.last || st.pastSince(p.Records, start.Since)
+			if !done && st.pag.maxResults > 0 {
+				if next, err = st.restart(pos, next, p.Records); err != nil {
+					return fmt.Errorf("%s: %w", p.Request, err)
+				}
+				if next.Restart != pos.Restart {
+					guard = newLoopGuard() // the API's cursors start over
+				}
+			}
 		}
 		p.Last = done
 		if !done {
@@ -791,6 +806,27 @@ func (s *Source) readFrom(ctx context.Context, st *stream, part *record.Partitio
 		}
 		pos = next
 	}
+}
+
+// restart keeps count of the records the query returned and, once they
+// reach the API's cap (max_results), makes the next position the query's
+// first page again, from the largest cursor value read.
+func (st *stream) restart(pos, next position, recs [][]byte) (position, error) {
+	next.InQuery = pos.InQuery + int64(len(recs))
+	for _, rec := range recs {
+		if c := st.cursorOf(rec); c != "" && (next.Max == "" || cursor.Parse(c).Compare(cursor.Parse(next.Max)) > 0) {
+			next.Max = c
+		}
+	}
+	if next.InQuery < st.pag.maxResults {
+		return next, nil
+	}
+	if next.Max == "" || next.Max == pos.Restart {
+		return next, fmt.Errorf("the API caps a query at %d results (paginate.max_results) and all %d records read since the query started at %q share one cursor value, so starting again from it cannot get further; a cursor with finer values is needed", st.pag.maxResults, next.InQuery, pos.Restart)
+	}
+	again := st.pag.first()
+	again.Count, again.Pages, again.Restart = next.Count, next.Pages, next.Max
+	return again, nil
 }
 
 // pastSince reports whether a newest-first stream has reached records
