@@ -294,7 +294,9 @@ func TestPaginationPathMissing(t *testing.T) {
 func TestNewestFirstStops(t *testing.T) {
 	var mu sync.Mutex
 	n := 500
-	at := func(i int) string { return time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Minute).Format(time.RFC3339) }
+	at := func(i int) string {
+		return time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Minute).Format(time.RFC3339)
+	}
 	api := newAPI(t, func(r *http.Request) any {
 		mu.Lock()
 		defer mu.Unlock()
