@@ -428,3 +428,64 @@ streams:
 		t.Fatalf("%d requests", n)
 	}
 }
+
+// TestTimeWindows: an incremental stream with window: 1d makes one query
+// per day from the start, each checkpointed: a run that fails in the
+// third window resumes there, without asking for the first two again.
+func TestTimeWindows(t *testing.T) {
+	now := time.Now().UTC()
+	start := now.Add(-5*24*time.Hour + time.Hour).Truncate(time.Second)
+	var mu sync.Mutex
+	var asked []string
+	failFrom := ""
+	api := newAPI(t, func(r *http.Request) any {
+		mu.Lock()
+		defer mu.Unlock()
+		from, _ := time.Parse(time.RFC3339Nano, r.URL.Query().Get("start_time"))
+		to, err := time.Parse(time.RFC3339Nano, r.URL.Query().Get("end_time"))
+		if err != nil || to.Sub(from) > 24*time.Hour {
+			return map[string]any{"error": "the range must be at most a day"}
+		}
+		asked = append(asked, from.Format(time.RFC3339))
+		if failFrom != "" && r.URL.Query().Get("start_time") >= failFrom {
+			return map[string]any{"error": "down"}
+		}
+		var data []map[string]any
+		// One record an hour, from the start.
+		for h := 0; h < 5*24; h++ {
+			at := start.Add(time.Duration(h) * time.Hour)
+			if !at.Before(from) && at.Before(to) {
+				data = append(data, map[string]any{"id": h + 1, "at": at.Format(time.RFC3339)})
+			}
+		}
+		return map[string]any{"data": data}
+	})
+	conn := fmt.Sprintf(`name: w
+base_url: %s
+http: {max_attempts: 1}
+streams:
+  readings:
+    path: /readings
+    records: data
+    primary_key: id
+    cursor: at
+    incremental: {param: start_time, until_param: end_time, window: 1d, start: %q}
+`, api.URL, start.Format(time.RFC3339))
+	s := newSite(t, conn, sqlitePipeline+"mode: incremental_dedup\n")
+	// The third window's answers lack data: the run fails there.
+	failFrom = start.Add(48 * time.Hour).Format(time.RFC3339)
+	s.run(1)
+	if got := s.query("SELECT COUNT(*) FROM readings")[0]; got != "48" {
+		t.Fatalf("after the failed run: %s rows, want 48 (two windows)", got)
+	}
+	mu.Lock()
+	failFrom, asked = "", nil
+	mu.Unlock()
+	s.run(0)
+	if len(asked) != 3 || asked[0] != start.Add(48*time.Hour).Format(time.RFC3339) {
+		t.Fatalf("the resumed run asked for windows %v, want the 3 from the third", asked)
+	}
+	if got := s.query("SELECT COUNT(*), MIN(id), MAX(id) FROM readings")[0]; got != "120|1|120" {
+		t.Fatalf("readings: count|min|max = %s", got)
+	}
+}

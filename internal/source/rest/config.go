@@ -204,7 +204,13 @@ type Incremental struct {
 	// NewestFirst says the API lists records newest first by the cursor
 	// (a feed without a filter): paging stops at the first record older
 	// than the value the read starts from.
-	NewestFirst bool `yaml:"newest_first,omitempty" doc:"The API lists records newest first by the cursor: an incremental read stops paging at the first record older than where it starts (the saved cursor, less lookback)."`
+	// Window slices an incremental read into time windows (1d): one query
+	// per window from the start, {{ incremental.since }} to
+	// {{ incremental.until }}, each checkpointed.
+	Window string `yaml:"window,omitempty" def:"duration" doc:"Slice the read into windows of this length (1d, 6h) from where it starts to now: one query per window, from {{ incremental.since }} to {{ incremental.until }} (or until_param), each checkpointed so an interrupted read resumes at its window."`
+	// UntilParam is the query parameter receiving a window's end.
+	UntilParam  string `yaml:"until_param,omitempty" min:"1" doc:"With window: the query parameter receiving the window's end (exclusive)."`
+	NewestFirst bool   `yaml:"newest_first,omitempty" doc:"The API lists records newest first by the cursor: an incremental read stops paging at the first record older than where it starts (the saved cursor, less lookback)."`
 }
 
 // Paginate describes how a stream's pages follow one another.

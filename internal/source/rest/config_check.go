@@ -291,6 +291,19 @@ func checkStream(chk *spec.Checker, s *Stream) {
 				ic.At([]string{"granularity"}, "granularity applies to an exclusive filter: set exclusive: true, or remove it")
 			}
 		}
+		if inc.Window != "" {
+			if d, err := spec.ParseDuration(inc.Window); err != nil || d <= 0 {
+				ic.AtValue([]string{"window"}, "window must be a positive duration such as 1d or 6h")
+			}
+			if inc.Start == "" {
+				ic.At([]string{"window"}, "window needs start: the windows run from incremental.start on the first sync")
+			}
+			if s.Paginate != nil && s.Paginate.MaxResults > 0 {
+				ic.At([]string{"window"}, "window and paginate.max_results cannot be combined: choose windows small enough for the cap")
+			}
+		} else if inc.UntilParam != "" {
+			ic.At([]string{"until_param"}, "until_param applies to a window: set window")
+		}
 		if inc.NewestFirst && s.Response != nil {
 			ic.At([]string{"newest_first"}, "newest_first applies to JSON pages read whole: remove response, or newest_first")
 		}

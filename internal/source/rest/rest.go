@@ -114,6 +114,10 @@ type stream struct {
 	// newestFirst: the API lists records newest first; a read stops at
 	// the first record older than its since.
 	newestFirst bool
+	// window slices an incremental read into time windows (0: none);
+	// untilParam receives a window's end.
+	window     time.Duration
+	untilParam string
 }
 
 type parentField struct {
@@ -385,6 +389,12 @@ func compileStream(name string, sp *Stream) (*stream, error) {
 		st.incParam = inc.Param
 		st.incFormat = inc.Format
 		st.newestFirst = inc.NewestFirst
+		st.untilParam = inc.UntilParam
+		if inc.Window != "" {
+			if st.window, err = spec.ParseDuration(inc.Window); err != nil {
+				return nil, fmt.Errorf("incremental.window: %w", err)
+			}
+		}
 		st.info.ServerFilter = inc.Param != "" || usesIncremental(sp)
 		if inc.Lookback != "" {
 			if st.info.Lookback, err = spec.ParseLookback(string(inc.Lookback)); err != nil {
@@ -734,16 +744,30 @@ func (s *Source) readFrom(ctx context.Context, st *stream, part *record.Partitio
 	if st.async != nil {
 		return s.readAsync(ctx, st, part, env, start, req)
 	}
+	end := time.Now().UTC()
 	for page := pos.Pages + 1; ; page++ {
 		env["page"] = st.pag.vars(pos)
 		since := start.Since
 		if pos.Restart != "" {
-			// Past the API's cap on results: the query again, from the
-			// largest cursor read.
+			// Past the API's cap on results, or in a later window: the
+			// query again, from there.
 			since = pos.Restart
-			env["incremental"] = map[string]any{"since": nullable(st.formatSince(since)), "start": nullable(st.info.Start)}
 		}
+		until, windowed := st.windowEnd(since, end)
+		inc := map[string]any{"since": nullable(st.formatSince(since)), "start": nullable(st.info.Start), "until": nil}
+		if windowed {
+			inc["until"] = st.formatSince(until)
+		}
+		env["incremental"] = inc
 		hreq, err := s.request(st, pos, env, since)
+		if err != nil {
+			return err
+		}
+		if windowed && st.untilParam != "" {
+			if hreq.URL, err = setQuery(hreq.URL, st.untilParam, st.formatSince(until)); err != nil {
+				return err
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -790,6 +814,14 @@ func (s *Source) readFrom(ctx context.Context, st *stream, part *record.Partitio
 					guard = newLoopGuard() // the API's cursors start over
 				}
 			}
+			if done && windowed && st.before(until, end) {
+				// The window is read: the next one, checkpointed with
+				// this page.
+				again := st.pag.first()
+				again.Count, again.Pages, again.Restart = next.Count, next.Pages, until
+				next, done = again, false
+				guard = newLoopGuard()
+			}
 		}
 		p.Last = done
 		if !done {
@@ -827,6 +859,41 @@ func (st *stream) restart(pos, next position, recs [][]byte) (position, error) {
 	again := st.pag.first()
 	again.Count, again.Pages, again.Restart = next.Count, next.Pages, next.Max
 	return again, nil
+}
+
+// windowEnd returns the end of the window that starts at since, and
+// whether the stream reads by windows (since must be a timestamp).
+func (st *stream) windowEnd(since string, end time.Time) (string, bool) {
+	if st.window <= 0 || since == "" {
+		return "", false
+	}
+	us, ok := schema.ParseTimestamp([]byte(since))
+	if !ok {
+		return "", false
+	}
+	t := time.UnixMicro(us).UTC().Add(st.window)
+	if t.After(end) {
+		t = end
+	}
+	return t.Format(time.RFC3339Nano), true
+}
+
+// before reports whether timestamp ts is before t.
+func (st *stream) before(ts string, t time.Time) bool {
+	us, ok := schema.ParseTimestamp([]byte(ts))
+	return ok && time.UnixMicro(us).Before(t)
+}
+
+// setQuery sets a query parameter of a URL.
+func setQuery(raw, key, value string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }
 
 // pastSince reports whether a newest-first stream has reached records
