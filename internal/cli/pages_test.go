@@ -489,3 +489,83 @@ streams:
 		t.Fatalf("readings: count|min|max = %s", got)
 	}
 }
+
+// TestDynamicFields: the properties a stream asks for come from the API's
+// metadata endpoint each run, so a property added between runs appears
+// in the table; a list too long for one URL is split across requests and
+// each record's parts merged.
+func TestDynamicFields(t *testing.T) {
+	var mu sync.Mutex
+	props := []string{"email", "firstname"}
+	pages := map[string]int{}
+	api := newAPI(t, func(r *http.Request) any {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.URL.Path == "/properties" {
+			var res []map[string]any
+			for _, p := range props {
+				res = append(res, map[string]any{"name": p, "type": "string"})
+			}
+			return map[string]any{"results": res}
+		}
+		pages[r.URL.Query().Get("after")]++
+		after, _ := strconv.Atoi(r.URL.Query().Get("after"))
+		var res []map[string]any
+		for i := after; i < min(after+10, 25); i++ {
+			p := map[string]any{}
+			for _, name := range strings.Split(r.URL.Query().Get("properties"), ",") {
+				if slices.Contains(props, name) {
+					p[name] = fmt.Sprintf("%s-%d", name, i+1)
+				}
+			}
+			res = append(res, map[string]any{"id": strconv.Itoa(i + 1), "properties": p})
+		}
+		body := map[string]any{"results": res}
+		if after+10 < 25 {
+			body["paging"] = map[string]any{"next": map[string]any{"after": strconv.Itoa(after + 10)}}
+		}
+		return body
+	})
+	conn := func(extra string) string {
+		return fmt.Sprintf(`name: crm
+base_url: %s
+streams:
+  contacts:
+    path: /contacts
+    records: results
+    primary_key: id
+    dynamic_fields: {path: /properties, records: results, name: name, param: properties%s}
+    paginate: {type: cursor, cursor_path: paging.next.after, param: after}
+`, api.URL, extra)
+	}
+	s := newSite(t, conn(""), sqlitePipeline+"schema: {nested: flatten}\n")
+	s.run(0)
+	if got := s.query("SELECT properties__email, properties__firstname FROM contacts WHERE id = '7'"); !slices.Equal(got, []string{"email-7|firstname-7"}) {
+		t.Fatalf("contact 7: %v", got)
+	}
+	mu.Lock()
+	props = append(props, "phone")
+	mu.Unlock()
+	s.run(0)
+	if got := s.query("SELECT properties__phone FROM contacts WHERE id = '25'"); !slices.Equal(got, []string{"phone-25"}) {
+		t.Fatalf("the property added between runs: %v", got)
+	}
+	// Forty long property names do not fit one 300-byte URL: each page is
+	// asked in parts, and every record gets every property.
+	mu.Lock()
+	for i := range 40 {
+		props = append(props, fmt.Sprintf("custom_property_number_%02d", i))
+	}
+	clear(pages)
+	mu.Unlock()
+	s.write("connector.yaml", conn(", max_url_length: 300"))
+	s.run(0)
+	if got := s.query("SELECT properties__email, properties__custom_property_number_00, properties__custom_property_number_39 FROM contacts WHERE id = '13'"); !slices.Equal(got, []string{"email-13|custom_property_number_00-13|custom_property_number_39-13"}) {
+		t.Fatalf("contact 13 after a split: %v", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if pages[""] < 2 || pages["10"] < 2 || pages["20"] < 2 {
+		t.Fatalf("requests per page: %v, want several for each page", pages)
+	}
+}

@@ -112,6 +112,9 @@ type Stream struct {
 	Paginate *Paginate `yaml:"paginate,omitempty" doc:"How pages follow one another."`
 	// Parent makes this a child stream: one partition per parent record.
 	Parent *Parent `yaml:"parent,omitempty" doc:"Makes this a child stream: one partition per parent record."`
+	// DynamicFields reads the list of fields to request from a metadata
+	// endpoint, once per run.
+	DynamicFields *DynamicFields `yaml:"dynamic_fields,omitempty" doc:"Read the fields (properties) to ask for from a metadata endpoint once per run, and send them in a query parameter, split across requests when the URL would be too long."`
 	// Columns fixes the type of some fields instead of inferring it.
 	Columns map[string]ColumnType `yaml:"columns,omitempty" doc:"Fixes the type of some fields instead of inferring it."`
 	// IgnoreStatus lists HTTP statuses that mean "no records" for this
@@ -307,4 +310,24 @@ func (Parent) JSONSchema() map[string]any {
 		"oneOf":       []any{map[string]any{"type": "string", "minLength": 1}, obj},
 		"description": "Makes this a child stream: one partition per parent record.",
 	}
+}
+
+// DynamicFields reads the names of the fields a stream asks for from a
+// metadata endpoint (HubSpot's /crm/v3/properties/contacts) each run.
+type DynamicFields struct {
+	// Path is the metadata endpoint, appended to base_url (GET). Template
+	// over config.
+	Path string `yaml:"path" required:"true" def:"template" doc:"The metadata endpoint, appended to base_url (GET); template over config."`
+	// Records is where the list of fields is in its response.
+	Records string `yaml:"records,omitempty" def:"path" doc:"Where the list of fields is in the response (default: the whole body)."`
+	// Name is the field of each item that holds a field's name.
+	Name string `yaml:"name,omitempty" def:"path" doc:"The field of each item holding the name to ask for (default name)."`
+	// Param is the query parameter receiving the names.
+	Param string `yaml:"param" required:"true" min:"1" doc:"The query parameter receiving the names, joined by separator."`
+	// Separator joins the names (default ",").
+	Separator string `yaml:"separator,omitempty" min:"1" doc:"Joins the names (default a comma)."`
+	// MaxURLLength splits the names across requests when the URL would be
+	// longer (default 4000): each page is asked once per part and the
+	// parts of each record merged by primary key.
+	MaxURLLength int `yaml:"max_url_length,omitempty" min:"256" doc:"Longest request URL (default 4000): longer, the names are split across requests for each page, and the parts of each record merged by primary key."`
 }

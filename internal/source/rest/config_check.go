@@ -308,6 +308,13 @@ func checkStream(chk *spec.Checker, s *Stream) {
 			ic.At([]string{"newest_first"}, "newest_first applies to JSON pages read whole: remove response, or newest_first")
 		}
 	}
+	if d := s.DynamicFields; d != nil {
+		dc := chk.Abs(join(s.yamlPath, "dynamic_fields"))
+		dc.Template([]string{"path"}, d.Path, spec.VarConfig)
+		if s.Response != nil {
+			dc.At(nil, "dynamic_fields applies to JSON pages read whole: remove response, or dynamic_fields")
+		}
+	}
 	checkPaginate(chk, s)
 	checkShapes(chk, s)
 	for i, st := range s.IgnoreStatus {

@@ -114,6 +114,8 @@ type stream struct {
 	// newestFirst: the API lists records newest first; a read stops at
 	// the first record older than its since.
 	newestFirst bool
+	// dyn asks for the fields a metadata endpoint lists (nil: none).
+	dyn *dynFields
 	// window slices an incremental read into time windows (0: none);
 	// untilParam receives a window's end.
 	window     time.Duration
@@ -364,6 +366,9 @@ func compileStream(name string, sp *Stream) (*stream, error) {
 	st.records.Announce = true
 	st.records.Skim = true // the normalizer validates each record strictly
 	if st.pag, err = newPaginator(sp.Paginate, sp.PrimaryKey); err != nil {
+		return nil, err
+	}
+	if st.dyn, err = compileDynamic(sp.DynamicFields); err != nil {
 		return nil, err
 	}
 	for _, code := range sp.IgnoreStatus {
@@ -745,6 +750,13 @@ func (s *Source) readFrom(ctx context.Context, st *stream, part *record.Partitio
 		return s.readAsync(ctx, st, part, env, start, req)
 	}
 	end := time.Now().UTC()
+	var names []string
+	if st.dyn != nil {
+		var err error
+		if names, err = s.fieldNames(ctx, st); err != nil {
+			return err
+		}
+	}
 	for page := pos.Pages + 1; ; page++ {
 		env["page"] = st.pag.vars(pos)
 		since := start.Since
@@ -768,6 +780,13 @@ func (s *Source) readFrom(ctx context.Context, st *stream, part *record.Partitio
 				return err
 			}
 		}
+		var parts [][]string
+		if names != nil {
+			parts = st.dyn.parts(hreq.URL, names)
+			if hreq.URL, err = setQuery(hreq.URL, st.dyn.param, strings.Join(parts[0], st.dyn.sep)); err != nil {
+				return err
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -782,6 +801,26 @@ func (s *Source) readFrom(ctx context.Context, st *stream, part *record.Partitio
 		resp, parsed, err := s.fetch(ctx, st, hreq)
 		if err != nil {
 			return err
+		}
+		if len(parts) > 1 && parsed != nil {
+			// The same page again for each other part of the fields.
+			others := make([][][]byte, 0, len(parts)-1)
+			for _, part := range parts[1:] {
+				again := *hreq
+				if again.URL, err = setQuery(hreq.URL, st.dyn.param, strings.Join(part, st.dyn.sep)); err != nil {
+					return err
+				}
+				_, pp, err := s.fetch(ctx, st, &again)
+				if err != nil {
+					return err
+				}
+				if pp != nil {
+					others = append(others, pp.records)
+				}
+			}
+			if parsed.records, err = st.mergeParts(parsed.records, others); err != nil {
+				return fmt.Errorf("%s %s: %w", hreq.Method, s.red.URL(hreq.URL), err)
+			}
 		}
 		p := &record.Page{
 			Stream:    st.name,
