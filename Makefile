@@ -12,6 +12,7 @@ FUZZTIME ?=
 # 1.27); a count has no deadline to race.
 FUZZ_TARGETS = \
 	./internal/spec:FuzzParseConnector:120000x \
+	./internal/schedule:FuzzParse:70000x \
 	./internal/spec:FuzzParsePipeline:80000x \
 	./internal/jsonpath:FuzzScan:600000x \
 	./internal/jsonscan:FuzzValue:700000x \
@@ -29,7 +30,11 @@ FUZZ_TARGETS = \
 	./internal/dest/postgres:FuzzNumeric:140000x \
 	./internal/decode:FuzzCSV:100000x \
 	./internal/decode:FuzzXML:100000x \
-	./internal/transform:FuzzTransform:100000x
+	./internal/transform:FuzzTransform:100000x \
+	./internal/source/webhook/verify:FuzzStripeSignature:80000x \
+	./internal/source/webhook/verify:FuzzStandardSignature:120000x \
+	./internal/tableapi:FuzzParseRequest:30000x \
+	./internal/tableapi:FuzzDecodeCursor:30000x
 
 .PHONY: build test lint unit fuzz demo bench clean
 

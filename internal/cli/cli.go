@@ -141,7 +141,8 @@ Start with "ferry demo", then see docs/connector-spec.md.`,
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "text", "log format: text or json")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.runCmd(), a.validateCmd(), a.checkCmd(), a.discoverCmd(), a.stateCmd(), a.demoCmd(), a.queryCmd(), a.schemaCmd(), a.initCmd(), a.importCmd())
-	root.AddCommand(a.dlqCmd(), a.cdcCmd(), a.previewCmd())
+	root.AddCommand(a.dlqCmd(), a.cdcCmd(), a.previewCmd(), a.serveCmd(), a.webhooksCmd())
+	root.AddCommand(a.workerCmd(), a.workersCmd(), a.enqueueCmd())
 	return root
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -535,10 +536,12 @@ func TestStateResetNeedsYes(t *testing.T) {
 func TestCheckDestination(t *testing.T) {
 	api := newAPI(t, func(*http.Request) any { return map[string]any{"data": []map[string]any{{"id": 1}}} })
 	u := dbtest.PostgresURL(t)
-	bad := strings.Replace(u, "/test", "/ferry_no_such_database", 1)
-	if bad == u {
-		t.Skip("the test URL names no /test database to replace")
+	parsed, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
 	}
+	parsed.Path = "/ferry_no_such_database" // whatever database the test URL names
+	bad := parsed.String()
 	s := newSite(t, fmt.Sprintf("name: x\nbase_url: %s\nstreams:\n  x: {path: /x, records: data}\n", api.URL),
 		fmt.Sprintf("connector: connector.yaml\ndestination: {type: postgres, url: %q}\n", bad))
 	code, out, errs := s.ferry("check", "PIPELINE")

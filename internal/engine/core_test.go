@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -329,4 +330,131 @@ func newUsersAPI(t *testing.T, users []map[string]any) *apitest.API {
 	api := apitest.New(t, users, apitest.PageNumber, 10)
 	api.Token = "s3cret-token"
 	return api
+}
+
+// TestEveryEventPublished: an observer is told of every stage of a run —
+// its start, the stream's start, every request and page, the commits, a
+// layout change, the stream's end with its summary, and the run's end.
+func TestEveryEventPublished(t *testing.T) {
+	users := sampleUsers(25)
+	api := newUsersAPI(t, users)
+	e := newEnv(t, connector(api.URL, usersStream), pipelineSQLite)
+	var mu sync.Mutex
+	count := map[string]int{}
+	records := 0
+	var drift []engine.DriftFound
+	var finished []engine.StreamFinished
+	obs := engine.ObserverFunc(func(ev engine.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ev.Run() == "" {
+			t.Errorf("%T without a run id", ev)
+		}
+		switch ev := ev.(type) {
+		case engine.RunStarted:
+			count["run-started"]++
+		case engine.StreamStarted:
+			if ev.Stream != "users" || ev.Table != "users" || ev.Attempt != 1 {
+				t.Errorf("stream started: %+v", ev)
+			}
+			count["stream-started"]++
+		case engine.Requested:
+			if ev.Stream != "users" || ev.Status != http.StatusOK {
+				t.Errorf("requested: %+v", ev.Request)
+			}
+			count["requested"]++
+		case engine.PageFetched:
+			records += ev.Records
+			count["page"]++
+		case engine.Committed:
+			count["committed"]++
+		case engine.DriftFound:
+			drift = append(drift, ev)
+		case engine.StreamFinished:
+			finished = append(finished, ev)
+		case engine.RunFinished:
+			if ev.Summary == nil || ev.Err != nil {
+				t.Errorf("run finished: %+v", ev)
+			}
+			count["run-finished"]++
+		}
+	})
+	if _, err := e.runWith(engine.Options{Observer: obs}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if count["run-started"] != 1 || count["stream-started"] != 1 || count["run-finished"] != 1 ||
+		count["requested"] < 3 || count["page"] < 3 || count["committed"] < 1 || records != len(users) {
+		t.Fatalf("events of the first run: %v, %d records on pages", count, records)
+	}
+	if len(finished) != 1 || finished[0].Err != nil || finished[0].Summary.Stream != "users" || finished[0].Summary.Records != int64(len(users)) {
+		t.Fatalf("stream finished: %+v", finished)
+	}
+	if len(drift) != 0 { // creating a table is not drift
+		t.Fatalf("drift of the first run: %+v", drift)
+	}
+	mu.Unlock()
+
+	// A field that appears later is drift of the table, told once.
+	for _, u := range users {
+		u["new_field"] = 1
+		u["updated_at"] = "2030-01-01T00:00:00Z"
+	}
+	if _, err := e.runWith(engine.Options{Observer: obs}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	found := false
+	for _, d := range drift {
+		for _, c := range d.Changes {
+			found = found || (d.Table == "users" && c.Kind == schema.Added && c.Column == "new_field")
+		}
+	}
+	if !found {
+		t.Fatalf("no drift event for the added column: %+v", drift)
+	}
+}
+
+// TestAckOnFailure: a page whose rows cannot be written is acknowledged
+// with the error (a push source then answers its sender with a failure),
+// exactly once, and its row is not in the table.
+func TestAckOnFailure(t *testing.T) {
+	e := newEnv(t, fakeConnector, pipelineSQLite+"schema: {policy: freeze}\n")
+	var mu sync.Mutex
+	var acks []error
+	emit := func(body string) func(ctx context.Context, req source.ReadRequest) error {
+		return func(ctx context.Context, req source.ReadRequest) error {
+			part := &record.Partition{}
+			if _, err := req.Start(ctx, part); err != nil {
+				return err
+			}
+			p := &record.Page{Stream: "items", Partition: part, Number: 1, Records: [][]byte{[]byte(body)}, Last: true, Request: "push"}
+			p.Ack = func(err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				acks = append(acks, err)
+			}
+			return req.Emit(ctx, p)
+		}
+	}
+	src := &fakeSource{streams: []source.Stream{{Name: "items", PrimaryKey: []string{"id"}}}}
+	src.read = emit(`{"id":1}`)
+	if _, err := e.runWith(engine.Options{Source: src}); err != nil {
+		t.Fatal(err)
+	}
+	src.read = emit(`{"id":2,"extra":"a field the frozen table does not have"}`)
+	_, err := e.runWith(engine.Options{Source: src})
+	var se *normalize.SchemaError
+	if !errors.As(err, &se) {
+		t.Fatalf("second run: %T %v", err, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(acks) != 2 || acks[0] != nil || acks[1] == nil || !errors.As(acks[1], &se) {
+		t.Fatalf("acks = %v", acks)
+	}
+	if got := e.query("SELECT COUNT(*) FROM items"); got[0] != "1" {
+		t.Fatalf("rows = %v", got)
+	}
 }

@@ -499,6 +499,11 @@ func TestChildPartitions(t *testing.T) {
 			if err == nil || sum.Streams[0].Status != "failed" {
 				t.Fatalf("a run with two broken partitions: %v, %+v", err, sum)
 			}
+			// The failed partitions are typed through Execute's error.
+			var pe *source.PartitionErrors
+			if !errors.As(err, &pe) || len(pe.Errs) != 2 {
+				t.Fatalf("Execute's error does not carry the partitions' errors: %T %v", err, err)
+			}
 			msg := sum.Streams[0].Error
 			if !strings.Contains(msg, `2 partitions failed ({"id":5}, {"id":17}); first, partition {"id":5}: GET `) || !strings.Contains(msg, "500") {
 				t.Fatalf("the error should name partitions 5 and 17, in parent order: %s", msg)

@@ -153,6 +153,10 @@ destination: {type: unavailable-for-tests}
 	if err == nil || !stayed.MatchString(err.Error()) || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("error = %v", err)
 	}
+	var te *dest.TransientError
+	if !errors.As(err, &te) {
+		t.Fatalf("Execute's error does not keep the destination's *dest.TransientError: %T %v", err, err)
+	}
 	if took := res.Elapsed; took < time.Second || took > 5*time.Second {
 		t.Fatalf("gave up after %s", took)
 	}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"weak"
 
 	"github.com/goccy/go-yaml"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -54,9 +55,36 @@ func pipelineSchema() map[string]any {
 		"Binds a connector to config values, a destination and per-stream sync modes. See docs/connector-spec.md.", reflect.TypeFor[Pipeline]())
 }
 
-// loadSchemas generates and compiles the schemas, once: after every
-// component's init function has registered it.
-var loadSchemas = sync.OnceValues(func() (*schemas, error) {
+// schemaCache holds the compiled schemas weakly: a command that loads its
+// files once (ferry run) does not keep several megabytes of schema alive
+// for the whole sync, and the garbage collector's target (a multiple of
+// the live heap) does not grow with them; a long-lived process that
+// validates often compiles again only after a collection freed them.
+var schemaCache struct {
+	sync.Mutex
+	p weak.Pointer[schemas]
+}
+
+// loadSchemas returns the generated and compiled schemas, compiling them
+// when no caller holds them (after every component's init function has
+// registered it).
+func loadSchemas() (*schemas, error) {
+	schemaCache.Lock()
+	defer schemaCache.Unlock()
+	if s := schemaCache.p.Value(); s != nil {
+		return s, nil
+	}
+	s, err := compileSchemas()
+	if err != nil {
+		return nil, err
+	}
+	schemaCache.p = weak.Make(s)
+	return s, nil
+}
+
+// compileSchemas generates the connector and pipeline schemas from the
+// registered components and compiles them.
+func compileSchemas() (*schemas, error) {
 	s := &schemas{raw: map[string]any{}}
 	s.connectorJSON = marshalSchema(connectorSchema())
 	s.pipelineJSON = marshalSchema(pipelineSchema())
@@ -82,7 +110,7 @@ var loadSchemas = sync.OnceValues(func() (*schemas, error) {
 		return nil, fmt.Errorf("the generated pipeline schema: %w", err)
 	}
 	return s, nil
-})
+}
 
 // Kind tells a connector file from a pipeline file by its top-level keys.
 func Kind(data []byte) string {

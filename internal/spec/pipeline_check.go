@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/ferry-dev/ferry/internal/dest"
+	"github.com/ferry-dev/ferry/internal/schedule"
 	"github.com/ferry-dev/ferry/internal/schema"
 )
 
@@ -123,6 +124,16 @@ func (p *Pipeline) check(ps *problems) {
 	if sy := p.Sync; sy != nil && sy.CheckpointInterval != "" {
 		if _, err := ParseDuration(sy.CheckpointInterval); err != nil {
 			ps.atValue([]string{"sync", "checkpoint_interval"}, "%v", err)
+		}
+	}
+	if sc := p.Schedule; sc != nil {
+		if _, err := schedule.Parse(sc.Cron); err != nil {
+			ps.atValue([]string{"schedule", "cron"}, "%v", err)
+		}
+		if sc.Jitter != "" {
+			if _, err := ParseDuration(sc.Jitter); err != nil {
+				ps.atValue([]string{"schedule", "jitter"}, "%v", err)
+			}
 		}
 	}
 	p.checkTables(ps)

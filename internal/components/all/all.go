@@ -25,4 +25,5 @@ import (
 	_ "github.com/ferry-dev/ferry/internal/source/pgcdc"    // source "postgres_cdc": PostgreSQL logical replication
 	_ "github.com/ferry-dev/ferry/internal/source/rest"     // source "rest": declarative REST connectors
 	_ "github.com/ferry-dev/ferry/internal/source/sqlquery" // source "sql": tables and queries of a database, read-only
+	_ "github.com/ferry-dev/ferry/internal/source/webhook"  // source "webhook": verified deliveries, durably queued, routed to tables
 )

@@ -77,6 +77,8 @@ type kv struct {
 
 // stream is a compiled stream.
 type stream struct {
+	// writes are the write operations by name (create, update, delete).
+	writes    map[string]*compiledWrite
 	name      string
 	method    string
 	path      *template.Template
@@ -279,6 +281,9 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 		if err := st.compileRules(c.Streams[name]); err != nil {
 			return nil, fmt.Errorf("stream %s: %w", name, err)
 		}
+		if err := st.compileWrites(c.Streams[name]); err != nil {
+			return nil, fmt.Errorf("stream %s: %w", name, err)
+		}
 		s.compiled[name] = st
 	}
 	for _, name := range c.StreamOrder {
@@ -352,7 +357,7 @@ func compileStream(name string, sp *Stream) (*stream, error) {
 		}
 		st.headers = append(st.headers, kv{k, t})
 	}
-	if st.body, err = compileBody(sp.Body); err != nil {
+	if st.body, err = template.ParseTree(sp.Body, nil); err != nil {
 		return nil, fmt.Errorf("body: %w", err)
 	}
 	rec := ""
@@ -457,62 +462,6 @@ func usesIncremental(sp *Stream) bool {
 	}
 	walk(sp.Body)
 	return found
-}
-
-func compileBody(v any) (any, error) {
-	switch x := v.(type) {
-	case string:
-		return template.Parse(x)
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			c, err := compileBody(e)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", k, err)
-			}
-			out[k] = c
-		}
-		return out, nil
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			c, err := compileBody(e)
-			if err != nil {
-				return nil, fmt.Errorf("%d: %w", i, err)
-			}
-			out[i] = c
-		}
-		return out, nil
-	}
-	return v, nil
-}
-
-func renderBody(v any, env template.Env) (any, error) {
-	switch x := v.(type) {
-	case *template.Template:
-		return x.Eval(env)
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			r, err := renderBody(e, env)
-			if err != nil {
-				return nil, err
-			}
-			out[k] = r
-		}
-		return out, nil
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			r, err := renderBody(e, env)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = r
-		}
-		return out, nil
-	}
-	return v, nil
 }
 
 // Streams lists the streams in declaration order.
@@ -1046,7 +995,7 @@ func (s *Source) request(st *stream, pos position, env template.Env, since strin
 		req.Header.Set("Accept", "application/json")
 	}
 	if st.body != nil {
-		body, err := renderBody(st.body, env)
+		body, err := template.EvalTree(st.body, env)
 		if err != nil {
 			return nil, fmt.Errorf("body: %w", err)
 		}
