@@ -260,6 +260,23 @@ func (b *Boundary) Merge(o Boundary) {
 	}
 }
 
+// Add merges one record into b: its cursor and identity.
+func (b *Boundary) Add(cursor string, id uint64) {
+	if b.seen == nil {
+		b.seen = map[uint64]bool{}
+	}
+	switch c := CompareText(cursor, b.Cursor); {
+	case c > 0:
+		b.Cursor = cursor
+		clear(b.seen)
+		fallthrough
+	case c == 0:
+		if len(b.seen) < MaxSeen {
+			b.seen[id] = true
+		}
+	}
+}
+
 // Clone returns a copy that shares nothing with b.
 func (b Boundary) Clone() Boundary {
 	out := Boundary{Cursor: b.Cursor, seen: make(map[uint64]bool, len(b.seen))}

@@ -34,6 +34,13 @@ type PartitionState struct {
 	// Filled lists the columns the last run that wrote rows gave values to
 	// (stream-level entry only), to report columns the data stopped filling.
 	Filled []string `json:"filled,omitempty"`
+	// ParentCursor is, for a child stream that follows its parent
+	// (stream-level entry only), the largest parent cursor its last
+	// completed pass read: the next pass reads the parents from there.
+	ParentCursor string `json:"parent_cursor,omitempty"`
+	// ParentSeen holds the keys (hashed, hex) of the parents at
+	// ParentCursor whose children that pass read.
+	ParentSeen []string `json:"parent_seen,omitempty"`
 }
 
 // Pass is a read of a stream or partition in progress.

@@ -18,6 +18,7 @@ func TestStateGolden(t *testing.T) {
 		{},
 		{Cursor: "2024-05-01T12:00:00Z", Seen: []string{"00000000000000ff", "0123456789abcdef"}},
 		{Cursor: "17", Completed: "20261122T010000Z-abcdef", Filled: []string{"email", "id"}},
+		{Completed: "20261122T010000Z-abcdef", ParentCursor: "2024-05-01T12:00:00Z", ParentSeen: []string{"00000000000000ff"}},
 		{Cursor: "2024-01-01T00:00:00Z", Pass: &Pass{ID: "20261122T010000Z-abcdef", Since: "2023-12-31T23:00:00Z", Position: json.RawMessage(`{"page":4,"count":300,"pages":3}`), MaxCursor: "2024-02-01T00:00:00Z", MaxSeen: []string{"0000000000000001"}}},
 	}
 	got, err := json.MarshalIndent(states, "", "  ")

@@ -56,6 +56,15 @@ type streamRun struct {
 	done      map[string]int64
 	converted int64 // chunks made so far (under mu)
 
+	// follows is true for a child stream that reads only the parents
+	// changed since its last pass: from parentSince, less those at the
+	// saved boundary (parentSaved) already read; parentMax is the
+	// boundary of the parents this pass read (under mu).
+	follows     bool
+	parentSince string
+	parentSaved cursor.Boundary
+	parentMax   cursor.Boundary
+
 	changes []schema.Change
 	filled  map[string]bool // data columns that got a value this run
 	base    int64           // rows committed by earlier attempts of this run
@@ -220,6 +229,21 @@ func (r *Run) syncStream(ctx context.Context, sp *StreamProgress, sum *StreamSum
 		s.passID, s.resume = top.Pass.ID, true
 		r.log.Info("resuming an interrupted pass", "stream", sp.Name, "pass", s.passID)
 	}
+	if info.FollowsParent && s.mode.Incremental() {
+		// The parents to read: those changed since the last completed
+		// pass, as the parent's own incremental read would start; a
+		// resumed pass keeps the one it began with.
+		s.follows = true
+		s.parentSaved = cursor.NewBoundary(top.ParentCursor, top.ParentSeen)
+		s.parentMax = s.parentSaved.Clone()
+		if s.resume {
+			s.parentSince = top.Pass.Since
+		} else if pinfo, ok := source.Find(r.src, info.Parent); ok {
+			if s.parentSince, err = since(pinfo, top.ParentCursor); err != nil {
+				return fmt.Errorf("parent stream %s: %w", info.Parent, err)
+			}
+		}
+	}
 	r.obs.Observe(StreamStarted{Base: r.base(), Stream: sp.Name, Table: sp.Table, Mode: sp.Mode, Resume: s.resume, Attempt: attempt})
 	cfg := dest.StreamConfig{Pipeline: p.Name, Stream: sp.Name, Table: sp.Table, Mode: sp.Mode, RunID: r.ID, Resume: s.resume}
 	if r.ownState {
@@ -314,6 +338,27 @@ func NewNormalizer(table string, info source.Stream, sch spec.SchemaSettings, d 
 
 // noteCommitted publishes how many rows are durable.
 func (s *streamRun) noteCommitted() { s.sp.Committed.Store(s.base + s.w.Committed()) }
+
+// parentChanged says whether a parent's children are to be read (a
+// stream that follows its parent): the parent's cursor is at or after
+// parentSince, and it is not one of the parents at the saved boundary the
+// last pass read. It keeps the boundary of the parents read.
+func (s *streamRun) parentChanged(cur, key string) bool {
+	if cur == "" {
+		return true // nothing says it did not change
+	}
+	id := cursor.Hash([]byte(key))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.parentMax.Add(cur, id)
+	if s.parentSince != "" && cursor.CompareText(cur, s.parentSince) < 0 {
+		return false
+	}
+	if s.parentSaved.Cursor != "" && cursor.CompareText(cur, s.parentSaved.Cursor) == 0 && s.parentSaved.Seen()[id] {
+		return false
+	}
+	return true
+}
 
 // incremental reports whether the stream reads from a saved cursor.
 func (s *streamRun) incremental() bool {
@@ -604,7 +649,7 @@ func (s *streamRun) run(parent context.Context) error {
 	go func() {
 		defer wg.Done()
 		defer close(pages)
-		readErr = s.r.src.Read(ctx, source.ReadRequest{
+		req := source.ReadRequest{
 			Stream: s.sp.Name,
 			Start:  s.start,
 			Emit: func(ctx context.Context, pg *record.Page) error {
@@ -615,7 +660,12 @@ func (s *streamRun) run(parent context.Context) error {
 					return ctx.Err()
 				}
 			},
-		})
+		}
+		if s.follows {
+			req.ParentSince = s.parentSince
+			req.ParentChanged = s.parentChanged
+		}
+		readErr = s.r.src.Read(ctx, req)
 	}()
 	go func() {
 		defer wg.Done()
@@ -646,7 +696,7 @@ func (s *streamRun) run(parent context.Context) error {
 	// A child stream records its pass before any partition's state.
 	var first []record.Checkpoint
 	if s.child && !s.resume {
-		first = append(first, record.Checkpoint{Stream: s.sp.Name, Partition: s.topKey(), State: encodeState(PartitionState{Pass: &Pass{ID: s.passID}})})
+		first = append(first, record.Checkpoint{Stream: s.sp.Name, Partition: s.topKey(), State: encodeState(PartitionState{ParentCursor: s.top.ParentCursor, ParentSeen: s.top.ParentSeen, Pass: &Pass{ID: s.passID, Since: s.parentSince}})})
 	}
 	// Writes run under a context the run's cancellation does not reach
 	// (some loaders go on in the background after Write returns), ended
@@ -710,6 +760,13 @@ func (s *streamRun) run(parent context.Context) error {
 		top = *s.lastTop
 	}
 	top.Filled = s.top.Filled
+	if s.follows {
+		// The pass read every parent changed since parentSince, and all
+		// their children: the next one starts from the newest parent.
+		s.mu.Lock()
+		top.ParentCursor, top.ParentSeen = s.parentMax.Cursor, s.parentMax.Hashes()
+		s.mu.Unlock()
+	}
 	if s.sp.Records.Load() > 0 {
 		top.Filled = top.Filled[:0:0]
 		for name := range s.filled {

@@ -39,6 +39,12 @@ type Stream struct {
 	Parent string
 	// ParentFields are the columns each child row gets from its partition.
 	ParentFields []string
+	// FollowsParent is true for a child stream that reads only the
+	// partitions of parents changed since its last pass (the connector's
+	// parent.incremental_dependency): in an incremental mode the engine
+	// keeps the parent's cursor in the child's state and passes it as
+	// ReadRequest.ParentSince.
+	FollowsParent bool
 	// Hints fixes the types of some keys (dotted keys reach into objects
 	// and, for unnested arrays, into child tables: items.sku).
 	Hints map[string]schema.Type
@@ -98,6 +104,19 @@ type ReadRequest struct {
 	// given up; Read must then stop and return that error. A page's Ack,
 	// if set, is called once the page is durable or has failed.
 	Emit func(ctx context.Context, p *record.Page) error
+	// ParentSince, for a child stream that follows its parent
+	// (Stream.FollowsParent), is the parent cursor value to read parents
+	// from: only parents whose cursor is at or after it get partitions.
+	// "" reads every parent.
+	ParentSince string
+	// ParentChanged, when set, is asked about each parent record before
+	// its partition is started, with the parent's cursor value as the
+	// source read it ("" when it has none) and the partition's key: false
+	// means the parent did not change since the child's last completed
+	// pass, and its partition is not read. It is called by one goroutine
+	// at a time, for the whole parent stream (the engine learns from it
+	// where the next pass starts).
+	ParentChanged func(cursor, key string) bool
 }
 
 // Source reads streams from one API, database or push endpoint.

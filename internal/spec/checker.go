@@ -81,7 +81,7 @@ const (
 	VarConfig      Vars = 1 << iota // config.<param>: the pipeline's config values
 	VarParent                       // parent.<field>: the parent record (child streams)
 	VarPage                         // page.number, page.offset, page.size, page.cursor
-	VarIncremental                  // incremental.since, incremental.start
+	VarIncremental                  // incremental.since, incremental.start, incremental.until
 	VarStream                       // stream: the stream's name
 	VarJob                          // job.id, job.status: an export job (async streams)
 )
@@ -133,8 +133,8 @@ func (c *Checker) Template(rel []string, src string, allow Vars) {
 			}
 		case "incremental":
 			need = VarIncremental
-			if r.Member != "" && !slices.Contains([]string{"since", "start"}, r.Member) {
-				c.ps.atOffset(p, r.Offset, "unknown incremental variable %q (want since or start)", r.Member)
+			if r.Member != "" && !slices.Contains([]string{"since", "start", "until"}, r.Member) {
+				c.ps.atOffset(p, r.Offset, "unknown incremental variable %q (want since, start or until)", r.Member)
 			}
 		case "stream":
 			need = VarStream

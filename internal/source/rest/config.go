@@ -112,6 +112,9 @@ type Stream struct {
 	Paginate *Paginate `yaml:"paginate,omitempty" doc:"How pages follow one another."`
 	// Parent makes this a child stream: one partition per parent record.
 	Parent *Parent `yaml:"parent,omitempty" doc:"Makes this a child stream: one partition per parent record."`
+	// DynamicFields reads the list of fields to request from a metadata
+	// endpoint, once per run.
+	DynamicFields *DynamicFields `yaml:"dynamic_fields,omitempty" doc:"Read the fields (properties) to ask for from a metadata endpoint once per run, and send them in a query parameter, split across requests when the URL would be too long."`
 	// Columns fixes the type of some fields instead of inferring it.
 	Columns map[string]ColumnType `yaml:"columns,omitempty" doc:"Fixes the type of some fields instead of inferring it."`
 	// IgnoreStatus lists HTTP statuses that mean "no records" for this
@@ -205,6 +208,16 @@ type Incremental struct {
 	// (default 1s for an exclusive filter): a filter that truncates to
 	// seconds needs 1s.
 	Granularity string `yaml:"granularity,omitempty" def:"duration" doc:"Resolution of the API's cursor values and filter (default 1s with exclusive)."`
+	// NewestFirst says the API lists records newest first by the cursor
+	// (a feed without a filter): paging stops at the first record older
+	// than the value the read starts from.
+	// Window slices an incremental read into time windows (1d): one query
+	// per window from the start, {{ incremental.since }} to
+	// {{ incremental.until }}, each checkpointed.
+	Window string `yaml:"window,omitempty" def:"duration" doc:"Slice the read into windows of this length (1d, 6h) from where it starts to now: one query per window, from {{ incremental.since }} to {{ incremental.until }} (or until_param), each checkpointed so an interrupted read resumes at its window."`
+	// UntilParam is the query parameter receiving a window's end.
+	UntilParam  string `yaml:"until_param,omitempty" min:"1" doc:"With window: the query parameter receiving the window's end (exclusive)."`
+	NewestFirst bool   `yaml:"newest_first,omitempty" doc:"The API lists records newest first by the cursor: an incremental read stops paging at the first record older than where it starts (the saved cursor, less lookback)."`
 }
 
 // Paginate describes how a stream's pages follow one another.
@@ -242,6 +255,20 @@ type Paginate struct {
 	// StopOnShortPage ends the stream at the first page with fewer than
 	// Size records (default false: some APIs cap the size silently).
 	StopOnShortPage bool `yaml:"stop_on_short_page,omitempty" doc:"End at the first page with fewer than size records (default false)."`
+	// OffsetPath and LimitPath are where an offset API echoes the offset
+	// the page starts at and the page size it applied (offset): the next
+	// offset is then what the server says, not what Ferry asked.
+	OffsetPath string `yaml:"offset_path,omitempty" def:"path" doc:"Where the API echoes the offset of the page (offset pagination): the next offset is the echoed offset plus the page size."`
+	LimitPath  string `yaml:"limit_path,omitempty" def:"path" doc:"Where the API echoes the page size it applied (offset pagination), such as a limit it clamped: the next offset advances by it, and stop_on_short_page compares with it."`
+	// StopOnMissing says a cursor_path or next_path missing from a page
+	// means the end (default false: missing from a full page, it fails the
+	// stream, since a misspelt path would otherwise end it after one page).
+	StopOnMissing bool `yaml:"stop_on_missing,omitempty" doc:"cursor_path or next_path missing from a page means the end (default false: missing from a full page — as many records as size, or any without size — it fails the stream, naming the keys the page has; null or empty always ends it)."`
+	// MaxResults is the most records the API returns for one query (a
+	// search capped at 10,000): after that many, Ferry starts the query
+	// again from the largest cursor value read, which needs records
+	// sorted by the cursor, ascending, and the cursor in the request.
+	MaxResults int `yaml:"max_results,omitempty" min:"1" doc:"The most records the API returns for one query (HubSpot's search: 10000): after that many, the query starts again from the largest cursor value read ({{ incremental.since }} or incremental.param); records must come sorted by the cursor, ascending."`
 	// MaxPages is a safety limit on pages per partition (default none).
 	MaxPages int `yaml:"max_pages,omitempty" min:"1" doc:"Safety limit on pages per partition."`
 }
@@ -256,6 +283,11 @@ type Parent struct {
 	// Concurrency is how many partitions (parent records) are read at once
 	// (default: http.concurrency). Each partition's pages stay in order.
 	Concurrency int `yaml:"concurrency,omitempty" min:"1" max:"256" doc:"Partitions (parent records) read at once (default: http.concurrency). Each partition's pages stay in order."`
+	// IncrementalDependency makes the child stream follow its parent's
+	// cursor: an incremental run reads the children of the parents
+	// changed since the child's last completed pass only. The parent
+	// must have a cursor that moves whenever its children change.
+	IncrementalDependency bool `yaml:"incremental_dependency,omitempty" doc:"Read only the children of parents changed since this stream's last pass (incremental modes): the parent's cursor, kept in this stream's state, filters the parents. The parent's cursor must move when its children change."`
 }
 
 // UnmarshalYAML accepts a stream name or a mapping.
@@ -282,4 +314,24 @@ func (Parent) JSONSchema() map[string]any {
 		"oneOf":       []any{map[string]any{"type": "string", "minLength": 1}, obj},
 		"description": "Makes this a child stream: one partition per parent record.",
 	}
+}
+
+// DynamicFields reads the names of the fields a stream asks for from a
+// metadata endpoint (HubSpot's /crm/v3/properties/contacts) each run.
+type DynamicFields struct {
+	// Path is the metadata endpoint, appended to base_url (GET). Template
+	// over config.
+	Path string `yaml:"path" required:"true" def:"template" doc:"The metadata endpoint, appended to base_url (GET); template over config."`
+	// Records is where the list of fields is in its response.
+	Records string `yaml:"records,omitempty" def:"path" doc:"Where the list of fields is in the response (default: the whole body)."`
+	// Name is the field of each item that holds a field's name.
+	Name string `yaml:"name,omitempty" def:"path" doc:"The field of each item holding the name to ask for (default name)."`
+	// Param is the query parameter receiving the names.
+	Param string `yaml:"param" required:"true" min:"1" doc:"The query parameter receiving the names, joined by separator."`
+	// Separator joins the names (default ",").
+	Separator string `yaml:"separator,omitempty" min:"1" doc:"Joins the names (default a comma)."`
+	// MaxURLLength splits the names across requests when the URL would be
+	// longer (default 4000): each page is asked once per part and the
+	// parts of each record merged by primary key.
+	MaxURLLength int `yaml:"max_url_length,omitempty" min:"256" doc:"Longest request URL (default 4000): longer, the names are split across requests for each page, and the parts of each record merged by primary key."`
 }

@@ -209,12 +209,12 @@ func join(base []string, more ...string) []string {
 // paginateFields lists, per pagination type, the fields it uses.
 var paginateFields = map[string][]string{
 	"none":        {},
-	"page_number": {"param", "start", "size", "size_param", "has_more_path", "total_path", "total_pages_path", "stop_on_empty", "stop_on_short_page", "max_pages"},
-	"offset":      {"param", "start", "size", "size_param", "has_more_path", "total_path", "stop_on_empty", "stop_on_short_page", "max_pages"},
-	"cursor":      {"param", "size", "size_param", "cursor_path", "has_more_path", "total_path", "stop_on_empty", "max_pages"},
-	"last_record": {"param", "size", "size_param", "field", "has_more_path", "total_path", "stop_on_empty", "stop_on_short_page", "max_pages"},
-	"next_url":    {"size", "size_param", "next_path", "has_more_path", "total_path", "stop_on_empty", "max_pages"},
-	"link_header": {"size", "size_param", "has_more_path", "total_path", "stop_on_empty", "max_pages"},
+	"page_number": {"param", "start", "size", "size_param", "has_more_path", "total_path", "total_pages_path", "stop_on_empty", "stop_on_short_page", "max_pages", "max_results"},
+	"offset":      {"param", "start", "size", "size_param", "offset_path", "limit_path", "has_more_path", "total_path", "stop_on_empty", "stop_on_short_page", "max_pages", "max_results"},
+	"cursor":      {"param", "size", "size_param", "cursor_path", "has_more_path", "total_path", "stop_on_empty", "stop_on_missing", "max_pages", "max_results"},
+	"last_record": {"param", "size", "size_param", "field", "has_more_path", "total_path", "stop_on_empty", "stop_on_short_page", "max_pages", "max_results"},
+	"next_url":    {"size", "size_param", "next_path", "has_more_path", "total_path", "stop_on_empty", "stop_on_missing", "max_pages", "max_results"},
+	"link_header": {"size", "size_param", "has_more_path", "total_path", "stop_on_empty", "max_pages", "max_results"},
 }
 
 // atValue reports a problem at the value of an absolute YAML path (a
@@ -291,6 +291,29 @@ func checkStream(chk *spec.Checker, s *Stream) {
 				ic.At([]string{"granularity"}, "granularity applies to an exclusive filter: set exclusive: true, or remove it")
 			}
 		}
+		if inc.Window != "" {
+			if d, err := spec.ParseDuration(inc.Window); err != nil || d <= 0 {
+				ic.AtValue([]string{"window"}, "window must be a positive duration such as 1d or 6h")
+			}
+			if inc.Start == "" {
+				ic.At([]string{"window"}, "window needs start: the windows run from incremental.start on the first sync")
+			}
+			if s.Paginate != nil && s.Paginate.MaxResults > 0 {
+				ic.At([]string{"window"}, "window and paginate.max_results cannot be combined: choose windows small enough for the cap")
+			}
+		} else if inc.UntilParam != "" {
+			ic.At([]string{"until_param"}, "until_param applies to a window: set window")
+		}
+		if inc.NewestFirst && s.Response != nil {
+			ic.At([]string{"newest_first"}, "newest_first applies to JSON pages read whole: remove response, or newest_first")
+		}
+	}
+	if d := s.DynamicFields; d != nil {
+		dc := chk.Abs(join(s.yamlPath, "dynamic_fields"))
+		dc.Template([]string{"path"}, d.Path, spec.VarConfig)
+		if s.Response != nil {
+			dc.At(nil, "dynamic_fields applies to JSON pages read whole: remove response, or dynamic_fields")
+		}
 	}
 	checkPaginate(chk, s)
 	checkShapes(chk, s)
@@ -313,7 +336,8 @@ func checkPaginate(chk *spec.Checker, s *Stream) {
 		"param": pg.Param != "", "start": pg.Start != nil, "size": pg.Size != 0, "size_param": pg.SizeParam != "",
 		"cursor_path": pg.CursorPath != "", "field": pg.Field != "", "next_path": pg.NextPath != "",
 		"has_more_path": pg.HasMorePath != "", "total_path": pg.TotalPath != "", "total_pages_path": pg.TotalPagesPath != "",
-		"stop_on_empty": pg.StopOnEmpty != nil, "stop_on_short_page": pg.StopOnShortPage, "max_pages": pg.MaxPages != 0,
+		"stop_on_empty": pg.StopOnEmpty != nil, "stop_on_short_page": pg.StopOnShortPage, "max_pages": pg.MaxPages != 0, "max_results": pg.MaxResults != 0,
+		"offset_path": pg.OffsetPath != "", "limit_path": pg.LimitPath != "", "stop_on_missing": pg.StopOnMissing,
 	}
 	for _, k := range slices.Sorted(maps.Keys(set)) {
 		if set[k] && !slices.Contains(allowed, k) {
@@ -322,7 +346,7 @@ func checkPaginate(chk *spec.Checker, s *Stream) {
 	}
 	for _, k := range []struct {
 		name, val string
-	}{{"cursor_path", pg.CursorPath}, {"next_path", pg.NextPath}, {"has_more_path", pg.HasMorePath}, {"total_path", pg.TotalPath}, {"total_pages_path", pg.TotalPagesPath}} {
+	}{{"cursor_path", pg.CursorPath}, {"next_path", pg.NextPath}, {"has_more_path", pg.HasMorePath}, {"total_path", pg.TotalPath}, {"total_pages_path", pg.TotalPagesPath}, {"offset_path", pg.OffsetPath}, {"limit_path", pg.LimitPath}} {
 		if k.val != "" {
 			if _, err := jsonpath.Compile(k.val); err != nil {
 				pc.AtValue([]string{k.name}, "%v", err)
@@ -331,6 +355,9 @@ func checkPaginate(chk *spec.Checker, s *Stream) {
 	}
 	if pg.Size != 0 && pg.SizeParam == "" && pg.Type != "offset" && !usesPage(s, "size") {
 		pc.At([]string{"size"}, "size needs size_param: the query parameter that carries the page size")
+	}
+	if pg.MaxResults > 0 && (s.Cursor == "" || s.Incremental == nil || (s.Incremental.Param == "" && !usesIncremental(s))) {
+		pc.At([]string{"max_results"}, "max_results restarts the query from the largest cursor read: it needs cursor, and the cursor in the request (incremental.param, or {{ incremental.since }} in params or body)")
 	}
 	if pg.StopOnShortPage && pg.Size == 0 {
 		pc.At([]string{"stop_on_short_page"}, "stop_on_short_page needs size")
@@ -444,6 +471,9 @@ func (c *Config) checkParents(chk *spec.Checker) {
 				break
 			}
 			seen[cur.Parent.Stream] = true
+		}
+		if s.Parent.IncrementalDependency && parent.Cursor == "" {
+			pc.At([]string{"incremental_dependency"}, "parent stream %q has no cursor: incremental_dependency follows the parent's cursor, so set streams.%s.cursor", s.Parent.Stream, s.Parent.Stream)
 		}
 		if len(s.Parent.Fields) == 0 {
 			pc.At(nil, "parent stream %q has no primary_key: set parent.fields to say which parent fields identify it", s.Parent.Stream)

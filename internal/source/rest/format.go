@@ -145,6 +145,7 @@ func (s *Source) fetchStreamed(ctx context.Context, st *stream, hreq *httpx.Requ
 		next, done, err = sp.next(r, header)
 	} else {
 		next, done, err = st.pag.next(sp.pos, r, sp.page, sp.guard)
+		s.noteShort(st, sp.guard, hreq.Method+" "+s.red.URL(hreq.URL))
 	}
 	if err != nil {
 		return next, false, fmt.Errorf("%s %s: %w", hreq.Method, s.red.URL(hreq.URL), err)

@@ -291,8 +291,27 @@ func TestPaginatorStops(t *testing.T) {
 			name:     "a short page with stop_on_short_page",
 			paginate: Paginate{Type: pageNumber, Size: 3, SizeParam: "n", StopOnShortPage: true},
 			steps: []pagStep{
-				{query: "n=3&page=1", body: page(ids(1, 2, 3)), pos: `{"page":2,"count":3,"pages":1}`},
-				{query: "n=3&page=2", body: page(ids(4, 5)), pos: `{"page":2,"count":5,"pages":2}`, done: true},
+				{query: "n=3&page=1", body: page(ids(1, 2, 3)), pos: `{"page":2,"count":3,"pages":1,"largest":3}`},
+				{query: "n=3&page=2", body: page(ids(4, 5)), pos: `{"page":2,"count":5,"pages":2,"largest":3}`, done: true},
+			},
+		},
+		{
+			// The first page shorter than asked may be the API's own page
+			// size (a clamp): the next page tells.
+			name:     "stop_on_short_page: a short first page is not taken as the last",
+			paginate: Paginate{Type: pageNumber, Size: 3, SizeParam: "n", StopOnShortPage: true},
+			steps: []pagStep{
+				{query: "n=3&page=1", body: page(ids(1, 2)), pos: `{"page":2,"count":2,"pages":1,"largest":2}`},
+				{query: "n=3&page=2", body: page(ids(3, 4)), pos: `{"page":3,"count":4,"pages":2,"largest":2}`},
+				{query: "n=3&page=3", body: page(ids(5)), pos: `{"page":3,"count":5,"pages":3,"largest":2}`, done: true},
+			},
+		},
+		{
+			name:     "stop_on_short_page with the limit echoed",
+			paginate: Paginate{Type: pageOffset, Size: 3, StopOnShortPage: true, LimitPath: "limit"},
+			steps: []pagStep{
+				{query: "limit=3&offset=0", body: page(ids(1, 2), `"limit":2`), pos: `{"offset":2,"count":2,"pages":1,"largest":2}`},
+				{query: "limit=3&offset=2", body: page(ids(3), `"limit":2`), pos: `{"offset":2,"count":3,"pages":2,"largest":2}`, done: true},
 			},
 		},
 		{

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/ferry-dev/ferry/internal/auth"
+	"github.com/ferry-dev/ferry/internal/cursor"
 	"github.com/ferry-dev/ferry/internal/httpx"
 	"github.com/ferry-dev/ferry/internal/jsonpath"
 	"github.com/ferry-dev/ferry/internal/jsonscan"
@@ -63,6 +64,10 @@ type Source struct {
 	// origins are the origins credentials may go to (httpx.Origin form):
 	// base_url's and http.credential_origins.
 	origins map[string]bool
+	// parents are the streams some stream is the child of: their reads
+	// are shared (parents.go).
+	parents map[string]bool
+	spool   spools
 }
 
 type kv struct {
@@ -103,6 +108,20 @@ type stream struct {
 	// keyPaths and cursorPath find an event's entity key and cursor.
 	keyPaths   []*jsonpath.Path
 	cursorPath *jsonpath.Path
+	// cursorField finds a record's cursor (nil: the stream has none).
+	cursorField *jsonpath.Path
+	// warnedShort is set once the stream warned of pages shorter than
+	// asked.
+	warnedShort atomic.Bool
+	// newestFirst: the API lists records newest first; a read stops at
+	// the first record older than its since.
+	newestFirst bool
+	// dyn asks for the fields a metadata endpoint lists (nil: none).
+	dyn *dynFields
+	// window slices an incremental read into time windows (0: none);
+	// untilParam receives a window's end.
+	window     time.Duration
+	untilParam string
 }
 
 type parentField struct {
@@ -125,6 +144,7 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 		obs:      opts.Observer,
 		config:   opts.Config,
 		compiled: map[string]*stream{},
+		parents:  map[string]bool{},
 	}
 	if s.config == nil {
 		s.config = map[string]any{}
@@ -289,7 +309,9 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 				}
 			}
 			st.info.Parent = sp.Parent.Stream
+			st.info.FollowsParent = sp.Parent.IncrementalDependency
 			st.workers = cmp.Or(sp.Parent.Concurrency, hc.Concurrency, 1)
+			s.parents[sp.Parent.Stream] = true
 		}
 		s.streams = append(s.streams, st.info)
 	}
@@ -310,6 +332,7 @@ func (o observer) Attempt(a httpx.AttemptInfo) {
 
 // Close releases the HTTP client's idle connections.
 func (s *Source) Close() error {
+	s.closeSpools()
 	s.client.Close()
 	return nil
 }
@@ -350,10 +373,18 @@ func compileStream(name string, sp *Stream) (*stream, error) {
 	if st.pag, err = newPaginator(sp.Paginate, sp.PrimaryKey); err != nil {
 		return nil, err
 	}
+	if st.dyn, err = compileDynamic(sp.DynamicFields); err != nil {
+		return nil, err
+	}
 	for _, code := range sp.IgnoreStatus {
 		st.ignore[int(code)] = true
 	}
 	st.info = source.Stream{Name: name, PrimaryKey: slices.Clone([]string(sp.PrimaryKey)), Cursor: sp.Cursor}
+	if sp.Cursor != "" {
+		if st.cursorField, err = jsonpath.Compile(sp.Cursor); err != nil {
+			return nil, fmt.Errorf("cursor: %w", err)
+		}
+	}
 	if len(sp.Columns) > 0 {
 		st.info.Hints = map[string]schema.Type{}
 		for k, v := range sp.Columns {
@@ -367,6 +398,13 @@ func compileStream(name string, sp *Stream) (*stream, error) {
 	if inc := sp.Incremental; inc != nil {
 		st.incParam = inc.Param
 		st.incFormat = inc.Format
+		st.newestFirst = inc.NewestFirst
+		st.untilParam = inc.UntilParam
+		if inc.Window != "" {
+			if st.window, err = spec.ParseDuration(inc.Window); err != nil {
+				return nil, fmt.Errorf("incremental.window: %w", err)
+			}
+		}
 		st.info.ServerFilter = inc.Param != "" || usesIncremental(sp)
 		if inc.Lookback != "" {
 			if st.info.Lookback, err = spec.ParseLookback(string(inc.Lookback)); err != nil {
@@ -451,8 +489,26 @@ func (s *Source) Read(ctx context.Context, req source.ReadRequest) error {
 
 func (s *Source) read(ctx context.Context, st *stream, req source.ReadRequest) error {
 	if st.parent == nil {
-		return s.readPartition(ctx, st, &record.Partition{}, nil, req)
+		part := &record.Partition{}
+		start, err := req.Start(ctx, part)
+		if err != nil {
+			return &emitError{err}
+		}
+		if start.Skip {
+			return nil
+		}
+		if s.parents[st.name] && start.Resume == nil {
+			// A parent stream read from its first page asks what its
+			// children ask: it shares their read.
+			return s.replay(ctx, st, part, start.Since, req)
+		}
+		return s.readFrom(ctx, st, part, nil, req, start)
 	}
+	return s.readChildren(ctx, st, req)
+}
+
+// readChildren reads every partition of child stream st.
+func (s *Source) readChildren(ctx context.Context, st *stream, req source.ReadRequest) error {
 	// Up to st.workers partitions are read at once, each by one goroutine
 	// (so its pages stay in order); reading the parent waits for a free
 	// worker, which bounds memory. A failed partition is set aside; an
@@ -480,7 +536,7 @@ func (s *Source) read(ctx context.Context, st *stream, req source.ReadRequest) e
 		cancel()
 	}
 	slots := make(chan struct{}, st.workers)
-	err := s.eachParent(ctx, st, func(part *record.Partition, parent map[string]any) error {
+	err := s.eachParent(ctx, st, req, func(part *record.Partition, parent map[string]any) error {
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
@@ -532,27 +588,35 @@ func (s *Source) read(ctx context.Context, st *stream, req source.ReadRequest) e
 	return nil
 }
 
-// eachParent reads the whole parent stream of st (no state, no filter)
-// and calls fn with the partition of each parent record.
-func (s *Source) eachParent(ctx context.Context, st *stream, fn func(*record.Partition, map[string]any) error) error {
+// eachParent reads the parent stream of st — shared with the other
+// readers of the same pages this run — and calls fn with the partition of
+// each parent record: every one, or for a stream that follows its parent,
+// those whose cursor is at or after req.ParentSince.
+func (s *Source) eachParent(ctx context.Context, st *stream, req source.ReadRequest, fn func(*record.Partition, map[string]any) error) error {
 	parent := st.parent
-	preq := source.ReadRequest{
-		Stream: parent.name,
-		Start:  func(context.Context, *record.Partition) (source.Start, error) { return source.Start{}, nil },
-		Emit: func(ctx context.Context, p *record.Page) error {
-			for _, rec := range p.Records {
-				part, env, err := st.partition(rec)
-				if err != nil {
-					return &emitError{fmt.Errorf("parent stream %s: %w", parent.name, err)}
-				}
-				if err := fn(part, env); err != nil {
-					return &emitError{err}
-				}
-			}
-			return nil
-		},
+	since := ""
+	if st.info.FollowsParent {
+		since = req.ParentSince
 	}
-	err := s.read(ctx, parent, preq)
+	keySince := ""
+	if parent.info.ServerFilter {
+		keySince = since
+	}
+	err := s.shared(ctx, parent, keySince, func(p *record.Page) error {
+		for _, rec := range p.Records {
+			part, env, err := st.partition(rec)
+			if err != nil {
+				return &emitError{fmt.Errorf("parent stream %s: %w", parent.name, err)}
+			}
+			if st.info.FollowsParent && req.ParentChanged != nil && !req.ParentChanged(parent.cursorOf(rec), part.Key) {
+				continue // unchanged since the child's last pass
+			}
+			if err := fn(part, env); err != nil {
+				return &emitError{err}
+			}
+		}
+		return nil
+	})
 	var ee *emitError
 	if errors.As(err, &ee) {
 		return ee.err
@@ -612,6 +676,11 @@ func (s *Source) readPartition(ctx context.Context, st *stream, part *record.Par
 	if start.Skip {
 		return nil
 	}
+	return s.readFrom(ctx, st, part, parent, req, start)
+}
+
+// readFrom reads the pages of one partition from start and emits them.
+func (s *Source) readFrom(ctx context.Context, st *stream, part *record.Partition, parent map[string]any, req source.ReadRequest, start source.Start) error {
 	pos := st.pag.first()
 	if start.Resume != nil {
 		if err := json.Unmarshal(start.Resume, &pos); err != nil {
@@ -629,9 +698,44 @@ func (s *Source) readPartition(ctx context.Context, st *stream, part *record.Par
 	if st.async != nil {
 		return s.readAsync(ctx, st, part, env, start, req)
 	}
+	end := time.Now().UTC()
+	var names []string
+	if st.dyn != nil {
+		var err error
+		if names, err = s.fieldNames(ctx, st); err != nil {
+			return err
+		}
+	}
 	for page := pos.Pages + 1; ; page++ {
 		env["page"] = st.pag.vars(pos)
-		hreq, err := s.request(st, pos, env, start.Since)
+		since := start.Since
+		if pos.Restart != "" {
+			// Past the API's cap on results, or in a later window: the
+			// query again, from there.
+			since = pos.Restart
+		}
+		until, windowed := st.windowEnd(since, end)
+		inc := map[string]any{"since": nullable(st.formatSince(since)), "start": nullable(st.info.Start), "until": nil}
+		if windowed {
+			inc["until"] = st.formatSince(until)
+		}
+		env["incremental"] = inc
+		hreq, err := s.request(st, pos, env, since)
+		if err != nil {
+			return err
+		}
+		if windowed && st.untilParam != "" {
+			if hreq.URL, err = setQuery(hreq.URL, st.untilParam, st.formatSince(until)); err != nil {
+				return err
+			}
+		}
+		var parts [][]string
+		if names != nil {
+			parts = st.dyn.parts(hreq.URL, names)
+			if hreq.URL, err = setQuery(hreq.URL, st.dyn.param, strings.Join(parts[0], st.dyn.sep)); err != nil {
+				return err
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -646,6 +750,26 @@ func (s *Source) readPartition(ctx context.Context, st *stream, part *record.Par
 		resp, parsed, err := s.fetch(ctx, st, hreq)
 		if err != nil {
 			return err
+		}
+		if len(parts) > 1 && parsed != nil {
+			// The same page again for each other part of the fields.
+			others := make([][][]byte, 0, len(parts)-1)
+			for _, part := range parts[1:] {
+				again := *hreq
+				if again.URL, err = setQuery(hreq.URL, st.dyn.param, strings.Join(part, st.dyn.sep)); err != nil {
+					return err
+				}
+				_, pp, err := s.fetch(ctx, st, &again)
+				if err != nil {
+					return err
+				}
+				if pp != nil {
+					others = append(others, pp.records)
+				}
+			}
+			if parsed.records, err = st.mergeParts(parsed.records, others); err != nil {
+				return fmt.Errorf("%s %s: %w", hreq.Method, s.red.URL(hreq.URL), err)
+			}
 		}
 		p := &record.Page{
 			Stream:    st.name,
@@ -668,7 +792,24 @@ func (s *Source) readPartition(ctx context.Context, st *stream, part *record.Par
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.Request, err)
 			}
-			done = done || parsed.last
+			s.noteShort(st, guard, p.Request)
+			done = done || parsed.last || st.pastSince(p.Records, start.Since)
+			if !done && st.pag.maxResults > 0 {
+				if next, err = st.restart(pos, next, p.Records); err != nil {
+					return fmt.Errorf("%s: %w", p.Request, err)
+				}
+				if next.Restart != pos.Restart {
+					guard = newLoopGuard() // the API's cursors start over
+				}
+			}
+			if done && windowed && st.before(until, end) {
+				// The window is read: the next one, checkpointed with
+				// this page.
+				again := st.pag.first()
+				again.Count, again.Pages, again.Restart = next.Count, next.Pages, until
+				next, done = again, false
+				guard = newLoopGuard()
+			}
 		}
 		p.Last = done
 		if !done {
@@ -685,6 +826,90 @@ func (s *Source) readPartition(ctx context.Context, st *stream, part *record.Par
 		}
 		pos = next
 	}
+}
+
+// restart keeps count of the records the query returned and, once they
+// reach the API's cap (max_results), makes the next position the query's
+// first page again, from the largest cursor value read.
+func (st *stream) restart(pos, next position, recs [][]byte) (position, error) {
+	next.InQuery = pos.InQuery + int64(len(recs))
+	for _, rec := range recs {
+		if c := st.cursorOf(rec); c != "" && (next.Max == "" || cursor.Parse(c).Compare(cursor.Parse(next.Max)) > 0) {
+			next.Max = c
+		}
+	}
+	if next.InQuery < st.pag.maxResults {
+		return next, nil
+	}
+	if next.Max == "" || next.Max == pos.Restart {
+		return next, fmt.Errorf("the API caps a query at %d results (paginate.max_results) and all %d records read since the query started at %q share one cursor value, so starting again from it cannot get further; a cursor with finer values is needed", st.pag.maxResults, next.InQuery, pos.Restart)
+	}
+	again := st.pag.first()
+	again.Count, again.Pages, again.Restart = next.Count, next.Pages, next.Max
+	return again, nil
+}
+
+// windowEnd returns the end of the window that starts at since, and
+// whether the stream reads by windows (since must be a timestamp).
+func (st *stream) windowEnd(since string, end time.Time) (string, bool) {
+	if st.window <= 0 || since == "" {
+		return "", false
+	}
+	us, ok := schema.ParseTimestamp([]byte(since))
+	if !ok {
+		return "", false
+	}
+	t := time.UnixMicro(us).UTC().Add(st.window)
+	if t.After(end) {
+		t = end
+	}
+	return t.Format(time.RFC3339Nano), true
+}
+
+// before reports whether timestamp ts is before t.
+func (st *stream) before(ts string, t time.Time) bool {
+	us, ok := schema.ParseTimestamp([]byte(ts))
+	return ok && time.UnixMicro(us).Before(t)
+}
+
+// setQuery sets a query parameter of a URL.
+func setQuery(raw, key, value string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// pastSince reports whether a newest-first stream has reached records
+// older than since: the pages after hold only older ones.
+func (st *stream) pastSince(recs [][]byte, since string) bool {
+	if !st.newestFirst || since == "" {
+		return false
+	}
+	from := cursor.Parse(since)
+	for _, rec := range recs {
+		if c := st.cursorOf(rec); c != "" && cursor.Parse(c).Compare(from) < 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// noteShort warns, once per stream, that the API returned fewer records
+// than asked on a page that was not the last.
+func (s *Source) noteShort(st *stream, guard *loopGuard, request string) {
+	if guard.short == "" {
+		return
+	}
+	if st.warnedShort.CompareAndSwap(false, true) {
+		s.log.Warn("the API returns fewer records than asked on pages that are not the last (it seems to cap the page size); Ferry pages by what it returns, and paginate.size could say what it applies",
+			"stream", st.name, "request", s.red.String(request), "detail", guard.short)
+	}
+	guard.short = ""
 }
 
 func nullable(s string) any {
@@ -877,7 +1102,7 @@ func (s *Source) fetch(ctx context.Context, st *stream, req *httpx.Request) (*ht
 		}
 	}
 	check := func(resp *httpx.Response) error {
-		r := &response{}
+		r := &response{body: resp.Body}
 		recordsFound := false
 		err := jsonpath.Scan(resp.Body, live, func(i int, v []byte) error {
 			if j := index[i]; j == 0 {
