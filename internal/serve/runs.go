@@ -81,7 +81,7 @@ func (s *Server) startRun(p *pipe, streams []string, trigger string, opts func(*
 		}
 	}
 	if len(streams) == 0 {
-		return metastore.Run{}, nil, fmt.Errorf("pipeline %s has only streams that run continuously", p.name)
+		return metastore.Run{}, nil, errf(http.StatusConflict, "pipeline %s has only streams that run continuously: there is nothing to trigger", p.name)
 	}
 	id := engine.NewRunID()
 	s.mu.Lock()
