@@ -128,7 +128,7 @@ func serve(dir string, ceiling bool) error {
 				}
 			}
 			if v.Verify(r.Header, body, time.Now()) != nil {
-				http.Error(w, "unauthorized", 401)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
 				return
 			}
 			w.Write([]byte(`{"status":"accepted"}`))
@@ -231,6 +231,22 @@ func (r *receiver) close() error {
 	<-r.done
 	r.cmd.Process.Signal(syscall.SIGTERM)
 	return r.cmd.Wait()
+}
+
+// cpuTime is a process's user + system CPU time so far.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	k, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+k) * 10 * time.Millisecond // USER_HZ is 100
 }
 
 func rssKB(pid int) int64 {
@@ -408,6 +424,7 @@ func benchOne(target string) error {
 	if err != nil {
 		return err
 	}
+	cpu0 := cpuTime(rc.cmd.Process.Pid)
 	res := attack("http://" + rc.addr + "/hooks/pay")
 	attackEnd := time.Now()
 	line := fmt.Sprintf("%-8s %s", target, res)
@@ -436,7 +453,8 @@ func benchOne(target string) error {
 		}
 		line += fmt.Sprintf("\n         rows %d (distinct ids %d) for %d acknowledged, all applied %s after the attack ended: %s", rows, distinct, res.ok, lag.Round(10*time.Millisecond), verdict)
 	}
-	line += "\n         receiver " + rssSummary(rc.rss)
+	cpu := cpuTime(rc.cmd.Process.Pid) - cpu0
+	line += fmt.Sprintf("\n         receiver CPU %s (%.1f µs per acknowledged request, %.2f cores over the attack); %s", cpu.Round(10*time.Millisecond), float64(cpu.Microseconds())/float64(max(res.ok, 1)), cpu.Seconds()/res.elapsed.Seconds(), rssSummary(rc.rss))
 	if err := rc.close(); err != nil {
 		line += fmt.Sprintf(" (receiver exit: %v)", err)
 	}

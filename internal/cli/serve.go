@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferry-dev/ferry/internal/metastore"
 	"github.com/ferry-dev/ferry/internal/serve"
+	"github.com/ferry-dev/ferry/internal/webui"
 )
 
 // serveFlags are ferry serve's options.
@@ -120,8 +121,8 @@ func (a *app) serveLoaded(ctx context.Context, pipes []serve.Pipeline, f serveFl
 }
 
 // uiHandler returns the web UI that ferry serve mounts at /ui/ (paths
-// relative to /ui/); nil serves no UI.
-func uiHandler() http.Handler { return nil }
+// relative to /ui/).
+func uiHandler() http.Handler { return webui.Handler() }
 
 // metaLocation is --meta, or ferry-serve.db beside the first pipeline.
 func metaLocation(flag string, pipes []serve.Pipeline) (string, error) {

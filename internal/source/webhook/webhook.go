@@ -31,6 +31,8 @@ import (
 	"net/http"
 	"path"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,7 +96,7 @@ type route struct {
 }
 
 type counters struct {
-	received, accepted, duplicates, refused, tooLarge, malformed, failed, applied, rejected atomic.Int64
+	received, accepted, duplicates, refused, tooLarge, malformed, invalid, failed, applied, rejected atomic.Int64
 }
 
 var (
@@ -465,6 +467,30 @@ func (s *Source) Routes() map[string]http.Handler {
 	return out
 }
 
+// Endpoint is one path of the source and how it verifies, for ferry
+// serve's API.
+type Endpoint struct {
+	Path string `json:"path"`
+	// Verify is the verification preset (stripe, github, …).
+	Verify string `json:"verify"`
+	// Streams are the streams taking its deliveries, in routing order.
+	Streams []string `json:"streams"`
+}
+
+// Endpoints lists the source's paths, sorted.
+func (s *Source) Endpoints() []Endpoint {
+	var out []Endpoint
+	for p, rs := range s.routes {
+		e := Endpoint{Path: p, Verify: s.cfg.Verify.Preset}
+		for _, r := range rs {
+			e.Streams = append(e.Streams, r.stream)
+		}
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b Endpoint) int { return strings.Compare(a.Path, b.Path) })
+	return out
+}
+
 // ServeHTTP serves every path of the source (404 for others), for tests
 // and single-source servers.
 func (s *Source) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -485,13 +511,16 @@ func reply(w http.ResponseWriter, code int, body string) {
 // serve handles one delivery.
 func (s *Source) serve(w http.ResponseWriter, r *http.Request, p string) {
 	start := s.now()
-	d := Delivery{At: start, Path: p}
+	d := Delivery{ID: "d-" + strconv.FormatInt(s.stats.received.Add(1), 10), ReceivedAt: start, Path: p}
 	defer func() {
 		d.Duration = s.now().Sub(start)
+		if d.Status != http.StatusOK {
+			d.Reason = strPtr(d.Result)
+		}
 		s.remember(d)
 	}()
-	s.stats.received.Add(1)
 	if r.Method != http.MethodPost {
+		s.stats.invalid.Add(1)
 		d.Status, d.Result = http.StatusMethodNotAllowed, "method "+r.Method
 		w.Header().Set("Allow", "POST")
 		reply(w, d.Status, `{"error":"use POST"}`)
@@ -525,6 +554,7 @@ func (s *Source) serve(w http.ResponseWriter, r *http.Request, p string) {
 		reply(w, d.Status, `{"error":"unauthorized"}`)
 		return
 	}
+	d.Verified = true
 	q, err := s.Queue()
 	if err != nil {
 		s.stats.failed.Add(1)
@@ -555,7 +585,7 @@ func (s *Source) serve(w http.ResponseWriter, r *http.Request, p string) {
 			s.log.Warn("routing a webhook failed; kept unrouted", "path", p, "event", e.ID, "error", err)
 		}
 	}
-	d.EventID, d.Type, d.Stream = e.ID, e.Type, e.Stream
+	d.EventID, d.Type, d.Stream = strPtr(e.ID), e.Type, strPtr(e.Stream)
 	dup, err := q.Append(r.Context(), []*queue.Event{e})
 	if err != nil {
 		s.stats.failed.Add(1)
@@ -670,28 +700,43 @@ func slackChallenge(body []byte) (string, bool) {
 }
 
 // Delivery is one request to a webhook path, as Deliveries reports it.
+// Its JSON form is what ferry serve's API shows.
 type Delivery struct {
-	// At is when the request arrived.
-	At time.Time `json:"at"`
+	// ID identifies the delivery within this process (d-1, d-2, …).
+	ID string `json:"id"`
+	// ReceivedAt is when the request arrived.
+	ReceivedAt time.Time `json:"received_at"`
 	// Path is the URL path it was posted to.
 	Path string `json:"path"`
+	// Verified is true when the signature (or secret) was valid.
+	Verified bool `json:"verified"`
 	// Status is the HTTP status answered.
 	Status int `json:"status"`
 	// Result says what happened: "accepted", "duplicate (already kept)",
-	// "refused: …" (the verification's reason: missing, malformed,
-	// mismatch or stale), "body too large", "body is not JSON …".
+	// "refused: …", "body too large", "body is not JSON …", ….
 	Result string `json:"result"`
-	// EventID, Type and Stream are the event's id, type and stream, when
-	// it got that far.
-	EventID string `json:"event_id,omitempty"`
-	Type    string `json:"type,omitempty"`
-	Stream  string `json:"stream,omitempty"`
+	// Reason, for a delivery not accepted, is why: the verification's
+	// detail (missing, malformed, mismatch or stale, naming the header;
+	// never a secret or signature), or what else went wrong.
+	Reason *string `json:"reason"`
+	// EventID, Type and Stream are the event's id, type and stream, once
+	// known (Stream is null for an event no stream takes).
+	EventID *string `json:"event_id"`
+	Type    string  `json:"type,omitempty"`
+	Stream  *string `json:"stream"`
 	// Seq is the event's queue position when it was stored.
 	Seq uint64 `json:"seq,omitempty"`
 	// Bytes is the body's size.
 	Bytes int64 `json:"bytes"`
 	// Duration is how long answering took (the fsync included).
 	Duration time.Duration `json:"duration_ns"`
+}
+
+func strPtr(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 func (s *Source) remember(d Delivery) {
@@ -721,7 +766,8 @@ func (s *Source) Deliveries(n int) []Delivery {
 	return out
 }
 
-// Stats are a source's counters since it started, for metrics.
+// Stats are a source's counters since it started, for metrics. Its JSON
+// form is what ferry serve reads.
 type Stats struct {
 	// Received counts requests to the source's paths.
 	Received int64 `json:"received"`
@@ -729,30 +775,35 @@ type Stats struct {
 	// answered 2xx because their id was already kept.
 	Accepted   int64 `json:"accepted"`
 	Duplicates int64 `json:"duplicates"`
-	// Refused counts deliveries refused for their signature (401).
-	Refused int64 `json:"refused"`
-	// TooLarge counts bodies over the limit (413); Malformed, bodies that
-	// are not JSON (400, kept for the rejected records).
+	// Rejected counts requests refused: Refused (bad signature, 401) +
+	// TooLarge (413) + Malformed (not JSON, 400; kept for the rejected
+	// records) + Invalid (not POST, 405).
+	Rejected  int64 `json:"rejected"`
+	Refused   int64 `json:"refused"`
 	TooLarge  int64 `json:"too_large"`
 	Malformed int64 `json:"malformed"`
+	Invalid   int64 `json:"invalid"`
 	// Failed counts deliveries the queue could not store or whose body
 	// could not be read (503, 408): the sender retries.
 	Failed int64 `json:"failed"`
-	// Applied counts events committed to their tables; Rejected, events
-	// that went to the rejected records instead (bodies that are not
-	// JSON, events without a record).
-	Applied  int64 `json:"applied"`
-	Rejected int64 `json:"rejected"`
-	// QueueDepth counts the stored events not yet applied, per stream.
-	QueueDepth map[string]int64 `json:"queue_depth"`
+	// Applied counts events committed to their tables; RejectedRecords,
+	// kept events that went to the rejected records instead (bodies that
+	// are not JSON, events without a record).
+	Applied         int64 `json:"applied"`
+	RejectedRecords int64 `json:"rejected_records"`
+	// QueueDepth counts the stored events not yet applied; by stream in
+	// QueueDepthByStream.
+	QueueDepth         int64            `json:"queue_depth"`
+	QueueDepthByStream map[string]int64 `json:"queue_depth_by_stream"`
 }
 
 // Stats returns the source's counters and the queue's depth per stream
 // (read from the queue: it counts events kept by earlier processes too).
 func (s *Source) Stats() Stats {
 	st := Stats{Received: s.stats.received.Load(), Accepted: s.stats.accepted.Load(), Duplicates: s.stats.duplicates.Load(),
-		Refused: s.stats.refused.Load(), TooLarge: s.stats.tooLarge.Load(), Malformed: s.stats.malformed.Load(),
-		Failed: s.stats.failed.Load(), Applied: s.stats.applied.Load(), Rejected: s.stats.rejected.Load(), QueueDepth: map[string]int64{}}
+		Refused: s.stats.refused.Load(), TooLarge: s.stats.tooLarge.Load(), Malformed: s.stats.malformed.Load(), Invalid: s.stats.invalid.Load(),
+		Failed: s.stats.failed.Load(), Applied: s.stats.applied.Load(), RejectedRecords: s.stats.rejected.Load(), QueueDepthByStream: map[string]int64{}}
+	st.Rejected = st.Refused + st.TooLarge + st.Malformed + st.Invalid
 	q, err := s.Queue()
 	if err != nil {
 		return st
@@ -761,7 +812,8 @@ func (s *Source) Stats() Stats {
 	defer cancel()
 	for _, str := range s.streams {
 		if n, err := q.Depth(ctx, str.Name); err == nil {
-			st.QueueDepth[str.Name] = n
+			st.QueueDepthByStream[str.Name] = n
+			st.QueueDepth += n
 		}
 	}
 	return st

@@ -249,7 +249,7 @@ func TestPresetsIntoPostgres(t *testing.T) {
 			}
 			rc.applied(want)
 			st := rc.src.Stats()
-			if st.Accepted != want || st.Duplicates != 1 || st.Refused != refused || st.QueueDepth[pr.table] != 0 {
+			if st.Accepted != want || st.Duplicates != 1 || st.Refused != refused || st.QueueDepth != 0 || st.QueueDepthByStream[pr.table] != 0 {
 				t.Fatalf("stats %+v", st)
 			}
 			rows := p.Rows(pr.table, "id", "name", "amount", "active")
@@ -342,11 +342,11 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("rejected %v", rej)
 	}
 	st := rc.src.Stats()
-	if st.TooLarge != 1 || st.Malformed != 1 || st.Accepted != 2 || st.Rejected != 2 {
+	if st.TooLarge != 1 || st.Malformed != 1 || st.Accepted != 2 || st.RejectedRecords != 2 || st.Rejected != 3 {
 		t.Fatalf("stats %+v", st)
 	}
 	ds := rc.src.Deliveries(10)
-	if len(ds) < 5 || ds[len(ds)-1].Status != 413 || ds[len(ds)-2].Status != 400 {
+	if len(ds) < 5 || ds[len(ds)-1].Status != 413 || ds[len(ds)-2].Status != 400 || !ds[len(ds)-2].Verified || ds[len(ds)-2].Reason == nil || ds[0].ID == ds[1].ID {
 		t.Fatalf("deliveries %+v", ds)
 	}
 	rc.stop()

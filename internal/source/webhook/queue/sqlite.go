@@ -43,6 +43,9 @@ type SQLite struct {
 	acks    map[string]uint64 // acknowledged, not yet saved
 	closed  bool
 	closeMu sync.RWMutex // held for reading while a request is queued
+
+	stmts    map[int]*sql.Stmt // the writer's inserts, by rows
+	readStmt *sql.Stmt
 }
 
 type appendReq struct {
@@ -67,7 +70,6 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS events_id ON events (id);
 CREATE INDEX IF NOT EXISTS events_stream ON events (stream, seq);
-CREATE INDEX IF NOT EXISTS events_received ON events (received_at);
 CREATE TABLE IF NOT EXISTS acks (stream TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 `
 
@@ -93,7 +95,11 @@ func Open(dir string) (*SQLite, error) {
 		return nil, fmt.Errorf("webhook queue %s: %w", path, err)
 	}
 	s := &SQLite{path: path, db: db, reqs: make(chan *appendReq, 1024), stop: make(chan struct{}), stopped: make(chan struct{}),
-		notify: make(chan struct{}), acks: map[string]uint64{}}
+		notify: make(chan struct{}), acks: map[string]uint64{}, stmts: map[int]*sql.Stmt{}}
+	if s.readStmt, err = db.Prepare(`SELECT ` + columns + ` FROM events WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?`); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("webhook queue %s: %w", path, err)
+	}
 	go s.writer()
 	return s, nil
 }
@@ -242,26 +248,51 @@ func (s *SQLite) commit(batch []*appendReq) (err error) {
 		return fmt.Errorf("webhook queue: %w", err)
 	}
 	defer tx.Rollback()
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO events (id, stream, type, path, received_at, status, body) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
-	if err != nil {
-		return fmt.Errorf("webhook queue: %w", err)
-	}
-	defer ins.Close()
+	var all []ref
 	for _, r := range batch {
-		for i, e := range r.events {
-			res, err := ins.ExecContext(ctx, e.ID, e.Stream, e.Type, e.Path, e.ReceivedAt.UnixMicro(), int64(e.Status), e.Body)
-			if err != nil {
-				return fmt.Errorf("webhook queue: store event %s: %w", e.ID, err)
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				r.dup[i] = true
-				continue
-			}
-			seq, err := res.LastInsertId()
-			if err != nil {
+		for i := range r.events {
+			all = append(all, ref{r, i})
+		}
+	}
+	for start := 0; start < len(all); start += insertRows {
+		part := all[start:min(len(all), start+insertRows)]
+		stmt, err := s.insert(ctx, len(part))
+		if err != nil {
+			return err
+		}
+		args := make([]any, 0, 7*len(part))
+		for _, x := range part {
+			e := x.r.events[x.i]
+			args = append(args, e.ID, e.Stream, e.Type, e.Path, e.ReceivedAt.UnixMicro(), int64(e.Status), e.Body)
+		}
+		rows, err := tx.StmtContext(ctx, stmt).QueryContext(ctx, args...)
+		if err != nil {
+			return fmt.Errorf("webhook queue: store %d events: %w", len(part), err)
+		}
+		stored := make(map[string]uint64, len(part))
+		for rows.Next() {
+			var seq int64
+			var id string
+			if err := rows.Scan(&seq, &id); err != nil {
+				rows.Close()
 				return fmt.Errorf("webhook queue: %w", err)
 			}
-			e.Seq = uint64(seq)
+			stored[id] = uint64(seq)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("webhook queue: store %d events: %w", len(part), err)
+		}
+		// RETURNING gives the rows inserted: an id it does not give, or
+		// gives once for two events of this batch, was already kept.
+		for _, x := range part {
+			e := x.r.events[x.i]
+			if seq, ok := stored[e.ID]; ok {
+				e.Seq = seq
+				delete(stored, e.ID)
+			} else {
+				x.r.dup[x.i] = true
+			}
 		}
 	}
 	for st, seq := range acks {
@@ -273,6 +304,47 @@ func (s *SQLite) commit(batch []*appendReq) (err error) {
 		return fmt.Errorf("webhook queue: commit: %w", err)
 	}
 	return nil
+}
+
+// ref is one event of a group commit.
+type ref struct {
+	r *appendReq
+	i int
+}
+
+// insertRows is how many events one INSERT statement stores (7 bound
+// values each, within SQLite's limit on variables).
+const insertRows = 256
+
+// insert returns the prepared statement inserting n events, returning
+// the sequence and id of each one stored. Only the writer calls it.
+func (s *SQLite) insert(ctx context.Context, n int) (*sql.Stmt, error) {
+	if st := s.stmts[n]; st != nil {
+		return st, nil
+	}
+	var b strings.Builder
+	b.WriteString(`INSERT INTO events (id, stream, type, path, received_at, status, body) VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?)")
+	}
+	b.WriteString(` ON CONFLICT (id) DO NOTHING RETURNING seq, id`)
+	st, err := s.db.PrepareContext(ctx, b.String())
+	if err != nil {
+		return nil, fmt.Errorf("webhook queue: %w", err)
+	}
+	if len(s.stmts) > 64 {
+		for k, old := range s.stmts {
+			if k != insertRows {
+				old.Close()
+				delete(s.stmts, k)
+			}
+		}
+	}
+	s.stmts[n] = st
+	return st, nil
 }
 
 const columns = `seq, id, stream, type, path, received_at, status, body`
@@ -297,7 +369,7 @@ func scanEvents(rows *sql.Rows) ([]Event, error) {
 
 // Read implements Queue.
 func (s *SQLite) Read(ctx context.Context, stream string, after uint64, limit int) ([]Event, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM events WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?`, stream, int64(after), limit)
+	rows, err := s.readStmt.QueryContext(ctx, stream, int64(after), limit)
 	if err != nil {
 		return nil, fmt.Errorf("webhook queue: %w", err)
 	}
@@ -456,5 +528,9 @@ func (s *SQLite) Close() error {
 	close(s.reqs)
 	s.closeMu.Unlock()
 	<-s.stopped
+	for _, st := range s.stmts {
+		st.Close()
+	}
+	s.readStmt.Close()
 	return s.db.Close()
 }
