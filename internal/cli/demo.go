@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -14,11 +15,15 @@ import (
 	"github.com/ferry-dev/ferry/internal/dest"
 	"github.com/ferry-dev/ferry/internal/dest/sqlite"
 	"github.com/ferry-dev/ferry/internal/engine"
+	"github.com/ferry-dev/ferry/internal/serve"
+	"github.com/ferry-dev/ferry/internal/spec"
 )
 
 func (a *app) demoCmd() *cobra.Command {
 	var db, export string
-	var quiet bool
+	var quiet, serveDemo bool
+	var sf serveFlags
+	var serveDir string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Sync a built-in sample shop API into a SQLite file (no network needed)",
@@ -28,7 +33,12 @@ customer's orders; bearer auth; three pagination styles; now and then a
 second run is incremental.
 
 --export DIR writes the demo's connector and pipeline files, to read or
-adapt.`,
+adapt.
+
+--serve runs the demo as a service instead (ferry serve): the shop
+pipeline every minute, a webhook endpoint for the shop's order events at
+/hooks/shop, the control-plane API and the web UI at /ui/. Its files,
+webhook queue and run history are kept in --serve-dir.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if export != "" {
@@ -43,6 +53,9 @@ adapt.`,
 				return err
 			}
 			defer srv.Close()
+			if serveDemo {
+				return a.demoServe(cmd, srv, db, serveDir, sf)
+			}
 			dir, err := os.MkdirTemp("", "ferry-demo-")
 			if err != nil {
 				return err
@@ -88,7 +101,78 @@ adapt.`,
 	cmd.Flags().StringVar(&db, "db", "ferry-demo.db", "SQLite file to sync into")
 	cmd.Flags().StringVar(&export, "export", "", "write the demo's connector and pipeline files to this directory and exit")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no live progress display")
+	cmd.Flags().BoolVar(&serveDemo, "serve", false, "run the demo as a service: the shop pipeline every minute, a webhook endpoint, the API and the web UI")
+	cmd.Flags().StringVar(&serveDir, "serve-dir", "ferry-demo-serve", "with --serve: where the demo's files, webhook queue and run history are kept")
+	cmd.Flags().StringVar(&sf.listen, "listen", "127.0.0.1:7070", "with --serve: address to serve on")
+	cmd.Flags().DurationVar(&sf.shutdownTimeout, "shutdown-timeout", 30*time.Second, "with --serve: how long runs in flight may take to commit on SIGTERM")
 	return cmd
+}
+
+// demoServe serves the demo: the shop pipeline on a schedule of every
+// minute and a webhook endpoint for order events, into SQLite files.
+func (a *app) demoServe(cmd *cobra.Command, srv *demo.Server, db, dir string, sf serveFlags) error {
+	if !cmd.Flags().Changed("log-level") && !cmd.Root().PersistentFlags().Changed("log-level") {
+		a.logLevel = "info"
+	}
+	log, err := a.logger()
+	if err != nil {
+		return err
+	}
+	dir, err = filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if err := demo.Export(dir); err != nil {
+		return err
+	}
+	if err := demo.ExportHooks(dir); err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(db)
+	if err != nil {
+		return err
+	}
+	hooksDB := strings.TrimSuffix(abs, filepath.Ext(abs)) + "-hooks.db"
+	secret, _ := serve.NewToken()
+	secret = "demo_" + strings.TrimPrefix(secret, "ferry_")
+	shop := srv.Lookup(abs)
+	a.lookup = func(k string) (string, bool) {
+		switch k {
+		case demo.EnvHookSecret:
+			return secret, true
+		case demo.EnvHooksDB:
+			return hooksDB, true
+		}
+		return shop(k)
+	}
+	var pipes []serve.Pipeline
+	for _, name := range []string{demo.PipelineFile, demo.HooksPipelineFile} {
+		path := filepath.Join(dir, name)
+		p, r, err := a.loadPipeline(path, false)
+		if err != nil {
+			return err
+		}
+		if name == demo.PipelineFile {
+			p.Schedule = &spec.Schedule{Cron: "* * * * *"}
+		}
+		pipes = append(pipes, serve.Pipeline{Spec: p, Resolved: r, File: path})
+	}
+	sf.meta = "sqlite:" + filepath.Join(dir, "ferry-serve.db")
+	self := a.self
+	return a.serveLoaded(cmd.Context(), pipes, sf, log, func(addr string) {
+		base := "http://" + addr
+		fmt.Fprintf(a.out, `Sample shop API on %s; the shop syncs into %s every minute.
+
+  Web UI:        %s/ui/
+  Trigger a run: curl -X POST %s/v1/pipelines/shop-demo/runs
+  Runs:          curl %s/v1/runs
+  A webhook:     curl -H 'X-Shop-Token: %s' -d '{"id":"evt_1","type":"order.paid","data":{"id":1,"status":"paid"}}' %s/hooks/shop
+                 (order events go into %s)
+  Look at data:  %s query %s 'SELECT id, status, total FROM orders LIMIT 5'
+
+Ctrl-C stops it; the run history stays in %s.
+`, srv.URL, db, base, base, base, secret, base, hooksDB, self, shellQuote(db), dir)
+	})
 }
 
 // selfCommand is how the user at the terminal runs this same ferry: ferry

@@ -94,7 +94,7 @@ func TestWebhookPipeline(t *testing.T) {
 		return len(wh.Endpoints) == 1 && wh.Endpoints[0].Applied == 1
 	})
 	ep := wh.Endpoints[0]
-	if ep.Pipeline != "gh" || ep.Path != "/hooks/gh" || (ep.Verify != "" && ep.Verify != "github") || ep.Received != 2 || ep.Rejected != 1 || len(ep.Recent) != 2 {
+	if ep.Pipeline != "gh" || ep.Path != "/hooks/gh" || ep.Verify != "github" || ep.Received != 2 || ep.Rejected != 1 || len(ep.Recent) != 2 {
 		t.Fatalf("endpoint = %+v", ep)
 	}
 	if ep.Recent[0].Verified || ep.Recent[0].Status != 401 || ep.Recent[0].Reason == nil || !ep.Recent[1].Verified || ep.Recent[1].Status != 200 || ep.Recent[1].ReceivedAt.IsZero() || ep.Recent[0].ID == ep.Recent[1].ID {
