@@ -440,7 +440,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	q := r.URL.Query()
-	runs, err := s.store.ListRuns(r.Context(), metastore.RunFilter{Pipeline: q.Get("pipeline"), Status: q.Get("status"), Limit: limit})
+	runs, err := s.store.ListRuns(r.Context(), metastore.RunFilter{Pipeline: q.Get("pipeline"), Status: q.Get("status"), Trigger: q.Get("trigger"), Limit: limit})
 	if err != nil {
 		return err
 	}

@@ -431,18 +431,16 @@ func (s *Server) schedule(ctx context.Context, p *pipe) {
 // missedFiring reports whether the schedule fired (at least once) since
 // the pipeline's last scheduled run began.
 func (s *Server) missedFiring(ctx context.Context, p *pipe) bool {
-	runs, err := s.store.ListRuns(ctx, metastore.RunFilter{Pipeline: p.name, Limit: 200})
+	runs, err := s.store.ListRuns(ctx, metastore.RunFilter{Pipeline: p.name, Trigger: TriggerSchedule, Limit: 1})
 	if err != nil {
 		s.log.Warn("could not read the last scheduled run", "pipeline", p.name, "error", err.Error())
 		return false
 	}
-	for _, r := range runs {
-		if r.Trigger == TriggerSchedule {
-			n := p.cron.Next(r.Started)
-			return !n.IsZero() && !n.After(time.Now())
-		}
+	if len(runs) == 0 {
+		return false
 	}
-	return false
+	n := p.cron.Next(runs[0].Started)
+	return !n.IsZero() && !n.After(time.Now())
 }
 
 // fire starts a scheduled run, or records it as skipped.
@@ -477,22 +475,17 @@ func (s *Server) continuous(ctx context.Context, p *pipe) {
 	}
 	wait := s.cfg.RestartBackoff
 	for {
-		rec, err := s.start(p, p.unbounded, trigger)
+		_, ar, err := s.startRun(p, p.unbounded, trigger, nil)
 		if errors.Is(err, errStopping) {
 			return
 		}
 		began := time.Now()
 		if err == nil {
-			s.mu.Lock()
-			ar := s.active[rec.ID]
-			s.mu.Unlock()
-			if ar != nil {
-				select {
-				case <-ar.done:
-				case <-ctx.Done():
-					<-ar.done
-					return
-				}
+			select {
+			case <-ar.done:
+			case <-ctx.Done():
+				<-ar.done
+				return
 			}
 		} else {
 			s.log.Warn("the continuous run could not start", "pipeline", p.name, "error", s.red.String(err.Error()))
