@@ -160,9 +160,14 @@ func (s *Server) execute(ctx context.Context, ar *activeRun, opts func(*engine.O
 	eng, err := engine.New(ctx, o)
 	if err != nil {
 		msg := s.red.URL(s.red.String(err.Error()))
-		log.Error("the run could not start", "error", msg)
-		ar.finish("failed", &msg, nil)
-		s.metrics.RunFinished(p.name, "failed", time.Since(started))
+		status := "failed"
+		if ctx.Err() != nil { // cancelled (or shut down) before it started
+			status = string(dest.Cancelled)
+		} else {
+			log.Error("the run could not start", "error", msg)
+		}
+		ar.finish(status, &msg, nil)
+		s.metrics.RunFinished(p.name, status, time.Since(started))
 		return
 	}
 	ar.mu.Lock()
@@ -273,6 +278,9 @@ func (ar *activeRun) finish(status string, msg *string, sum *engine.Summary) {
 	}
 	s.tp.flush(ctx, s.store, s.log)
 	s.putRun(rec)
+	ar.pipe.mu.Lock()
+	ar.pipe.counts = nil // the tables changed
+	ar.pipe.mu.Unlock()
 	ar.mu.Lock()
 	ar.rec, ar.eng = rec, nil
 	ar.mu.Unlock()

@@ -111,6 +111,9 @@ type pipe struct {
 	// hooks is the running continuous run's source, when it reports
 	// webhook deliveries.
 	hooks any
+	// counts caches the tables' row counts (countedAt).
+	counts    map[string]int64
+	countedAt time.Time
 }
 
 type streamInfo struct {
