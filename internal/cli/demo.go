@@ -35,9 +35,10 @@ second run is incremental.
 --export DIR writes the demo's connector and pipeline files, to read or
 adapt.
 
---serve runs the demo as a service instead (ferry serve): the shop
+--serve then keeps going as ferry serve until interrupted: the shop
 pipeline every minute, a webhook endpoint for the shop's order events at
-/hooks/shop, the control-plane API and the web UI at /ui/. Its files,
+/hooks/shop, the control-plane API (/v1), the web UI (/ui/) and the
+synced tables as a REST API (/api/; docs/table-api.md). Its files,
 webhook queue and run history are kept in --serve-dir.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -54,7 +55,7 @@ webhook queue and run history are kept in --serve-dir.`,
 			}
 			defer srv.Close()
 			if serveDemo {
-				return a.demoServe(cmd, srv, db, serveDir, sf)
+				return a.demoServe(cmd, srv, db, serveDir, sf, quiet)
 			}
 			dir, err := os.MkdirTemp("", "ferry-demo-")
 			if err != nil {
@@ -110,7 +111,7 @@ webhook queue and run history are kept in --serve-dir.`,
 
 // demoServe serves the demo: the shop pipeline on a schedule of every
 // minute and a webhook endpoint for order events, into SQLite files.
-func (a *app) demoServe(cmd *cobra.Command, srv *demo.Server, db, dir string, sf serveFlags) error {
+func (a *app) demoServe(cmd *cobra.Command, srv *demo.Server, db, dir string, sf serveFlags, quiet bool) error {
 	if !cmd.Flags().Changed("log-level") && !cmd.Root().PersistentFlags().Changed("log-level") {
 		a.logLevel = "info"
 	}
@@ -154,6 +155,17 @@ func (a *app) demoServe(cmd *cobra.Command, srv *demo.Server, db, dir string, sf
 		}
 		if name == demo.PipelineFile {
 			p.Schedule = &spec.Schedule{Cron: "* * * * *"}
+			if p.API == nil {
+				p.API = &spec.APISettings{}
+			}
+			p.API.Expose = true // the synced tables at /api/
+			// A first sync now, with its progress, so that there is data
+			// before the schedule's first firing.
+			fmt.Fprintf(a.err, "Sample shop API on %s; syncing into %s\n\n", srv.URL, db)
+			if _, err := a.sync(cmd.Context(), p, r, engine.Options{}, !quiet); err != nil {
+				return err
+			}
+			a.exit = 0 // a partial first sync is no reason to stop
 		}
 		pipes = append(pipes, serve.Pipeline{Spec: p, Resolved: r, File: path})
 	}
@@ -161,17 +173,20 @@ func (a *app) demoServe(cmd *cobra.Command, srv *demo.Server, db, dir string, sf
 	self := a.self
 	return a.serveLoaded(cmd.Context(), pipes, sf, log, func(addr string) {
 		base := "http://" + addr
-		fmt.Fprintf(a.out, `Sample shop API on %s; the shop syncs into %s every minute.
+		fmt.Fprintf(a.out, `
+ferry serve: the shop syncs into %s every minute.
 
   Web UI:        %s/ui/
   Trigger a run: curl -X POST %s/v1/pipelines/shop-demo/runs
   Runs:          curl %s/v1/runs
   A webhook:     curl -H 'X-Shop-Token: %s' -d '{"id":"evt_1","type":"order.paid","data":{"id":1,"status":"paid"}}' %s/hooks/shop
                  (order events go into %s)
+  Tables as API: curl '%s/api/orders?limit=3&order=updated_at.desc&select=id,status,total'
+                 curl %s/api/openapi.json
   Look at data:  %s query %s 'SELECT id, status, total FROM orders LIMIT 5'
 
 Ctrl-C stops it; the run history stays in %s.
-`, srv.URL, db, base, base, base, secret, base, hooksDB, self, shellQuote(db), dir)
+`, db, base, base, base, secret, base, hooksDB, base, base, self, shellQuote(db), dir)
 	})
 }
 

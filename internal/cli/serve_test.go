@@ -47,8 +47,9 @@ func getJSON(t *testing.T, url string, out any) int {
 	return resp.StatusCode
 }
 
-// TestDemoServe runs `ferry demo --serve`: the shop pipeline is on a
-// schedule of every minute, a triggered run syncs the shop, a webhook
+// TestDemoServe runs `ferry demo --serve`: after a first sync, the shop
+// pipeline is on a schedule of every minute, a triggered run syncs the
+// shop, its tables are served at /api/, a webhook
 // delivery signed with the printed secret lands in its table, the web UI
 // is served, and cancelling the command shuts the server down.
 func TestDemoServe(t *testing.T) {
@@ -164,6 +165,11 @@ func TestDemoServe(t *testing.T) {
 	})
 	if st := getJSON(t, base+"/ui/", nil); st != 200 {
 		t.Fatalf("/ui/ = %d", st)
+	}
+	// The synced tables are served as a REST API too.
+	var orders any
+	if st := getJSON(t, base+"/api/orders?limit=2", &orders); st != 200 {
+		t.Fatalf("/api/orders = %d %v", st, orders)
 	}
 	cancel()
 	select {

@@ -55,6 +55,7 @@ func (s *Server) Handler() http.Handler {
 		return errf(http.StatusNotFound, "no such endpoint: %s %s (see /v1/openapi.json)", r.Method, r.URL.Path)
 	}))
 	s.mountUI(mux)
+	s.mountAPI(mux)
 	// Everything else may be a webhook route of a running source.
 	mux.HandleFunc("/", s.serveRoute)
 	return mux
@@ -99,6 +100,20 @@ func (s *Server) mountUI(mux *http.ServeMux) {
 	}
 	mux.Handle("/ui/", http.StripPrefix("/ui", s.cfg.UI))
 	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
+}
+
+// mountAPI serves the table API at /api/ when the configuration has one.
+func (s *Server) mountAPI(mux *http.ServeMux) {
+	switch {
+	case s.cfg.API == nil:
+	case s.cfg.APIAuthenticates:
+		mux.Handle("/api/", s.cfg.API)
+	default:
+		mux.Handle("/api/", s.authed(func(w http.ResponseWriter, r *http.Request) error {
+			s.cfg.API.ServeHTTP(w, r)
+			return nil
+		}))
+	}
 }
 
 // serveRoute answers a path a webhook source serves, or 404.
