@@ -33,7 +33,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -690,19 +689,11 @@ func (p *Pipeline) State(stream, partition string) json.RawMessage {
 // false, numbers in their shortest form, timestamps in RFC 3339 (UTC),
 // strings as they are.
 func Render(v any) string {
-	switch x := v.(type) {
-	case nil:
+	if v == nil {
 		return "NULL"
-	case bool:
-		return strconv.FormatBool(x)
-	case int64:
-		return strconv.FormatInt(x, 10)
-	case float64:
-		return strconv.FormatFloat(x, 'g', -1, 64)
-	case time.Time:
-		return x.UTC().Format(time.RFC3339Nano)
-	case string:
-		return x
+	}
+	if s, ok := dest.Text(v); ok {
+		return s
 	}
 	return fmt.Sprint(v)
 }

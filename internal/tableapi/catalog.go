@@ -45,7 +45,7 @@ func makeJSONKey(name string) string {
 
 // column is a column the API serves.
 type column struct {
-	key_ string // the JSON key with its colon, made when the snapshot is built
+	key_     string // the JSON key with its colon, made when the snapshot is built
 	name     string
 	typ      schema.Type
 	nullable bool

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferry-dev/ferry/internal/dest"
 	"github.com/ferry-dev/ferry/internal/schema"
 )
 
@@ -254,19 +255,11 @@ func (e *csvEncoder) single(row []any, pl *plan, kids []map[string][]map[string]
 
 // csvText renders a value in a CSV cell: null is empty.
 func csvText(v any) string {
-	switch x := v.(type) {
-	case nil:
+	if v == nil {
 		return ""
-	case bool:
-		return strconv.FormatBool(x)
-	case int64:
-		return strconv.FormatInt(x, 10)
-	case float64:
-		return strconv.FormatFloat(x, 'g', -1, 64)
-	case time.Time:
-		return x.UTC().Format(time.RFC3339Nano)
-	case string:
-		return x
+	}
+	if s, ok := dest.Text(v); ok {
+		return s
 	}
 	b, _ := json.Marshal(v)
 	return string(b)

@@ -306,19 +306,11 @@ func rows(t *testing.T, d *target, table string, cols ...string) []string {
 // render writes a value read back as text: NULL, true/false, numbers in
 // their shortest form, timestamps in RFC 3339 (UTC).
 func render(v any) string {
-	switch x := v.(type) {
-	case nil:
+	if v == nil {
 		return "NULL"
-	case bool:
-		return strconv.FormatBool(x)
-	case int64:
-		return strconv.FormatInt(x, 10)
-	case float64:
-		return strconv.FormatFloat(x, 'g', -1, 64)
-	case time.Time:
-		return x.UTC().Format(time.RFC3339Nano)
-	case string:
-		return x
+	}
+	if s, ok := dest.Text(v); ok {
+		return s
 	}
 	return fmt.Sprint(v)
 }

@@ -143,7 +143,7 @@ func Open(ctx context.Context, cfg *Config, opts dest.Options) (dest.Destination
 		if c.path, err = template.ParseEnv(r.Path, env); err != nil {
 			return nil, fmt.Errorf("%s.path: %w", op, err)
 		}
-		if c.body, err = compileBody(r.Body); err != nil {
+		if c.body, err = template.ParseTree(r.Body, env); err != nil {
 			return nil, fmt.Errorf("%s.body: %w", op, err)
 		}
 		d.reqs[op] = c
@@ -164,7 +164,7 @@ func Open(ctx context.Context, cfg *Config, opts dest.Options) (dest.Destination
 		if cb.path, err = template.ParseEnv(path, env); err != nil {
 			return nil, fmt.Errorf("batch.path: %w", err)
 		}
-		if cb.item, err = compileBody(b.Item); err != nil {
+		if cb.item, err = template.ParseTree(b.Item, env); err != nil {
 			return nil, fmt.Errorf("batch.item: %w", err)
 		}
 		if b.Wait != "" {
@@ -237,64 +237,6 @@ func Open(ctx context.Context, cfg *Config, opts dest.Options) (dest.Destination
 		}
 	}
 	return d, nil
-}
-
-func compileBody(v any) (any, error) {
-	switch x := v.(type) {
-	case nil:
-		return nil, nil
-	case string:
-		return template.ParseEnv(x, env)
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			c, err := compileBody(e)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", k, err)
-			}
-			out[k] = c
-		}
-		return out, nil
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			c, err := compileBody(e)
-			if err != nil {
-				return nil, fmt.Errorf("%d: %w", i, err)
-			}
-			out[i] = c
-		}
-		return out, nil
-	}
-	return v, nil
-}
-
-func renderBody(v any, e template.Env) (any, error) {
-	switch x := v.(type) {
-	case *template.Template:
-		return x.Eval(e)
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, el := range x {
-			r, err := renderBody(el, e)
-			if err != nil {
-				return nil, err
-			}
-			out[k] = r
-		}
-		return out, nil
-	case []any:
-		out := make([]any, len(x))
-		for i, el := range x {
-			r, err := renderBody(el, e)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = r
-		}
-		return out, nil
-	}
-	return v, nil
 }
 
 // Close closes the client and the dead-letter store.
@@ -561,7 +503,7 @@ func (w *writer) build(ch change.Change, info *syncInfo) (*outgoing, error) {
 		if d.batch.item == nil {
 			out.body = change.AppendItem(make([]byte, 0, 96+len(ch.RowJSON)+len(ch.KeyJSON)+len(ch.Before)), "", ch, id)
 		} else {
-			v, err := renderBody(d.batch.item, lazy())
+			v, err := template.EvalTree(d.batch.item, lazy())
 			if err != nil {
 				return nil, fmt.Errorf("batch.item: %w", err)
 			}
@@ -604,7 +546,7 @@ func (w *writer) build(ch change.Change, info *syncInfo) (*outgoing, error) {
 	out.method = r.method
 	switch {
 	case r.body != nil:
-		v, err := renderBody(r.body, lazy())
+		v, err := template.EvalTree(r.body, lazy())
 		if err != nil {
 			return nil, fmt.Errorf("%s body: %w", change.OpName(ch.Op), err)
 		}

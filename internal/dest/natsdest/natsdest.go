@@ -18,8 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -81,7 +79,7 @@ func (c *Config) Validate(chk *spec.Checker) {
 			chk.AtValue([]string{"subject"}, "%v", err)
 		}
 	}
-	if _, err := compileBody(c.Body); err != nil {
+	if _, err := template.ParseTree(c.Body, env); err != nil {
 		chk.AtValue([]string{"body"}, "%v", err)
 	}
 	for _, f := range []struct {
@@ -138,7 +136,7 @@ func Open(ctx context.Context, cfg *Config, opts dest.Options) (dest.Destination
 	if d.subject, err = template.ParseEnv(subj, env); err != nil {
 		return nil, fmt.Errorf("subject: %w", err)
 	}
-	if d.body, err = compileBody(cfg.Body); err != nil {
+	if d.body, err = template.ParseTree(cfg.Body, env); err != nil {
 		return nil, fmt.Errorf("body: %w", err)
 	}
 	if cfg.AckTimeout != "" {
@@ -194,64 +192,6 @@ func redactURL(r dest.Redactor, u string) string {
 		return u
 	}
 	return r.URL(u)
-}
-
-func compileBody(v any) (any, error) {
-	switch x := v.(type) {
-	case nil:
-		return nil, nil
-	case string:
-		return template.ParseEnv(x, env)
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for _, k := range slices.Sorted(maps.Keys(x)) {
-			c, err := compileBody(x[k])
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", k, err)
-			}
-			out[k] = c
-		}
-		return out, nil
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			c, err := compileBody(e)
-			if err != nil {
-				return nil, fmt.Errorf("%d: %w", i, err)
-			}
-			out[i] = c
-		}
-		return out, nil
-	}
-	return v, nil
-}
-
-func renderBody(v any, e template.Env) (any, error) {
-	switch x := v.(type) {
-	case *template.Template:
-		return x.Eval(e)
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, el := range x {
-			r, err := renderBody(el, e)
-			if err != nil {
-				return nil, err
-			}
-			out[k] = r
-		}
-		return out, nil
-	case []any:
-		out := make([]any, len(x))
-		for i, el := range x {
-			r, err := renderBody(el, e)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = r
-		}
-		return out, nil
-	}
-	return v, nil
 }
 
 // Close drains the connection.
@@ -360,7 +300,7 @@ func (w *writer) Write(ctx context.Context, c *record.Chunk) error {
 		if w.d.body == nil {
 			body = change.AppendItem(make([]byte, 0, 128+len(ch.RowJSON)+len(ch.KeyJSON)+len(ch.Before)), w.sc.Stream, ch, id)
 		} else {
-			v, err := renderBody(w.d.body, lazy())
+			v, err := template.EvalTree(w.d.body, lazy())
 			if err != nil {
 				return fmt.Errorf("body: %w", err)
 			}

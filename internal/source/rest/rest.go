@@ -334,7 +334,7 @@ func compileStream(name string, sp *Stream) (*stream, error) {
 		}
 		st.headers = append(st.headers, kv{k, t})
 	}
-	if st.body, err = compileBody(sp.Body); err != nil {
+	if st.body, err = template.ParseTree(sp.Body, nil); err != nil {
 		return nil, fmt.Errorf("body: %w", err)
 	}
 	rec := ""
@@ -424,62 +424,6 @@ func usesIncremental(sp *Stream) bool {
 	}
 	walk(sp.Body)
 	return found
-}
-
-func compileBody(v any) (any, error) {
-	switch x := v.(type) {
-	case string:
-		return template.Parse(x)
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			c, err := compileBody(e)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", k, err)
-			}
-			out[k] = c
-		}
-		return out, nil
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			c, err := compileBody(e)
-			if err != nil {
-				return nil, fmt.Errorf("%d: %w", i, err)
-			}
-			out[i] = c
-		}
-		return out, nil
-	}
-	return v, nil
-}
-
-func renderBody(v any, env template.Env) (any, error) {
-	switch x := v.(type) {
-	case *template.Template:
-		return x.Eval(env)
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			r, err := renderBody(e, env)
-			if err != nil {
-				return nil, err
-			}
-			out[k] = r
-		}
-		return out, nil
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			r, err := renderBody(e, env)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = r
-		}
-		return out, nil
-	}
-	return v, nil
 }
 
 // Streams lists the streams in declaration order.
@@ -826,7 +770,7 @@ func (s *Source) request(st *stream, pos position, env template.Env, since strin
 		req.Header.Set("Accept", "application/json")
 	}
 	if st.body != nil {
-		body, err := renderBody(st.body, env)
+		body, err := template.EvalTree(st.body, env)
 		if err != nil {
 			return nil, fmt.Errorf("body: %w", err)
 		}

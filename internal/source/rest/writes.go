@@ -86,7 +86,7 @@ func compileWriteOp(op string, w *WriteOp) (*compiledWrite, error) {
 	}
 	switch {
 	case w.Body != nil:
-		if c.body, err = compileWriteBody(w.Body); err != nil {
+		if c.body, err = template.ParseTree(w.Body, writeEnv); err != nil {
 			return nil, fmt.Errorf("writes.%s.body: %w", op, err)
 		}
 	case op != "delete":
@@ -105,34 +105,6 @@ func compileWriteOp(op string, w *WriteOp) (*compiledWrite, error) {
 		}
 	}
 	return c, nil
-}
-
-func compileWriteBody(v any) (any, error) {
-	switch x := v.(type) {
-	case string:
-		return template.ParseEnv(x, writeEnv)
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			c, err := compileWriteBody(e)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", k, err)
-			}
-			out[k] = c
-		}
-		return out, nil
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			c, err := compileWriteBody(e)
-			if err != nil {
-				return nil, fmt.Errorf("%d: %w", i, err)
-			}
-			out[i] = c
-		}
-		return out, nil
-	}
-	return v, nil
 }
 
 // CanWrite reports whether the connector declares the write operation op
@@ -189,7 +161,7 @@ func (s *Source) Write(ctx context.Context, stream, op string, key, body map[str
 		req.Header.Set("Accept", "application/json")
 	}
 	if w.body != nil {
-		b, err := renderWriteBody(w.body, env)
+		b, err := template.EvalTree(w.body, env)
 		if err != nil {
 			return nil, fmt.Errorf("stream %s: writes.%s.body: %w", stream, op, err)
 		}
@@ -219,34 +191,6 @@ func (s *Source) Write(ctx context.Context, stream, op string, key, body map[str
 	}
 	res.Record = rec
 	return res, nil
-}
-
-func renderWriteBody(v any, env template.Env) (any, error) {
-	switch x := v.(type) {
-	case *template.Template:
-		return x.Eval(env)
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			r, err := renderWriteBody(e, env)
-			if err != nil {
-				return nil, err
-			}
-			out[k] = r
-		}
-		return out, nil
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			r, err := renderWriteBody(e, env)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = r
-		}
-		return out, nil
-	}
-	return v, nil
 }
 
 // compileWrites compiles a stream's write operations.
