@@ -20,8 +20,10 @@ import (
 )
 
 func (a *app) demoCmd() *cobra.Command {
-	var db, export, listen string
-	var quiet, serveAPI bool
+	var db, export string
+	var quiet, serveDemo bool
+	var sf serveFlags
+	var serveDir string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Sync a built-in sample shop API into a SQLite file (no network needed)",
@@ -33,9 +35,11 @@ second run is incremental.
 --export DIR writes the demo's connector and pipeline files, to read or
 adapt.
 
---serve then keeps going as ferry serve with the synced tables served as
-a REST API at /api/ (filters, pages, OpenAPI document; docs/table-api.md),
-until interrupted.`,
+--serve then keeps going as ferry serve until interrupted: the shop
+pipeline every minute, a webhook endpoint for the shop's order events at
+/hooks/shop, the control-plane API (/v1), the web UI (/ui/) and the
+synced tables as a REST API (/api/; docs/table-api.md). Its files,
+webhook queue and run history are kept in --serve-dir.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if export != "" {
@@ -50,6 +54,9 @@ until interrupted.`,
 				return err
 			}
 			defer srv.Close()
+			if serveDemo {
+				return a.demoServe(cmd, srv, db, serveDir, sf, quiet)
+			}
 			dir, err := os.MkdirTemp("", "ferry-demo-")
 			if err != nil {
 				return err
@@ -87,9 +94,6 @@ until interrupted.`,
 				t.write(a.out)
 			}
 			self := a.self
-			if serveAPI && err == nil {
-				return a.demoServe(cmd, p, r, filepath.Join(dir, demo.PipelineFile), listen)
-			}
 			fmt.Fprintf(a.out, "\nLook at the data:\n  %s query %s 'SELECT id, customer_id, status, total, updated_at FROM orders ORDER BY updated_at DESC LIMIT 5'\n", self, shellQuote(db))
 			fmt.Fprintf(a.out, "Run `%s demo` again: the second run only fetches what changed.\n", self)
 			return err
@@ -98,28 +102,91 @@ until interrupted.`,
 	cmd.Flags().StringVar(&db, "db", "ferry-demo.db", "SQLite file to sync into")
 	cmd.Flags().StringVar(&export, "export", "", "write the demo's connector and pipeline files to this directory and exit")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no live progress display")
-	cmd.Flags().BoolVar(&serveAPI, "serve", false, "after the sync, serve the tables as a REST API (ferry serve) until interrupted")
-	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:7070", "with --serve, the address to serve on (loopback)")
+	cmd.Flags().BoolVar(&serveDemo, "serve", false, "run the demo as a service: the shop pipeline every minute, a webhook endpoint, the API and the web UI")
+	cmd.Flags().StringVar(&serveDir, "serve-dir", "ferry-demo-serve", "with --serve: where the demo's files, webhook queue and run history are kept")
+	cmd.Flags().StringVar(&sf.listen, "listen", "127.0.0.1:7070", "with --serve: address to serve on")
+	cmd.Flags().DurationVar(&sf.shutdownTimeout, "shutdown-timeout", 30*time.Second, "with --serve: how long runs in flight may take to commit on SIGTERM")
 	return cmd
 }
 
-// demoServe serves the demo's synced tables as ferry serve does, with
-// the table API at /api/, until the command's context ends.
-func (a *app) demoServe(cmd *cobra.Command, p *spec.Pipeline, r *spec.Resolved, file, listen string) error {
-	if p.API == nil {
-		p.API = &spec.APISettings{}
+// demoServe serves the demo: the shop pipeline on a schedule of every
+// minute and a webhook endpoint for order events, into SQLite files.
+func (a *app) demoServe(cmd *cobra.Command, srv *demo.Server, db, dir string, sf serveFlags, quiet bool) error {
+	if !cmd.Flags().Changed("log-level") && !cmd.Root().PersistentFlags().Changed("log-level") {
+		a.logLevel = "info"
 	}
-	p.API.Expose = true
 	log, err := a.logger()
 	if err != nil {
 		return err
 	}
-	f := serveFlags{listen: listen, meta: "sqlite:" + filepath.Join(filepath.Dir(file), "ferry-serve.db"), shutdownTimeout: 10 * time.Second}
-	return a.serveLoaded(cmd.Context(), []serve.Pipeline{{Spec: p, Resolved: r, File: file}}, f, log, func(addr string) {
-		fmt.Fprintf(a.out, "\nThe synced tables, served as a REST API (Ctrl-C to stop):\n")
-		fmt.Fprintf(a.out, "  curl 'http://%s/api/orders?limit=3&order=updated_at.desc&select=id,status,total'\n", addr)
-		fmt.Fprintf(a.out, "  curl 'http://%s/api/customers?limit=5' -H 'Accept: text/csv'\n", addr)
-		fmt.Fprintf(a.out, "  curl http://%s/api/openapi.json\n", addr)
+	dir, err = filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if err := demo.Export(dir); err != nil {
+		return err
+	}
+	if err := demo.ExportHooks(dir); err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(db)
+	if err != nil {
+		return err
+	}
+	hooksDB := strings.TrimSuffix(abs, filepath.Ext(abs)) + "-hooks.db"
+	secret, _ := serve.NewToken()
+	secret = "demo_" + strings.TrimPrefix(secret, "ferry_")
+	shop := srv.Lookup(abs)
+	a.lookup = func(k string) (string, bool) {
+		switch k {
+		case demo.EnvHookSecret:
+			return secret, true
+		case demo.EnvHooksDB:
+			return hooksDB, true
+		}
+		return shop(k)
+	}
+	var pipes []serve.Pipeline
+	for _, name := range []string{demo.PipelineFile, demo.HooksPipelineFile} {
+		path := filepath.Join(dir, name)
+		p, r, err := a.loadPipeline(path, false)
+		if err != nil {
+			return err
+		}
+		if name == demo.PipelineFile {
+			p.Schedule = &spec.Schedule{Cron: "* * * * *"}
+			if p.API == nil {
+				p.API = &spec.APISettings{}
+			}
+			p.API.Expose = true // the synced tables at /api/
+			// A first sync now, with its progress, so that there is data
+			// before the schedule's first firing.
+			fmt.Fprintf(a.err, "Sample shop API on %s; syncing into %s\n\n", srv.URL, db)
+			if _, err := a.sync(cmd.Context(), p, r, engine.Options{}, !quiet); err != nil {
+				return err
+			}
+			a.exit = 0 // a partial first sync is no reason to stop
+		}
+		pipes = append(pipes, serve.Pipeline{Spec: p, Resolved: r, File: path})
+	}
+	sf.meta = "sqlite:" + filepath.Join(dir, "ferry-serve.db")
+	self := a.self
+	return a.serveLoaded(cmd.Context(), pipes, sf, log, func(addr string) {
+		base := "http://" + addr
+		fmt.Fprintf(a.out, `
+ferry serve: the shop syncs into %s every minute.
+
+  Web UI:        %s/ui/
+  Trigger a run: curl -X POST %s/v1/pipelines/shop-demo/runs
+  Runs:          curl %s/v1/runs
+  A webhook:     curl -H 'X-Shop-Token: %s' -d '{"id":"evt_1","type":"order.paid","data":{"id":1,"status":"paid"}}' %s/hooks/shop
+                 (order events go into %s)
+  Tables as API: curl '%s/api/orders?limit=3&order=updated_at.desc&select=id,status,total'
+                 curl %s/api/openapi.json
+  Look at data:  %s query %s 'SELECT id, status, total FROM orders LIMIT 5'
+
+Ctrl-C stops it; the run history stays in %s.
+`, db, base, base, base, secret, base, hooksDB, base, base, self, shellQuote(db), dir)
 	})
 }
 

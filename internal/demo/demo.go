@@ -24,6 +24,9 @@ var files embed.FS
 const (
 	ConnectorFile = "shop.connector.yaml"
 	PipelineFile  = "shop.pipeline.yaml"
+	// The webhook endpoint of ferry demo --serve.
+	HooksConnectorFile = "shop_hooks.connector.yaml"
+	HooksPipelineFile  = "shop_hooks.pipeline.yaml"
 )
 
 // Environment variables the demo pipeline reads.
@@ -31,6 +34,10 @@ const (
 	EnvURL   = "FERRY_DEMO_URL"
 	EnvToken = "FERRY_DEMO_TOKEN"
 	EnvDB    = "FERRY_DEMO_DB"
+	// EnvHookSecret is the webhook endpoint's shared secret, EnvHooksDB
+	// the SQLite file its events go into.
+	EnvHookSecret = "FERRY_DEMO_HOOK_SECRET"
+	EnvHooksDB    = "FERRY_DEMO_HOOKS_DB"
 )
 
 // Export writes the demo's connector and pipeline files into dir.
@@ -39,6 +46,24 @@ func Export(dir string) error {
 		return err
 	}
 	for _, name := range []string{ConnectorFile, PipelineFile} {
+		data, err := fs.ReadFile(files, "files/"+name)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ExportHooks writes the webhook endpoint's connector and pipeline files
+// into dir.
+func ExportHooks(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, name := range []string{HooksConnectorFile, HooksPipelineFile} {
 		data, err := fs.ReadFile(files, "files/"+name)
 		if err != nil {
 			return err

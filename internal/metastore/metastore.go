@@ -272,6 +272,7 @@ func (s *Store) GetRun(ctx context.Context, id string) (*Run, error) {
 type RunFilter struct {
 	Pipeline string
 	Status   string
+	Trigger  string
 	// Limit bounds the result (default 50, at most 1000).
 	Limit int
 }
@@ -285,6 +286,9 @@ func (s *Store) ListRuns(ctx context.Context, f RunFilter) ([]*Run, error) {
 	}
 	if f.Status != "" {
 		where, args = append(where, "status = ?"), append(args, f.Status)
+	}
+	if f.Trigger != "" {
+		where, args = append(where, "trigger_kind = ?"), append(args, f.Trigger)
 	}
 	stmt := `SELECT ` + runColumns + ` FROM ferry_serve_runs`
 	if len(where) > 0 {

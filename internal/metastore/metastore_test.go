@@ -87,6 +87,9 @@ func TestStore(t *testing.T) {
 			if len(runs) != 1 || runs[0].ID != "r2" {
 				t.Fatalf("failed runs = %v", runs)
 			}
+			if runs, _ = s.ListRuns(ctx, metastore.RunFilter{Trigger: "schedule"}); len(runs) != 0 {
+				t.Fatalf("scheduled runs = %v", runs)
+			}
 			runs, _ = s.ListRuns(ctx, metastore.RunFilter{Limit: 1})
 			if len(runs) != 1 {
 				t.Fatalf("limit: %d runs", len(runs))

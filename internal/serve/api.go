@@ -355,20 +355,7 @@ func (s *Server) view(ctx context.Context, p *pipe) (PipelineView, error) {
 	if len(recent) > 0 {
 		v.LastRun = brief(recent[0])
 	}
-	// The row counts, when the destination is reachable.
-	counts := map[string]int64{}
-	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	if d, err := s.openDest(cctx, p, true); err == nil {
-		if rd, ok := d.(dest.Reader); ok {
-			for _, st := range p.streams {
-				if n, err := rd.Count(cctx, st.Table); err == nil && n >= 0 {
-					counts[st.Name] = n
-				}
-			}
-		}
-		d.Close()
-	}
+	counts := s.rowCounts(ctx, p)
 	now := time.Now()
 	for _, st := range p.streams {
 		sv := StreamView{Name: st.Name, Table: st.Table, Mode: st.Mode, Kind: st.Kind, Unbounded: st.Unbounded}
@@ -396,6 +383,36 @@ func (s *Server) view(ctx context.Context, p *pipe) (PipelineView, error) {
 		v.Streams = append(v.Streams, sv)
 	}
 	return v, nil
+}
+
+// rowCounts returns the rows in each stream's table, when the
+// destination is reachable, counted at most once a second (a dashboard
+// polls).
+func (s *Server) rowCounts(ctx context.Context, p *pipe) map[string]int64 {
+	p.mu.Lock()
+	if time.Since(p.countedAt) < time.Second && p.counts != nil {
+		c := p.counts
+		p.mu.Unlock()
+		return c
+	}
+	p.mu.Unlock()
+	counts := map[string]int64{}
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if d, err := s.openDest(cctx, p, true); err == nil {
+		if rd, ok := d.(dest.Reader); ok {
+			for _, st := range p.streams {
+				if n, err := rd.Count(cctx, st.Table); err == nil && n >= 0 {
+					counts[st.Name] = n
+				}
+			}
+		}
+		d.Close()
+	}
+	p.mu.Lock()
+	p.counts, p.countedAt = counts, time.Now()
+	p.mu.Unlock()
+	return counts
 }
 
 func (s *Server) listPipelines(w http.ResponseWriter, r *http.Request) error {
@@ -455,7 +472,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	q := r.URL.Query()
-	runs, err := s.store.ListRuns(r.Context(), metastore.RunFilter{Pipeline: q.Get("pipeline"), Status: q.Get("status"), Limit: limit})
+	runs, err := s.store.ListRuns(r.Context(), metastore.RunFilter{Pipeline: q.Get("pipeline"), Status: q.Get("status"), Trigger: q.Get("trigger"), Limit: limit})
 	if err != nil {
 		return err
 	}

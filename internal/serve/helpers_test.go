@@ -33,6 +33,8 @@ type gatedAPI struct {
 	release  chan struct{}
 	requests atomic.Int64
 	waiting  atomic.Int64
+	// tooMany answers this many requests 429 (Retry-After: 0) first.
+	tooMany atomic.Int64
 	// bad gives record 3 a field the others lack (a new column).
 	bad atomic.Bool
 }
@@ -68,6 +70,11 @@ func (g *gatedAPI) serve(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
 	held, release := g.held.Load(), g.release
 	g.mu.Unlock()
+	if g.tooMany.Add(-1) >= 0 {
+		w.Header().Set("Retry-After", "0")
+		w.WriteHeader(http.StatusTooManyRequests)
+		return
+	}
 	page, _ := strconv.Atoi(r.URL.Query().Get("page"))
 	if page < 1 {
 		page = 1

@@ -81,7 +81,7 @@ func (s *Server) startRun(p *pipe, streams []string, trigger string, opts func(*
 		}
 	}
 	if len(streams) == 0 {
-		return metastore.Run{}, nil, fmt.Errorf("pipeline %s has only streams that run continuously", p.name)
+		return metastore.Run{}, nil, errf(http.StatusConflict, "pipeline %s has only streams that run continuously: there is nothing to trigger", p.name)
 	}
 	id := engine.NewRunID()
 	s.mu.Lock()
@@ -160,9 +160,14 @@ func (s *Server) execute(ctx context.Context, ar *activeRun, opts func(*engine.O
 	eng, err := engine.New(ctx, o)
 	if err != nil {
 		msg := s.red.URL(s.red.String(err.Error()))
-		log.Error("the run could not start", "error", msg)
-		ar.finish("failed", &msg, nil)
-		s.metrics.RunFinished(p.name, "failed", time.Since(started))
+		status := "failed"
+		if ctx.Err() != nil { // cancelled (or shut down) before it started
+			status = string(dest.Cancelled)
+		} else {
+			log.Error("the run could not start", "error", msg)
+		}
+		ar.finish(status, &msg, nil)
+		s.metrics.RunFinished(p.name, status, time.Since(started))
 		return
 	}
 	ar.mu.Lock()
@@ -273,6 +278,9 @@ func (ar *activeRun) finish(status string, msg *string, sum *engine.Summary) {
 	}
 	s.tp.flush(ctx, s.store, s.log)
 	s.putRun(rec)
+	ar.pipe.mu.Lock()
+	ar.pipe.counts = nil // the tables changed
+	ar.pipe.mu.Unlock()
 	ar.mu.Lock()
 	ar.rec, ar.eng = rec, nil
 	ar.mu.Unlock()
@@ -437,18 +445,16 @@ func (s *Server) schedule(ctx context.Context, p *pipe) {
 // missedFiring reports whether the schedule fired (at least once) since
 // the pipeline's last scheduled run began.
 func (s *Server) missedFiring(ctx context.Context, p *pipe) bool {
-	runs, err := s.store.ListRuns(ctx, metastore.RunFilter{Pipeline: p.name, Limit: 200})
+	runs, err := s.store.ListRuns(ctx, metastore.RunFilter{Pipeline: p.name, Trigger: TriggerSchedule, Limit: 1})
 	if err != nil {
 		s.log.Warn("could not read the last scheduled run", "pipeline", p.name, "error", err.Error())
 		return false
 	}
-	for _, r := range runs {
-		if r.Trigger == TriggerSchedule {
-			n := p.cron.Next(r.Started)
-			return !n.IsZero() && !n.After(time.Now())
-		}
+	if len(runs) == 0 {
+		return false
 	}
-	return false
+	n := p.cron.Next(runs[0].Started)
+	return !n.IsZero() && !n.After(time.Now())
 }
 
 // fire starts a scheduled run, or records it as skipped.
@@ -483,22 +489,17 @@ func (s *Server) continuous(ctx context.Context, p *pipe) {
 	}
 	wait := s.cfg.RestartBackoff
 	for {
-		rec, err := s.start(p, p.unbounded, trigger)
+		_, ar, err := s.startRun(p, p.unbounded, trigger, nil)
 		if errors.Is(err, errStopping) {
 			return
 		}
 		began := time.Now()
 		if err == nil {
-			s.mu.Lock()
-			ar := s.active[rec.ID]
-			s.mu.Unlock()
-			if ar != nil {
-				select {
-				case <-ar.done:
-				case <-ctx.Done():
-					<-ar.done
-					return
-				}
+			select {
+			case <-ar.done:
+			case <-ctx.Done():
+				<-ar.done
+				return
 			}
 		} else {
 			s.log.Warn("the continuous run could not start", "pipeline", p.name, "error", s.red.String(err.Error()))

@@ -123,6 +123,9 @@ type pipe struct {
 	// hooks is the running continuous run's source, when it reports
 	// webhook deliveries.
 	hooks any
+	// counts caches the tables' row counts (countedAt).
+	counts    map[string]int64
+	countedAt time.Time
 }
 
 type streamInfo struct {
@@ -182,6 +185,20 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		s.pipes = append(s.pipes, pp)
 		s.byName[pp.name] = pp
+	}
+	// Freshness survives a restart: the last successful sync of each stream.
+	for _, p := range s.pipes {
+		runs, err := s.store.ListRuns(ctx, metastore.RunFilter{Pipeline: p.name, Limit: 200})
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range runs {
+			for _, st := range r.Streams {
+				if (st.Status == "succeeded" || st.Status == "partial") && r.Ended != nil {
+					s.metrics.SetFresh(p.name, st.Name, *r.Ended)
+				}
+			}
+		}
 	}
 	if n, err := s.store.FailInterrupted(ctx, host, processAlive); err != nil {
 		return nil, err

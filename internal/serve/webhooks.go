@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,10 +21,47 @@ import (
 
 // WebhookStats are an endpoint's counters.
 type WebhookStats struct {
-	Received   int64 `json:"received"`
+	Received int64 `json:"received"`
+	// Rejected counts requests refused (bad signature, too large, not
+	// JSON, not POST).
 	Rejected   int64 `json:"rejected"`
 	Applied    int64 `json:"applied"`
 	QueueDepth int64 `json:"queue_depth"`
+	Accepted   int64 `json:"accepted"`
+	Duplicates int64 `json:"duplicates"`
+	Refused    int64 `json:"refused"`
+}
+
+// sourceStats reads a source's counters: a queue depth given per stream
+// is summed, and refused requests are counted from their kinds when the
+// source's "rejected" means rejected records.
+type sourceStats struct{ WebhookStats }
+
+func (w *sourceStats) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	num := func(k string) int64 {
+		var n int64
+		if json.Unmarshal(raw[k], &n) == nil {
+			return n
+		}
+		var per map[string]int64
+		if json.Unmarshal(raw[k], &per) == nil {
+			for _, v := range per {
+				n += v
+			}
+		}
+		return n
+	}
+	rejected := num("rejected")
+	if _, ok := raw["rejected_records"]; !ok {
+		rejected = num("refused") + num("too_large") + num("malformed") + num("invalid")
+	}
+	w.WebhookStats = WebhookStats{Received: num("received"), Rejected: rejected, Applied: num("applied"), QueueDepth: num("queue_depth"),
+		Accepted: num("accepted"), Duplicates: num("duplicates"), Refused: num("refused")}
+	return nil
 }
 
 // Delivery is one webhook request as the source recorded it.
@@ -37,6 +73,41 @@ type Delivery struct {
 	Status     int       `json:"status"`
 	Reason     *string   `json:"reason"`
 	Stream     *string   `json:"stream"`
+	// Path is the URL path the delivery was posted to.
+	Path string `json:"path"`
+	// Result says what happened ("accepted", "duplicate …", "refused: …").
+	Result string `json:"result"`
+}
+
+// UnmarshalJSON reads a source's delivery, filling what an older source
+// does not report (verified from the status, the time from "at").
+func (d *Delivery) UnmarshalJSON(b []byte) error {
+	type plain Delivery
+	var p struct {
+		plain
+		At       *time.Time `json:"at"`
+		Verified *bool      `json:"verified"`
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*d = Delivery(p.plain)
+	if d.ReceivedAt.IsZero() && p.At != nil {
+		d.ReceivedAt = *p.At
+	}
+	if p.Verified != nil {
+		d.Verified = *p.Verified
+	} else {
+		d.Verified = d.Status != http.StatusUnauthorized
+	}
+	if d.Reason == nil && d.Status >= 300 && d.Result != "" {
+		r := d.Result
+		d.Reason = &r
+	}
+	if d.ID == "" {
+		d.ID = d.ReceivedAt.UTC().Format("20060102T150405.000000000Z")
+	}
+	return nil
 }
 
 // WebhookEndpoint is a webhook path of a pipeline, for GET /v1/webhooks.
@@ -81,95 +152,6 @@ func callJSON(v any, method string, out any, args ...any) bool {
 	return json.Unmarshal(raw, out) == nil
 }
 
-// sourceStats reads a source's counters. Besides the fields of
-// WebhookStats it understands the webhook source's own: refused requests
-// (bad signature), too_large and malformed bodies are what the API calls
-// rejected; its rejected (events that went to the rejected records) is
-// not; its queue_depth is per stream.
-func sourceStats(src any) (WebhookStats, bool) {
-	var raw struct {
-		Received   int64           `json:"received"`
-		Rejected   int64           `json:"rejected"`
-		Refused    *int64          `json:"refused"`
-		TooLarge   int64           `json:"too_large"`
-		Malformed  int64           `json:"malformed"`
-		Applied    int64           `json:"applied"`
-		QueueDepth json.RawMessage `json:"queue_depth"`
-	}
-	if !callJSON(src, "Stats", &raw) {
-		return WebhookStats{}, false
-	}
-	st := WebhookStats{Received: raw.Received, Rejected: raw.Rejected, Applied: raw.Applied}
-	if raw.Refused != nil {
-		st.Rejected = *raw.Refused + raw.TooLarge + raw.Malformed
-	}
-	var perStream map[string]int64
-	if json.Unmarshal(raw.QueueDepth, &st.QueueDepth) != nil && json.Unmarshal(raw.QueueDepth, &perStream) == nil {
-		for _, n := range perStream {
-			st.QueueDepth += n
-		}
-	}
-	return st, true
-}
-
-// sourceDeliveries reads a source's latest deliveries, newest first.
-// Besides Delivery's fields it understands the webhook source's own: at
-// (when it arrived) and result (what happened, the reason when refused);
-// a delivery it answered before checking the signature (405, 408, 413) or
-// refused for it (401) is not verified.
-func sourceDeliveries(src any, n int) []Delivery {
-	out := []Delivery{}
-	if n <= 0 {
-		return out
-	}
-	var raw []struct {
-		Delivery
-		At       *time.Time `json:"at"`
-		Verified *bool      `json:"verified"`
-		Result   string     `json:"result"`
-		Seq      uint64     `json:"seq"`
-	}
-	if !callJSON(src, "Deliveries", &raw, n) {
-		return out
-	}
-	for _, r := range raw {
-		d := r.Delivery
-		if d.ReceivedAt.IsZero() && r.At != nil {
-			d.ReceivedAt = *r.At
-		}
-		if r.Verified != nil {
-			d.Verified = *r.Verified
-		} else {
-			switch d.Status {
-			case http.StatusUnauthorized, http.StatusMethodNotAllowed, http.StatusRequestTimeout, http.StatusRequestEntityTooLarge:
-				d.Verified = false
-			default:
-				d.Verified = d.Status != 0
-			}
-		}
-		if d.Reason == nil && r.Result != "" && r.Result != "accepted" {
-			reason := r.Result
-			d.Reason = &reason
-		}
-		if d.EventID != nil && *d.EventID == "" {
-			d.EventID = nil
-		}
-		if d.Stream != nil && *d.Stream == "" {
-			d.Stream = nil
-		}
-		if d.ID == "" {
-			switch {
-			case r.Seq > 0:
-				d.ID = strconv.FormatUint(r.Seq, 10)
-			default:
-				d.ID = strconv.FormatInt(d.ReceivedAt.UnixNano(), 36)
-			}
-		}
-		out = append(out, d)
-	}
-	return out
-}
-
 // webhookEndpoints lists the webhook paths of the running sources.
 func (s *Server) webhookEndpoints(recent int) []WebhookEndpoint {
 	out := []WebhookEndpoint{}
@@ -193,10 +175,20 @@ func (s *Server) webhookEndpoints(recent int) []WebhookEndpoint {
 		callJSON(src, "Endpoints", &eps)
 		ps := paths[p.name]
 		slices.Sort(ps)
-		stats, _ := sourceStats(src)
-		dels := sourceDeliveries(src, recent)
+		var stats sourceStats
+		callJSON(src, "Stats", &stats)
+		var dels []Delivery
+		if recent > 0 {
+			callJSON(src, "Deliveries", &dels, recent)
+		}
 		for i, path := range ps {
-			ep := WebhookEndpoint{Pipeline: p.name, Path: path, Active: true, Recent: dels}
+			recentHere := []Delivery{}
+			for _, d := range dels {
+				if d.Path == "" || d.Path == path {
+					recentHere = append(recentHere, d)
+				}
+			}
+			ep := WebhookEndpoint{Pipeline: p.name, Path: path, Active: true, Recent: recentHere}
 			for _, e := range eps {
 				if e.Path == path {
 					ep.Verify = e.Verify
@@ -205,7 +197,7 @@ func (s *Server) webhookEndpoints(recent int) []WebhookEndpoint {
 			// The source's counters are its own, over all its paths: shown on
 			// the first.
 			if i == 0 {
-				ep.WebhookStats = stats
+				ep.WebhookStats = stats.WebhookStats
 			}
 			out = append(out, ep)
 		}
@@ -244,8 +236,8 @@ func (c webhookCollector) Collect(ch chan<- prometheus.Metric) {
 		p.mu.Lock()
 		src := p.hooks
 		p.mu.Unlock()
-		st, ok := sourceStats(src)
-		if !ok {
+		var st sourceStats
+		if !callJSON(src, "Stats", &st) {
 			continue
 		}
 		ch <- prometheus.MustNewConstMetric(whReceived, prometheus.CounterValue, float64(st.Received), p.name)

@@ -221,7 +221,7 @@ type Schedule struct {
 	Cron string `yaml:"cron" required:"true" min:"1" doc:"A cron expression: minute hour day-of-month month day-of-week (or six fields, seconds first; or @hourly, @daily, @weekly, @monthly), in UTC."`
 	// Jitter delays each run by a random duration up to this, so pipelines
 	// on the same schedule do not all call their APIs at once (default 0).
-	Jitter string `yaml:"jitter,omitempty" pattern:"^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$" doc:"Delay each run by a random duration up to this (default 0)."`
+	Jitter string `yaml:"jitter,omitempty" doc:"Delay each run by a random duration up to this (default 0)."`
 }
 
 // Defaults for Sync.
