@@ -26,7 +26,8 @@ const maxBatch = 4096
 const ackFlush = 200 * time.Millisecond
 
 // SQLite is the local durable queue: a SQLite database in WAL mode with
-// synchronous=FULL, so a committed transaction is on stable storage. One
+// synchronous=FULL, so a committed transaction is on stable storage.
+// Positions are AUTOINCREMENT rowids: never reused, even once pruned. One
 // writer goroutine takes every append waiting and commits them in one
 // transaction (group commit): under load, many deliveries share one
 // fsync, and an idle queue commits a lone delivery at once.
@@ -59,7 +60,7 @@ var _ Queue = (*SQLite)(nil)
 
 const schemaSQL = `
 CREATE TABLE IF NOT EXISTS events (
-	seq INTEGER PRIMARY KEY,
+	seq INTEGER PRIMARY KEY AUTOINCREMENT,
 	id TEXT NOT NULL,
 	stream TEXT NOT NULL,
 	type TEXT NOT NULL,
@@ -473,6 +474,12 @@ func (s *SQLite) Replay(ctx context.Context, f Filter, routeTo func(Event) strin
 		return 0, fmt.Errorf("webhook queue: replay: %w", err)
 	}
 	n, _ := res.RowsAffected()
+	// AUTOINCREMENT remembers the largest position inserted, not updated:
+	// raise it, so that positions are never reused once these are pruned
+	// (a reader resumes after the last position it committed).
+	if _, err := tx.ExecContext(ctx, `UPDATE sqlite_sequence SET seq = max(seq, (SELECT max(seq) FROM events)) WHERE name = 'events'`); err != nil {
+		return 0, fmt.Errorf("webhook queue: replay: %w", err)
+	}
 	if routeTo != nil {
 		after := top.Int64
 		for {
