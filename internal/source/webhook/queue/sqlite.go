@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -41,7 +42,8 @@ type SQLite struct {
 
 	mu      sync.Mutex
 	notify  chan struct{}
-	acks    map[string]uint64 // acknowledged, not yet saved
+	acks    map[string]uint64 // acknowledged positions (the largest of each stream)
+	dirty   bool              // acks changed since last saved
 	closed  bool
 	closeMu sync.RWMutex // held for reading while a request is queued
 
@@ -181,25 +183,29 @@ func (s *SQLite) writer() {
 	}
 }
 
+// takeAcks returns the acknowledged positions to save, nil when none
+// changed since the last save.
 func (s *SQLite) takeAcks() map[string]uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.acks) == 0 {
+	if !s.dirty {
 		return nil
 	}
-	a := s.acks
-	s.acks = map[string]uint64{}
+	s.dirty = false
+	a := make(map[string]uint64, len(s.acks))
+	maps.Copy(a, s.acks)
 	return a
 }
 
+// restoreAcks marks acknowledged positions as still to save, after a
+// failed save.
 func (s *SQLite) restoreAcks(a map[string]uint64) {
+	if a == nil {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k, v := range a {
-		if v > s.acks[k] {
-			s.acks[k] = v
-		}
-	}
+	s.dirty = true
 }
 
 const upsertAck = `INSERT INTO acks (stream, seq) VALUES (?, ?) ON CONFLICT (stream) DO UPDATE SET seq = max(seq, excluded.seq)`
@@ -390,6 +396,7 @@ func (s *SQLite) Ack(stream string, upTo uint64) {
 	defer s.mu.Unlock()
 	if upTo > s.acks[stream] {
 		s.acks[stream] = upTo
+		s.dirty = true
 	}
 }
 
