@@ -32,7 +32,9 @@ FUZZ_TARGETS = \
 	./internal/decode:FuzzXML:100000x \
 	./internal/transform:FuzzTransform:100000x \
 	./internal/source/webhook/verify:FuzzStripeSignature:80000x \
-	./internal/source/webhook/verify:FuzzStandardSignature:120000x
+	./internal/source/webhook/verify:FuzzStandardSignature:120000x \
+	./internal/tableapi:FuzzParseRequest:30000x \
+	./internal/tableapi:FuzzDecodeCursor:30000x
 
 .PHONY: build test lint unit fuzz demo bench clean
 

@@ -139,3 +139,32 @@ func mustRead(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// TestDryRunOutputDir: --dry-run --output DIR writes one JSON Lines file
+// per table instead of printing, and creates no destination.
+func TestDryRunOutputDir(t *testing.T) {
+	srv, _ := authorAPI(t)
+	dir := authorFiles(t, srv.URL)
+	t.Setenv("T", "tok-XYZ-123")
+	t.Setenv("K", "key-ABC-987")
+	outDir := filepath.Join(t.TempDir(), "records")
+	code, out, errs := ferry(t, "run", "--dry-run", "--limit", "2", "--output", outDir, filepath.Join(dir, "p.yaml"))
+	if code != 0 || strings.Contains(out, `"record"`) {
+		t.Fatalf("dry run: %d\n%s%s", code, out, errs)
+	}
+	entries, err := os.ReadDir(outDir)
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("output dir: %v %v", entries, err)
+	}
+	data, err := os.ReadFile(filepath.Join(outDir, "items.jsonl"))
+	if err != nil {
+		t.Fatalf("no items.jsonl among %v: %v", entries, err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"id":1`) || !strings.Contains(lines[1], `"id":2`) {
+		t.Fatalf("items.jsonl:\n%s", data)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out.db")); err == nil {
+		t.Error("a dry run created the destination")
+	}
+}

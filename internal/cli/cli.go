@@ -142,6 +142,7 @@ Start with "ferry demo", then see docs/connector-spec.md.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.runCmd(), a.validateCmd(), a.checkCmd(), a.discoverCmd(), a.stateCmd(), a.demoCmd(), a.queryCmd(), a.schemaCmd(), a.initCmd(), a.importCmd())
 	root.AddCommand(a.dlqCmd(), a.cdcCmd(), a.previewCmd(), a.serveCmd(), a.webhooksCmd())
+	root.AddCommand(a.workerCmd(), a.workersCmd(), a.enqueueCmd())
 	return root
 }
 

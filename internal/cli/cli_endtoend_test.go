@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ferry-dev/ferry/internal/dest/dbtest"
 	"github.com/jackc/pgx/v5"
@@ -161,4 +162,53 @@ func TestEchoedSecretRedactedEverywhere(t *testing.T) {
 		leak(strings.Join(args[:len(args)-1], " "), out+errs)
 	}
 	leak("the runs table", strings.Join(s.query("SELECT * FROM _ferry_runs"), "\n"))
+}
+
+// TestTenThousandKeysOnEveryDatabase: one record with 10,000 keys is
+// rejected with a short reason on SQLite, PostgreSQL and MySQL/MariaDB;
+// the rest of the stream lands, the run is partial, and no message or
+// stored error grows with the record.
+func TestTenThousandKeysOnEveryDatabase(t *testing.T) {
+	wide := map[string]any{"id": 2}
+	for i := range 9999 {
+		wide[fmt.Sprintf("k%04d", i)] = i
+	}
+	api := newAPI(t, func(*http.Request) any {
+		return map[string]any{"data": []map[string]any{{"id": 1, "name": "a"}, wide, {"id": 3, "name": "c"}}}
+	})
+	conn := fmt.Sprintf("name: w\nbase_url: %s\nstreams:\n  w: {path: /w, records: data, primary_key: id}\n", api.URL)
+	dests := map[string]func(t *testing.T) string{
+		"sqlite": func(*testing.T) string { return "{type: sqlite, path: out.db}" },
+		"postgres": func(t *testing.T) string {
+			u, schema := dbtest.Postgres(t)
+			return fmt.Sprintf("{type: postgres, url: %q, schema: %q}", u, schema)
+		},
+		"mysql": func(t *testing.T) string { return fmt.Sprintf("{type: mysql, url: %q}", dbtest.MySQL(t)) },
+	}
+	for _, name := range []string{"sqlite", "postgres", "mysql"} {
+		t.Run(name, func(t *testing.T) {
+			s := newSite(t, conn, "connector: connector.yaml\ndestination: "+dests[name](t)+"\n")
+			start := time.Now()
+			code, out, errs := s.ferry("run", "--quiet", "PIPELINE")
+			took := time.Since(start)
+			if code != 3 || len(out+errs) > 4096 {
+				t.Fatalf("run: exit %d (want 3, partial) in %s, %d bytes of output:\n%.2000s", code, took, len(out+errs), out+errs)
+			}
+			if took > 60*time.Second {
+				t.Fatalf("the run took %s", took)
+			}
+			code, out, errs = s.ferry("query", "PIPELINE", "SELECT COUNT(*) FROM w")
+			if code != 0 || !strings.Contains(out, "2") {
+				t.Fatalf("rows: %d %s%s", code, out, errs)
+			}
+			code, out, errs = s.ferry("query", "PIPELINE", "SELECT reason FROM _ferry_rejected")
+			if code != 0 || !strings.Contains(out, "record has 10000 fields") || len(out) > 2048 {
+				t.Fatalf("rejected: %d %.2000s%s", code, out, errs)
+			}
+			code, out, errs = s.ferry("query", "PIPELINE", "SELECT * FROM _ferry_runs")
+			if code != 0 || len(out) > 4096 {
+				t.Fatalf("runs: %d %d bytes %.2000s%s", code, len(out), out, errs)
+			}
+		})
+	}
 }

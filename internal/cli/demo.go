@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -14,11 +15,13 @@ import (
 	"github.com/ferry-dev/ferry/internal/dest"
 	"github.com/ferry-dev/ferry/internal/dest/sqlite"
 	"github.com/ferry-dev/ferry/internal/engine"
+	"github.com/ferry-dev/ferry/internal/serve"
+	"github.com/ferry-dev/ferry/internal/spec"
 )
 
 func (a *app) demoCmd() *cobra.Command {
-	var db, export string
-	var quiet bool
+	var db, export, listen string
+	var quiet, serveAPI bool
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Sync a built-in sample shop API into a SQLite file (no network needed)",
@@ -28,7 +31,11 @@ customer's orders; bearer auth; three pagination styles; now and then a
 second run is incremental.
 
 --export DIR writes the demo's connector and pipeline files, to read or
-adapt.`,
+adapt.
+
+--serve then keeps going as ferry serve with the synced tables served as
+a REST API at /api/ (filters, pages, OpenAPI document; docs/table-api.md),
+until interrupted.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if export != "" {
@@ -80,6 +87,9 @@ adapt.`,
 				t.write(a.out)
 			}
 			self := a.self
+			if serveAPI && err == nil {
+				return a.demoServe(cmd, p, r, filepath.Join(dir, demo.PipelineFile), listen)
+			}
 			fmt.Fprintf(a.out, "\nLook at the data:\n  %s query %s 'SELECT id, customer_id, status, total, updated_at FROM orders ORDER BY updated_at DESC LIMIT 5'\n", self, shellQuote(db))
 			fmt.Fprintf(a.out, "Run `%s demo` again: the second run only fetches what changed.\n", self)
 			return err
@@ -88,7 +98,29 @@ adapt.`,
 	cmd.Flags().StringVar(&db, "db", "ferry-demo.db", "SQLite file to sync into")
 	cmd.Flags().StringVar(&export, "export", "", "write the demo's connector and pipeline files to this directory and exit")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no live progress display")
+	cmd.Flags().BoolVar(&serveAPI, "serve", false, "after the sync, serve the tables as a REST API (ferry serve) until interrupted")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:7070", "with --serve, the address to serve on (loopback)")
 	return cmd
+}
+
+// demoServe serves the demo's synced tables as ferry serve does, with
+// the table API at /api/, until the command's context ends.
+func (a *app) demoServe(cmd *cobra.Command, p *spec.Pipeline, r *spec.Resolved, file, listen string) error {
+	if p.API == nil {
+		p.API = &spec.APISettings{}
+	}
+	p.API.Expose = true
+	log, err := a.logger()
+	if err != nil {
+		return err
+	}
+	f := serveFlags{listen: listen, meta: "sqlite:" + filepath.Join(filepath.Dir(file), "ferry-serve.db"), shutdownTimeout: 10 * time.Second}
+	return a.serveLoaded(cmd.Context(), []serve.Pipeline{{Spec: p, Resolved: r, File: file}}, f, log, func(addr string) {
+		fmt.Fprintf(a.out, "\nThe synced tables, served as a REST API (Ctrl-C to stop):\n")
+		fmt.Fprintf(a.out, "  curl 'http://%s/api/orders?limit=3&order=updated_at.desc&select=id,status,total'\n", addr)
+		fmt.Fprintf(a.out, "  curl 'http://%s/api/customers?limit=5' -H 'Accept: text/csv'\n", addr)
+		fmt.Fprintf(a.out, "  curl http://%s/api/openapi.json\n", addr)
+	})
 }
 
 // selfCommand is how the user at the terminal runs this same ferry: ferry

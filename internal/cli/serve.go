@@ -14,13 +14,18 @@ import (
 
 	"github.com/ferry-dev/ferry/internal/metastore"
 	"github.com/ferry-dev/ferry/internal/serve"
+	"github.com/ferry-dev/ferry/internal/spec"
+	"github.com/ferry-dev/ferry/internal/tableapi"
+	"github.com/ferry-dev/ferry/internal/webui"
 )
 
 // serveFlags are ferry serve's options.
 type serveFlags struct {
 	listen, meta, tokensFile string
-	expose                   bool
-	shutdownTimeout          time.Duration
+	// apiSecurity is the table API's security file (tokens, JWT, roles).
+	apiSecurity     string
+	expose          bool
+	shutdownTimeout time.Duration
 }
 
 func (a *app) serveCmd() *cobra.Command {
@@ -62,6 +67,7 @@ func addServeFlags(cmd *cobra.Command, f *serveFlags) {
 	cmd.Flags().BoolVar(&f.expose, "expose", false, "allow a non-loopback --listen address (needs at least one API token)")
 	cmd.Flags().StringVar(&f.meta, "meta", "", "metadata store: sqlite:PATH or a postgres:// URL (default: ferry-serve.db beside the first pipeline)")
 	cmd.Flags().StringVar(&f.tokensFile, "tokens-file", "", `file of API token hashes, one per line: "sha256:HEX ROLE [NAME]"`)
+	cmd.Flags().StringVar(&f.apiSecurity, "api-security", "", "the table API's security file: its tokens, JWT settings, roles, rate limits and CORS (docs/table-api.md); default: the server's tokens")
 	cmd.Flags().DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long runs in flight may take to commit before the server exits anyway")
 }
 
@@ -102,8 +108,17 @@ func (a *app) serveLoaded(ctx context.Context, pipes []serve.Pipeline, f serveFl
 			return usageError{err}
 		}
 	}
-	srv, err := serve.New(ctx, serve.Config{Pipelines: pipes, Store: store, Listen: f.listen, Expose: f.expose, Tokens: tokens,
-		Logger: log, Redactor: a.red, ShutdownTimeout: f.shutdownTimeout, UI: uiHandler()})
+	api, err := a.tableAPI(ctx, pipes, f, log)
+	if err != nil {
+		return err
+	}
+	cfg := serve.Config{Pipelines: pipes, Store: store, Listen: f.listen, Expose: f.expose, Tokens: tokens,
+		Logger: log, Redactor: a.red, ShutdownTimeout: f.shutdownTimeout, UI: uiHandler()}
+	if api != nil {
+		defer api.Close()
+		cfg.API, cfg.APIAuthenticates = api, f.apiSecurity != ""
+	}
+	srv, err := serve.New(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -113,15 +128,57 @@ func (a *app) serveLoaded(ctx context.Context, pipes []serve.Pipeline, f serveFl
 	}
 	addr := l.Addr().String()
 	fmt.Fprintf(a.err, "ferry serve: %d pipelines on http://%s (API /v1, metrics /metrics); metadata in %s\n", len(pipes), addr, a.red.URL(metaURL))
+	if api != nil && len(api.Tables()) > 0 {
+		fmt.Fprintf(a.err, "ferry serve: tables %s at http://%s/api/ (OpenAPI document at /api/openapi.json)\n", strings.Join(api.Tables(), ", "), addr)
+	}
 	if ready != nil {
 		ready(addr)
 	}
 	return srv.Run(ctx, l)
 }
 
+// tableAPI builds the table API over the pipelines' tables that their
+// api: settings serve; nil when none does.
+func (a *app) tableAPI(ctx context.Context, pipes []serve.Pipeline, f serveFlags, log *slog.Logger) (*tableapi.Handler, error) {
+	var tp []tableapi.Pipeline
+	for _, p := range pipes {
+		if servesTables(p.Spec) {
+			tp = append(tp, tableapi.Pipeline{Spec: p.Spec, Resolved: p.Resolved})
+		}
+	}
+	if len(tp) == 0 {
+		if f.apiSecurity != "" {
+			return nil, usageError{errors.New("--api-security: no pipeline serves tables (give a pipeline an api: section, docs/table-api.md)")}
+		}
+		return nil, nil
+	}
+	opts := tableapi.Options{Pipelines: tp, Logger: log, Redactor: a.red, OpenWrites: true}
+	if f.apiSecurity != "" {
+		sec, err := tableapi.LoadSecurity(f.apiSecurity, a.lookup)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		opts.Security, opts.OpenWrites = sec, false
+	}
+	return tableapi.New(ctx, opts)
+}
+
+// servesTables reports whether a pipeline's api: settings serve a table.
+func servesTables(p *spec.Pipeline) bool {
+	if p.API != nil && (p.API.Expose || len(p.API.Tables) > 0) {
+		return true
+	}
+	for _, s := range p.Streams {
+		if s != nil && s.API != nil && s.API.Expose != nil && *s.API.Expose {
+			return true
+		}
+	}
+	return false
+}
+
 // uiHandler returns the web UI that ferry serve mounts at /ui/ (paths
-// relative to /ui/); nil serves no UI.
-func uiHandler() http.Handler { return nil }
+// relative to /ui/).
+func uiHandler() http.Handler { return webui.Handler() }
 
 // metaLocation is --meta, or ferry-serve.db beside the first pipeline.
 func metaLocation(flag string, pipes []serve.Pipeline) (string, error) {

@@ -154,6 +154,35 @@ type Reader interface {
 	ReadRows(ctx context.Context, table string, orderBy []string, fn func(cols []string, row []any) error) error
 }
 
+// RejectKeeper is implemented by destinations whose rejected records can
+// be read back and removed: ferry serve shows them and replays them after
+// a fix.
+type RejectKeeper interface {
+	// Rejects returns a pipeline's rejected records (of one stream when
+	// stream is not ""), newest first, at most limit.
+	Rejects(ctx context.Context, pipeline, stream string, limit int) ([]Rejected, error)
+	// DeleteRejects removes rejected records (every stored copy of each)
+	// and returns how many rows it removed.
+	DeleteRejects(ctx context.Context, rs []Rejected) (int, error)
+}
+
+// Rejected is a record in the rejected table.
+type Rejected struct {
+	// ID identifies the record: a hash of what is stored, so identical
+	// copies share it.
+	ID        string
+	RunID     string
+	Pipeline  string
+	Stream    string
+	Table     string
+	Partition string
+	Reason    string
+	Column    string
+	// Record is the record as the source gave it (JSON, as text).
+	Record string
+	At     time.Time
+}
+
 // Checker is implemented by destinations that can prove, without writing,
 // that a run could write: the server answers, the credentials work, the
 // database and schema exist, and the user may create tables.
@@ -176,6 +205,13 @@ type StreamConfig struct {
 	// Resume is true when a pass interrupted in an earlier run continues:
 	// for full_refresh_overwrite, rows already in the staging table stay.
 	Resume bool
+	// Fence, when set, is the lease the run holds on the stream: a writer
+	// of a destination that keeps state (a StateKeeper whose store is a
+	// Leaser) checks in every commit's transaction that the lease is still
+	// the stream's newest, and refuses the commit with a *FencedError
+	// otherwise, rows and checkpoints alike. Other writers ignore it (the
+	// engine fences the state it saves elsewhere).
+	Fence *Lease
 }
 
 // StreamWriter writes one stream's rows inside transactions it opens
@@ -253,6 +289,67 @@ type StateStore interface {
 	// the server), then fails with a *LockedError naming the holder. The
 	// lock ends with release, or when the process ends.
 	Lock(ctx context.Context, pipeline, stream string, holder Holder) (release func(), err error)
+}
+
+// Lease is a time-bounded claim on a stream of a pipeline (or on a slice
+// of it: a subset of its partitions) with a fencing token. Tokens of one
+// (pipeline, stream, slice) only grow: a lease taken after another
+// expired has a larger token, and commits carrying the older token are
+// refused, so a holder that stalled past its lease (paused, partitioned
+// away) cannot commit over its successor.
+type Lease struct {
+	Pipeline string `json:"pipeline"`
+	Stream   string `json:"stream"`
+	// Slice names the part of the stream ("" for all of it).
+	Slice  string `json:"slice,omitempty"`
+	Token  int64  `json:"token"`
+	Holder Holder `json:"holder"`
+	// Expires is when the lease ends unless renewed, by the clock of the
+	// process that took or renewed it.
+	Expires time.Time `json:"expires"`
+}
+
+// Leaser is implemented by state stores shared by several processes
+// (SQL databases) that grant leases with fencing tokens, and check them
+// in the transactions that save state. A store that is a Leaser fences:
+// SaveFenced, and the commits of its destination's writers opened with
+// StreamConfig.Fence, run in one transaction with the check.
+//
+// Lease times are compared with the clocks of the processes taking them:
+// keep the clocks synchronised (NTP) well within the lease's length.
+type Leaser interface {
+	// Acquire takes the lease of (pipeline, stream, slice) for ttl with a
+	// token larger than any before it. It fails with a *LockedError naming
+	// the holder when another holder's lease has not expired.
+	Acquire(ctx context.Context, pipeline, stream, slice string, holder Holder, ttl time.Duration) (Lease, error)
+	// Renew extends a lease by ttl from now. It fails with a *FencedError
+	// when a newer lease exists (this one expired and was taken over).
+	Renew(ctx context.Context, l Lease, ttl time.Duration) (Lease, error)
+	// Release ends a lease early, if it is still the newest, so the next
+	// holder need not wait for it to expire.
+	Release(ctx context.Context, l Lease) error
+	// SaveFenced is Save in one transaction with the check that l is still
+	// the newest lease of its stream; it fails with a *FencedError, saving
+	// nothing, when it is not.
+	SaveFenced(ctx context.Context, l Lease, runID string, states []record.Checkpoint) error
+}
+
+// FencedError reports a commit refused because the lease it carried was
+// superseded: another holder took the stream over after the lease
+// expired, and its result stands.
+type FencedError struct {
+	Pipeline, Stream, Slice string
+	// Token is the refused lease's token; Current the newest one (0 when
+	// the lease is gone).
+	Token, Current int64
+}
+
+func (e *FencedError) Error() string {
+	what := "stream " + e.Stream
+	if e.Slice != "" {
+		what += " (slice " + e.Slice + ")"
+	}
+	return fmt.Sprintf("commit refused: the lease (token %d) on %s of pipeline %s was taken over by a newer one (token %d) after it expired; nothing of this commit was saved, and the newer holder's result stands", e.Token, what, e.Pipeline, e.Current)
 }
 
 // Holder identifies who holds a stream lock.
@@ -403,7 +500,12 @@ func Open(ctx context.Context, typ string, cfg any, opts Options) (Destination, 
 // TransientError marks a failure of the database connection (server
 // restarting, connection reset) rather than of the statement or the data:
 // the engine retries the stream from its last commit.
-type TransientError struct{ Err error }
+type TransientError struct {
+	Err error
+	// Now is true when trying again at once is right (the failure was a
+	// race with another writer that has settled), not after a backoff.
+	Now bool
+}
 
 func (e *TransientError) Error() string { return e.Err.Error() }
 
@@ -424,4 +526,5 @@ const (
 	RunsTable     = schema.MetaPrefix + "runs"
 	MetaTable     = schema.MetaPrefix + "meta"
 	LocksTable    = schema.MetaPrefix + "locks"
+	LeasesTable   = schema.MetaPrefix + "leases"
 )

@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"os"
 	"slices"
@@ -80,6 +81,20 @@ type Options struct {
 	// RunID, when set, is the run's id (default: NewRunID()); ferry serve
 	// records a run before it starts.
 	RunID string
+	// Lease, when set, is a fenced lease the caller holds on the run's one
+	// stream (Streams must name exactly that stream), as workers do: the
+	// run does not take the stream's lock (the lease is the lock), and
+	// every commit carries the lease, refused with a *dest.FencedError
+	// once a newer lease exists, in the transaction that saves the state
+	// (and the rows, when the destination keeps the state). The state
+	// store must be a dest.Leaser. The caller renews the lease.
+	Lease *dest.Lease
+	// Slice, when set, restricts the run's one child stream to the
+	// partitions of one slice (by a hash of their keys; the parent stream
+	// is read whole), with the slice's own stream-level state, so the
+	// slices of a stream run in parallel in separate runs, each resuming
+	// on its own.
+	Slice *Slice
 }
 
 // Run is one execution of a pipeline.
@@ -302,6 +317,9 @@ func New(ctx context.Context, opts Options) (*Run, error) {
 	if err := r.openState(ctx); err != nil {
 		return nil, err
 	}
+	if err := r.checkLease(names); err != nil {
+		return nil, err
+	}
 	for _, n := range names {
 		sp := &StreamProgress{Name: n, Table: TableName(r.dst, p.TableOf(n)), Mode: p.ModeOf(n)}
 		r.streams = append(r.streams, sp)
@@ -342,6 +360,58 @@ func (r *Run) openState(ctx context.Context) error {
 	return nil
 }
 
+// checkLease checks that a run under a lease or of a slice runs the one
+// stream the lease is for, in a store that can fence it.
+func (r *Run) checkLease(names []string) error {
+	l, sl := r.opts.Lease, r.opts.Slice
+	if l == nil && sl == nil {
+		return nil
+	}
+	if len(names) != 1 || (l != nil && names[0] != l.Stream) {
+		return fmt.Errorf("a run under a lease or of a slice runs one stream (got %s)", strings.Join(names, ", "))
+	}
+	if sl != nil && (sl.Count < 1 || sl.Index < 0 || sl.Index >= sl.Count) {
+		return fmt.Errorf("slice %s: the index must be from 0 to the count less one", sl)
+	}
+	if l != nil {
+		if _, ok := r.state.(dest.Leaser); !ok {
+			return fmt.Errorf("stream %s: its state store cannot fence commits with leases: keep the state in a SQL database (PostgreSQL for several machines)", names[0])
+		}
+		if sl != nil && l.Slice != sl.String() {
+			return fmt.Errorf("the lease is for slice %q of stream %s, not %s", l.Slice, l.Stream, sl)
+		}
+	}
+	return nil
+}
+
+// Slice is one of Count slices of a child stream's partitions.
+type Slice struct {
+	Index, Count int
+}
+
+// String returns the slice as index/count, such as 3/8.
+func (s Slice) String() string { return fmt.Sprintf("%d/%d", s.Index, s.Count) }
+
+// Has reports whether a partition key belongs to the slice.
+func (s Slice) Has(key string) bool {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	return h.Sum64()%uint64(s.Count) == uint64(s.Index)
+}
+
+// StateKey is the partition key under which the slice keeps its
+// stream-level state (its pass), apart from the other slices'.
+func (s Slice) StateKey() string { return "ferry.slice " + s.String() }
+
+// ParseSlice reads index/count.
+func ParseSlice(text string) (Slice, error) {
+	var s Slice
+	if _, err := fmt.Sscanf(text, "%d/%d", &s.Index, &s.Count); err != nil || s.Count < 1 || s.Index < 0 || s.Index >= s.Count || s.String() != text {
+		return Slice{}, fmt.Errorf("slice %q is not index/count with 0 ≤ index < count (such as 0/4)", text)
+	}
+	return s, nil
+}
+
 // TableName returns the destination's identifier for a stream's table.
 func TableName(d dest.Destination, name string) string {
 	if n, ok := d.(dest.Namer); ok {
@@ -365,6 +435,17 @@ func (r *Run) Progress() []*StreamProgress { return r.streams }
 
 // Source returns the run's source.
 func (r *Run) Source() source.Source { return r.src }
+
+// State returns the run's state store (a dest.Leaser when it can fence).
+func (r *Run) State() dest.StateStore { return r.state }
+
+// UseLease makes the run fence its commits with l, as Options.Lease does,
+// for a caller that takes the lease from the run's state store after New
+// and before Execute.
+func (r *Run) UseLease(l *dest.Lease) error {
+	r.opts.Lease = l
+	return r.checkLease(r.streamNames())
+}
 
 // Destination returns the run's destination.
 func (r *Run) Destination() dest.Destination { return r.dst }

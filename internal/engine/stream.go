@@ -116,6 +116,11 @@ func (r *Run) stream(ctx context.Context, sp *StreamProgress) StreamSummary {
 			break
 		}
 		sp.Retries.Add(1)
+		var te *dest.TransientError
+		if errors.As(err, &te) && te.Now && attempt < 4 {
+			r.log.Info("retrying the stream from its last commit at once", "stream", sp.Name, "reason", r.red.String(err.Error()))
+			continue
+		}
 		r.log.Warn("the destination is unavailable; retrying the stream from its last commit", "stream", sp.Name, "in", wait, "error", r.red.String(err.Error()))
 		t := time.NewTimer(wait)
 		select {
@@ -182,17 +187,26 @@ func (r *Run) syncStream(ctx context.Context, sp *StreamProgress, sum *StreamSum
 	if !ok {
 		return fmt.Errorf("the source has no stream %q", sp.Name)
 	}
-	release, err := r.state.Lock(ctx, p.Name, sp.Name, r.holder())
-	if err != nil {
-		return err
+	// A run under a lease (a worker's) has its lock: the lease.
+	if r.opts.Lease == nil {
+		release, err := r.state.Lock(ctx, p.Name, sp.Name, r.holder())
+		if err != nil {
+			return err
+		}
+		defer release()
 	}
-	defer release()
 	s := &streamRun{r: r, sp: sp, info: info, mode: sp.Mode, child: info.Parent != "", state: r.state, parts: map[string]*partTrack{}, done: map[string]int64{}, filled: map[string]bool{}, base: sp.Committed.Load()}
 	if st := p.Streams[sp.Name]; st != nil && st.MaxRejected != "" {
 		s.limit, _ = spec.ParseRejectLimit(string(st.MaxRejected)) // checked by spec
 	}
+	if r.opts.Slice != nil && !s.child {
+		return fmt.Errorf("stream %s has no parent stream: only a child stream's partitions split into slices", sp.Name)
+	}
+	if r.opts.Slice != nil && sp.Mode == dest.FullRefreshOverwrite {
+		return fmt.Errorf("stream %s is in full_refresh_overwrite mode: each slice would replace the table; split streams in the other modes", sp.Name)
+	}
 	// The stream's own state row says whether a pass is to be resumed.
-	raw, err := s.state.Load(ctx, p.Name, sp.Name, "")
+	raw, err := s.state.Load(ctx, p.Name, sp.Name, s.topKey())
 	if err != nil {
 		return err
 	}
@@ -207,7 +221,11 @@ func (r *Run) syncStream(ctx context.Context, sp *StreamProgress, sum *StreamSum
 		r.log.Info("resuming an interrupted pass", "stream", sp.Name, "pass", s.passID)
 	}
 	r.obs.Observe(StreamStarted{Base: r.base(), Stream: sp.Name, Table: sp.Table, Mode: sp.Mode, Resume: s.resume, Attempt: attempt})
-	s.w, err = r.dst.OpenStream(ctx, dest.StreamConfig{Pipeline: p.Name, Stream: sp.Name, Table: sp.Table, Mode: sp.Mode, RunID: r.ID, Resume: s.resume})
+	cfg := dest.StreamConfig{Pipeline: p.Name, Stream: sp.Name, Table: sp.Table, Mode: sp.Mode, RunID: r.ID, Resume: s.resume}
+	if r.ownState {
+		cfg.Fence = r.opts.Lease
+	}
+	s.w, err = r.dst.OpenStream(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -302,8 +320,20 @@ func (s *streamRun) incremental() bool {
 	return s.info.Cursor != "" && s.mode.Incremental()
 }
 
+// topKey is the partition key of the stream-level state: "" but for a
+// slice, which keeps its own.
+func (s *streamRun) topKey() string {
+	if sl := s.r.opts.Slice; sl != nil {
+		return sl.StateKey()
+	}
+	return ""
+}
+
 // start decides where a partition begins (called by the source).
 func (s *streamRun) start(ctx context.Context, part *record.Partition) (source.Start, error) {
+	if sl := s.r.opts.Slice; sl != nil && !sl.Has(part.Key) {
+		return source.Start{Skip: true}, nil
+	}
 	// A partition being read, or finished and not yet committed, is not
 	// read again; the key is taken before its state is loaded, so a
 	// duplicate started meanwhile skips too.
@@ -616,7 +646,7 @@ func (s *streamRun) run(parent context.Context) error {
 	// A child stream records its pass before any partition's state.
 	var first []record.Checkpoint
 	if s.child && !s.resume {
-		first = append(first, record.Checkpoint{Stream: s.sp.Name, Partition: "", State: encodeState(PartitionState{Pass: &Pass{ID: s.passID}})})
+		first = append(first, record.Checkpoint{Stream: s.sp.Name, Partition: s.topKey(), State: encodeState(PartitionState{Pass: &Pass{ID: s.passID}})})
 	}
 	// Writes run under a context the run's cancellation does not reach
 	// (some loaders go on in the background after Write returns), ended
@@ -687,7 +717,7 @@ func (s *streamRun) run(parent context.Context) error {
 		}
 		slices.Sort(top.Filled)
 	}
-	final := []record.Checkpoint{{Stream: s.sp.Name, Partition: "", State: encodeState(top)}}
+	final := []record.Checkpoint{{Stream: s.sp.Name, Partition: s.topKey(), State: encodeState(top)}}
 	if !s.r.ownState {
 		s.pendingState, final = append(s.pendingState, final...), nil
 	}
@@ -736,8 +766,19 @@ func (s *streamRun) afterCommit(ctx context.Context) error {
 	s.noteCommitted()
 	parts := len(s.pendingState)
 	if len(s.pendingState) > 0 {
-		if err := s.state.Save(ctx, s.r.opts.Pipeline.Name, s.r.ID, s.pendingState); err != nil {
+		var err error
+		if l := s.r.opts.Lease; l != nil {
+			err = s.state.(dest.Leaser).SaveFenced(ctx, *l, s.r.ID, s.pendingState)
+		} else {
+			err = s.state.Save(ctx, s.r.opts.Pipeline.Name, s.r.ID, s.pendingState)
+		}
+		var fenced *dest.FencedError
+		if errors.As(err, &fenced) {
+			err = fmt.Errorf("the rows are committed (the successor writes them again) but their state is not: %w", err)
+		} else if err != nil {
 			err = fmt.Errorf("the rows are committed but their state could not be saved (the next run reads them again): %w", err)
+		}
+		if err != nil {
 			ackAll(s.pendingAcks, err)
 			s.pendingAcks = nil
 			return err

@@ -48,7 +48,33 @@ func (s *Server) Handler() http.Handler {
 		s.metrics.Handler().ServeHTTP(w, r)
 		return nil
 	}))
-	api := map[string]handlerFunc{
+	for pattern, h := range s.api() {
+		mux.Handle(pattern, s.authed(h))
+	}
+	mux.Handle("/v1/", s.authed(func(w http.ResponseWriter, r *http.Request) error {
+		return errf(http.StatusNotFound, "no such endpoint: %s %s (see /v1/openapi.json)", r.Method, r.URL.Path)
+	}))
+	s.mountUI(mux)
+	s.mountAPI(mux)
+	// Everything else may be a webhook route of a running source.
+	mux.HandleFunc("/", s.serveRoute)
+	return mux
+}
+
+// APIRoutes lists the control-plane API's routes ("METHOD /v1/path"), as
+// the OpenAPI document must describe them.
+func (s *Server) APIRoutes() []string {
+	var out []string
+	for p := range s.api() {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (s *Server) api() map[string]handlerFunc {
+	return map[string]handlerFunc{
+		"GET /v1/openapi.json":                                   s.openapi,
 		"GET /v1/pipelines":                                      s.listPipelines,
 		"GET /v1/pipelines/{pipeline}":                           s.getPipeline,
 		"POST /v1/pipelines/{pipeline}/runs":                     s.triggerRun,
@@ -58,20 +84,12 @@ func (s *Server) Handler() http.Handler {
 		"GET /v1/runs/{id}/logs":                                 s.logs,
 		"GET /v1/pipelines/{pipeline}/streams/{stream}/state":    s.getState,
 		"DELETE /v1/pipelines/{pipeline}/streams/{stream}/state": s.resetState,
+		"GET /v1/pipelines/{pipeline}/rejected":                  s.listRejected,
+		"POST /v1/pipelines/{pipeline}/rejected/replay":          s.replay,
 		"GET /v1/webhooks":                                       s.webhooks,
 		"GET /v1/drift":                                          s.drift,
 		"GET /v1/throughput":                                     s.throughput,
 	}
-	for pattern, h := range api {
-		mux.Handle(pattern, s.authed(h))
-	}
-	mux.Handle("/v1/", s.authed(func(w http.ResponseWriter, r *http.Request) error {
-		return errf(http.StatusNotFound, "no such endpoint: %s %s (see /v1/openapi.json)", r.Method, r.URL.Path)
-	}))
-	s.mountUI(mux)
-	// Everything else may be a webhook route of a running source.
-	mux.HandleFunc("/", s.serveRoute)
-	return mux
 }
 
 // mountUI serves the web UI at /ui/ (and redirects / there) when the
@@ -82,6 +100,20 @@ func (s *Server) mountUI(mux *http.ServeMux) {
 	}
 	mux.Handle("/ui/", http.StripPrefix("/ui", s.cfg.UI))
 	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
+}
+
+// mountAPI serves the table API at /api/ when the configuration has one.
+func (s *Server) mountAPI(mux *http.ServeMux) {
+	switch {
+	case s.cfg.API == nil:
+	case s.cfg.APIAuthenticates:
+		mux.Handle("/api/", s.cfg.API)
+	default:
+		mux.Handle("/api/", s.authed(func(w http.ResponseWriter, r *http.Request) error {
+			s.cfg.API.ServeHTTP(w, r)
+			return nil
+		}))
+	}
 }
 
 // serveRoute answers a path a webhook source serves, or 404.

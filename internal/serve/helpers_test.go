@@ -33,7 +33,7 @@ type gatedAPI struct {
 	release  chan struct{}
 	requests atomic.Int64
 	waiting  atomic.Int64
-	// bad makes record 3 carry an amount that is not a number.
+	// bad gives record 3 a field the others lack (a new column).
 	bad atomic.Bool
 }
 
@@ -88,7 +88,7 @@ func (g *gatedAPI) serve(w http.ResponseWriter, r *http.Request) {
 			id := (page-1)*10 + i + 1
 			rec := map[string]any{"id": id, "name": fmt.Sprintf("item %d", id), "amount": id * 10}
 			if id == 3 && g.bad.Load() {
-				rec["amount"] = "not a number"
+				rec["color"] = "red"
 			}
 			data = append(data, rec)
 		}
@@ -220,9 +220,10 @@ func (s *server) stop(t *testing.T) {
 func call(t *testing.T, method, url, token string, body any, out any) int {
 	t.Helper()
 	var rd io.Reader
+	var sent []byte
 	if body != nil {
-		raw, _ := json.Marshal(body)
-		rd = strings.NewReader(string(raw))
+		sent, _ = json.Marshal(body)
+		rd = strings.NewReader(string(sent))
 	}
 	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
@@ -240,6 +241,7 @@ func call(t *testing.T, method, url, token string, body any, out any) int {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	checkAPI(t, req, sent, resp, raw)
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
 			t.Fatalf("%s %s: %d %s: %v", method, url, resp.StatusCode, raw, err)

@@ -42,6 +42,18 @@ func (b *logBuffer) add(l metastore.LogLine) {
 	b.pending = append(b.pending, l)
 }
 
+// finish adds a last line counting the lines that were not kept.
+func (b *logBuffer) finish() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.dropped > 0 {
+		b.seq++
+		b.pending = append(b.pending, metastore.LogLine{Seq: b.seq, Time: time.Now().UTC(), Level: "WARN",
+			Msg: fmt.Sprintf("%d more log lines of this run were not kept (at most %d are)", b.dropped, maxRunLogLines)})
+		b.dropped = 0
+	}
+}
+
 // flush stores the pending lines.
 func (b *logBuffer) flush(ctx context.Context, store *metastore.Store, log *slog.Logger) {
 	b.mu.Lock()

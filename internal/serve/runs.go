@@ -65,33 +65,34 @@ type activeRun struct {
 // start records a run and starts it; it returns at once with the run as
 // recorded (queued). streams nil means the pipeline's bounded streams.
 func (s *Server) start(p *pipe, streams []string, trigger string) (metastore.Run, error) {
-	return s.startWith(p, streams, trigger, nil)
+	rec, _, err := s.startRun(p, streams, trigger, nil)
+	return rec, err
 }
 
-// startWith is start with a function that may change the engine's
-// options (a replay gives its own source).
-func (s *Server) startWith(p *pipe, streams []string, trigger string, opts func(*engine.Options)) (metastore.Run, error) {
+// startRun is start with a function that may change the engine's
+// options (a replay gives its own source); it also returns the run.
+func (s *Server) startRun(p *pipe, streams []string, trigger string, opts func(*engine.Options)) (metastore.Run, *activeRun, error) {
 	if len(streams) == 0 {
 		streams = p.bounded()
 	}
 	for _, st := range streams {
 		if !slices.ContainsFunc(p.streams, func(i streamInfo) bool { return i.Name == st }) {
-			return metastore.Run{}, &UnknownStreamError{Pipeline: p.name, Stream: st}
+			return metastore.Run{}, nil, &UnknownStreamError{Pipeline: p.name, Stream: st}
 		}
 	}
 	if len(streams) == 0 {
-		return metastore.Run{}, fmt.Errorf("pipeline %s has only streams that run continuously", p.name)
+		return metastore.Run{}, nil, fmt.Errorf("pipeline %s has only streams that run continuously", p.name)
 	}
 	id := engine.NewRunID()
 	s.mu.Lock()
 	if s.stopping || s.ctx == nil {
 		s.mu.Unlock()
-		return metastore.Run{}, errStopping
+		return metastore.Run{}, nil, errStopping
 	}
 	for _, st := range streams {
 		if holder, ok := s.busy[p.name+"\x00"+st]; ok {
 			s.mu.Unlock()
-			return metastore.Run{}, &BusyError{Pipeline: p.name, Stream: st, RunID: holder}
+			return metastore.Run{}, nil, &BusyError{Pipeline: p.name, Stream: st, RunID: holder}
 		}
 	}
 	for _, st := range streams {
@@ -116,10 +117,10 @@ func (s *Server) startWith(p *pipe, streams []string, trigger string, opts func(
 		s.release(ar)
 		cancel()
 		s.runs.Done()
-		return metastore.Run{}, err
+		return metastore.Run{}, nil, err
 	}
 	go s.execute(ctx, ar, opts)
-	return rec, nil
+	return rec, ar, nil
 }
 
 func (p *pipe) table(stream string) string {
@@ -172,6 +173,7 @@ func (s *Server) execute(ctx context.Context, ar *activeRun, opts func(*engine.O
 		ar.rec.Streams[i].Table = eng.Progress()[i].Table
 	}
 	rec := ar.rec
+	rec.Streams = slices.Clone(rec.Streams)
 	ar.mu.Unlock()
 	s.putRun(rec)
 	unmount := s.mountRoutes(p, eng.Source())
@@ -217,18 +219,19 @@ func allLocked(sum *engine.Summary) bool {
 	return true
 }
 
-// finish records the run's end, stores its logs and drift, and frees its
-// streams.
+// finish records the run's end, stores its logs and drift, and then
+// (so that a run shown ended has its streams free) frees its streams.
 func (ar *activeRun) finish(status string, msg *string, sum *engine.Summary) {
 	s := ar.s
 	now := time.Now().UTC()
 	ar.mu.Lock()
 	ar.refreshLocked()
-	ar.eng = nil
-	ar.rec.Status, ar.rec.Ended, ar.rec.Error = status, &now, msg
+	rec := ar.rec
+	rec.Streams = slices.Clone(rec.Streams)
+	rec.Status, rec.Ended, rec.Error = status, &now, msg
 	if sum != nil {
-		for i := range ar.rec.Streams {
-			st := &ar.rec.Streams[i]
+		for i := range rec.Streams {
+			st := &rec.Streams[i]
 			for _, ss := range sum.Streams {
 				if ss.Stream != st.Name {
 					continue
@@ -246,30 +249,33 @@ func (ar *activeRun) finish(status string, msg *string, sum *engine.Summary) {
 			}
 		}
 	} else {
-		for i := range ar.rec.Streams {
-			if st := ar.rec.Streams[i].Status; st == metastore.Queued || st == metastore.Running {
-				ar.rec.Streams[i].Status = status
+		for i := range rec.Streams {
+			if st := rec.Streams[i].Status; st == metastore.Queued || st == metastore.Running {
+				rec.Streams[i].Status = status
 			}
 		}
 	}
 	var drift []metastore.DriftEvent
-	for i := range ar.rec.Streams {
-		st := &ar.rec.Streams[i]
+	for i := range rec.Streams {
+		st := &rec.Streams[i]
 		st.Drift = append([]metastore.Drift{}, ar.drift[st.Name]...)
 		for _, d := range st.Drift {
-			drift = append(drift, metastore.DriftEvent{RunID: ar.rec.ID, Pipeline: ar.pipe.name, Stream: st.Name, Table: d.Table, Change: d.Change, At: now})
+			drift = append(drift, metastore.DriftEvent{RunID: rec.ID, Pipeline: ar.pipe.name, Stream: st.Name, Table: d.Table, Change: d.Change, At: now})
 		}
 	}
-	rec := ar.rec
 	ar.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	ar.logs.finish()
 	ar.logs.flush(ctx, s.store, s.log)
 	if err := s.store.AddDrift(ctx, drift); err != nil {
 		s.log.Warn("could not record the run's drift", "run_id", rec.ID, "error", err.Error())
 	}
 	s.tp.flush(ctx, s.store, s.log)
 	s.putRun(rec)
+	ar.mu.Lock()
+	ar.rec, ar.eng = rec, nil
+	ar.mu.Unlock()
 	s.release(ar)
 }
 

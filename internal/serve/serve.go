@@ -61,6 +61,13 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// UI, when set, is mounted at /ui/ (paths relative to /ui/).
 	UI http.Handler
+	// API, when set, is the table API (internal/tableapi), mounted at
+	// /api/ with full paths. Unless APIAuthenticates, requests reach it
+	// through the server's tokens like /v1 (read: GET, operator: writes).
+	API http.Handler
+	// APIAuthenticates says the table API checks credentials itself (its
+	// own tokens, JWTs and roles), so the server's tokens do not apply.
+	APIAuthenticates bool
 	// Instance names this process in run records (default host:pid).
 	Instance string
 	// RestartBackoff is the first wait before a continuous run that ended

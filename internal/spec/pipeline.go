@@ -43,6 +43,8 @@ type Pipeline struct {
 	Sync *Sync `yaml:"sync,omitempty" doc:"Tunes checkpointing and parallelism."`
 	// Schema sets how the tables follow the data.
 	Schema *SchemaSettings `yaml:"schema,omitempty" doc:"How the tables follow the data."`
+	// API says which tables the table API of ferry serve serves.
+	API *APISettings `yaml:"api,omitempty" doc:"Which tables ferry serve serves as a REST API (docs/table-api.md)."`
 	// Schedule says when ferry serve runs the pipeline.
 	Schedule *Schedule `yaml:"schedule,omitempty" doc:"When ferry serve runs the pipeline (a cron expression, evaluated in UTC)."`
 
@@ -140,6 +142,44 @@ type StreamSettings struct {
 	// "5%" (default: the stream fails only when every record of a
 	// non-empty run was rejected; any reject makes the run partial).
 	MaxRejected Scalar `yaml:"max_rejected,omitempty" doc:"Rejected records that fail the stream: a number or a percentage such as 5% (default: all of a non-empty run)."`
+	// API says whether the table API serves the stream's table, and
+	// whether it accepts writes sent through to the source API.
+	API *StreamAPI `yaml:"api,omitempty" doc:"Whether ferry serve serves the stream's table, and accepts writes through to the source API."`
+}
+
+// APISettings say which of a pipeline's tables the table API serves
+// (docs/table-api.md). Nothing is served unless asked.
+type APISettings struct {
+	// Expose serves the table of every stream of the pipeline (a stream's
+	// api.expose overrides it).
+	Expose bool `yaml:"expose,omitempty" doc:"Serve the table of every stream (a stream's api.expose overrides it)."`
+	// Tables lists other tables or views of the destination to serve,
+	// read-only.
+	Tables []APITable `yaml:"tables,omitempty" doc:"Other tables or views of the destination to serve, read-only."`
+}
+
+// APITable is a table or view the table API serves besides the streams'.
+type APITable struct {
+	// Name is the table or view, as the database names it.
+	Name string `yaml:"name" required:"true" min:"1" doc:"The table or view, as the database names it."`
+	// Key lists the columns that identify a row; without one the table is
+	// served without GET by key, and pages are ordered by every column.
+	Key []string `yaml:"key,omitempty" doc:"Columns identifying a row (needed for GET by key and stable pages)."`
+	// Description says what the table holds, for the OpenAPI document.
+	Description string `yaml:"description,omitempty" doc:"What the table holds, for the OpenAPI document."`
+}
+
+// StreamAPI is a stream's table API settings.
+type StreamAPI struct {
+	// Expose serves the stream's table (default: the pipeline's
+	// api.expose).
+	Expose *bool `yaml:"expose,omitempty" doc:"Serve the stream's table (default: the pipeline's api.expose)."`
+	// Write accepts POST, PATCH and DELETE on the table, sent to the
+	// source API through the operations the connector declares for the
+	// stream (writes:), and applies the API's returned record to the table.
+	Write bool `yaml:"write,omitempty" doc:"Accept POST, PATCH and DELETE, sent to the source API with the connector's writes: operations."`
+	// Description says what the table holds, for the OpenAPI document.
+	Description string `yaml:"description,omitempty" doc:"What the table holds, for the OpenAPI document."`
 }
 
 // JSONSchema allows a stream listed without settings.

@@ -809,6 +809,36 @@ func testRejected(t *testing.T, d *target) {
 	if !reflect.DeepEqual(data, want) {
 		t.Fatalf("rejected = %q, want %q", data, want)
 	}
+	// A destination that keeps rejects readable gives them back, with ids,
+	// and removes exactly the ones asked.
+	rk, ok := d.Destination.(dest.RejectKeeper)
+	if !ok {
+		return
+	}
+	ctx := context.Background()
+	got, err := rk.Rejects(ctx, "p", "rej", 10)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("Rejects = %+v, %v", got, err)
+	}
+	for _, r := range got {
+		if r.ID == "" || r.RunID != s.run || r.Table != s.table || r.Stream != "rej" || r.At.IsZero() || r.Reason == "" {
+			t.Fatalf("reject read back = %+v", r)
+		}
+	}
+	if got[0].ID == got[1].ID {
+		t.Fatalf("two different rejects share id %s", got[0].ID)
+	}
+	if other, _ := rk.Rejects(ctx, "other-pipeline", "", 10); len(other) != 0 {
+		t.Fatalf("another pipeline's rejects = %+v", other)
+	}
+	n, err := rk.DeleteRejects(ctx, got[:1])
+	if err != nil || n != 1 {
+		t.Fatalf("DeleteRejects = %d, %v", n, err)
+	}
+	left, _ := rk.Rejects(ctx, "p", "", 10)
+	if len(left) != 1 || left[0].ID != got[1].ID {
+		t.Fatalf("left after deleting one = %+v", left)
+	}
 }
 
 // testHardValues writes values some databases cannot store. Each record

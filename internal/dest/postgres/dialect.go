@@ -181,6 +181,17 @@ func (d Dialect) uniqueName(table string) string {
 	return schema.Truncate(schema.MetaPrefix+"pk_"+table, table, d.MaxIdentLen())
 }
 
+// HasUnique reports whether the index CreateUnique makes exists.
+func (d Dialect) HasUnique(ctx context.Context, q sqldest.Queryer, table string) (bool, error) {
+	rows, err := q.Query(ctx, "SELECT 1 FROM pg_indexes WHERE schemaname = $1 AND tablename = $2 AND indexname = $3", d.Schema, table, d.uniqueName(table))
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	found := rows.Next()
+	return found, rows.Err()
+}
+
 // CreateUnique creates the index enforcing the primary key.
 func (d Dialect) CreateUnique(table string, cols []string) string {
 	return fmt.Sprintf("CREATE UNIQUE INDEX IF NOT EXISTS %s ON %s (%s)", d.Quote(d.uniqueName(table)), d.Table(table), quoteAll(d, cols))

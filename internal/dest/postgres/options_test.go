@@ -192,7 +192,7 @@ func TestSchemaOption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"_ferry_locks", "_ferry_meta", "_ferry_rejected", "_ferry_runs", "_ferry_state", "_ferry_tables", "pre_items"}; fmt.Sprint(got) != fmt.Sprint(want) {
+	if want := []string{"_ferry_leases", "_ferry_locks", "_ferry_meta", "_ferry_rejected", "_ferry_runs", "_ferry_state", "_ferry_tables", "pre_items"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("tables in %q: %v, want %v", name, got, want)
 	}
 	// Unqualified names in users' queries resolve in the schema.

@@ -132,7 +132,7 @@ func behind(t *testing.T, x *sqldest.Destination, stmt string, args ...any) {
 	}
 }
 
-var metaTables = []string{dest.StateTable, dest.TablesTable, dest.RejectedTable, dest.RunsTable, dest.MetaTable, dest.LocksTable}
+var metaTables = []string{dest.StateTable, dest.TablesTable, dest.RejectedTable, dest.RunsTable, dest.MetaTable, dest.LocksTable, dest.LeasesTable}
 
 // existing lists which of Ferry's metadata tables exist.
 func existing(t *testing.T, x *sqldest.Destination) []string {
@@ -207,7 +207,7 @@ func TestMetadataVersions(t *testing.T) {
 		if got := existing(t, w); !slices.Equal(got, metaTables) {
 			t.Fatalf("a fresh database has %v, want %v", got, metaTables)
 		}
-		if v := version(t, w); v != fmt.Sprint(sqldest.MetaVersion) || sqldest.MetaVersion != 1 {
+		if v := version(t, w); v != fmt.Sprint(sqldest.MetaVersion) || sqldest.MetaVersion != 2 {
 			t.Fatalf("version = %q (this build writes %d)", v, sqldest.MetaVersion)
 		}
 		// Back to version 0: the four tables of old, with some state.
@@ -216,6 +216,7 @@ func TestMetadataVersions(t *testing.T) {
 		}
 		behind(t, w, "DROP TABLE "+w.Dialect().Table(dest.MetaTable))
 		behind(t, w, "DROP TABLE "+w.Dialect().Table(dest.LocksTable))
+		behind(t, w, "DROP TABLE "+w.Dialect().Table(dest.LeasesTable))
 		w.Close()
 
 		ro = mustOpen(t, kind, cfg, true)
@@ -231,7 +232,7 @@ func TestMetadataVersions(t *testing.T) {
 		if got := existing(t, w); !slices.Equal(got, metaTables) {
 			t.Fatalf("after migrating version 0: %v, want %v", got, metaTables)
 		}
-		if v := version(t, w); v != "1" {
+		if v := version(t, w); v != "2" {
 			t.Fatalf("version after migrating = %q", v)
 		}
 		if raw, err := w.State().Load(ctx, "p", "s", ""); err != nil || string(raw) != `{"cursor":"c0"}` {
@@ -247,12 +248,12 @@ func TestMetadataVersions(t *testing.T) {
 		}
 		// A newer Ferry's tables.
 		d := w.Dialect()
-		behind(t, w, fmt.Sprintf("UPDATE %s SET %s = '2' WHERE %s = 'schema_version'", d.Table(dest.MetaTable), d.Quote("value"), d.Quote("key")))
+		behind(t, w, fmt.Sprintf("UPDATE %s SET %s = '3' WHERE %s = 'schema_version'", d.Table(dest.MetaTable), d.Quote("value"), d.Quote("key")))
 		w.Close()
 		for _, readOnly := range []bool{false, true} {
 			_, err := openDest(kind, cfg, readOnly)
 			var ne *sqldest.NewerMetadataError
-			if !errors.As(err, &ne) || ne.Found != 2 || ne.Known != 1 || !strings.Contains(err.Error(), "upgrade Ferry") {
+			if !errors.As(err, &ne) || ne.Found != 3 || ne.Known != 2 || !strings.Contains(err.Error(), "upgrade Ferry") {
 				t.Fatalf("open (read-only %t) of a newer version: %v", readOnly, err)
 			}
 		}

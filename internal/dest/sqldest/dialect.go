@@ -38,6 +38,16 @@ type Tx interface {
 	Rollback(ctx context.Context) error
 }
 
+// UniqueChecker is implemented by dialects that can tell whether the index
+// CreateUnique makes already exists, so a writer of an existing table
+// does not run the DDL in its first transaction: on PostgreSQL, CREATE
+// INDEX IF NOT EXISTS takes a share lock on the table for the whole
+// transaction, and two writers of one table at once (the slices of a
+// stream run by workers) deadlock on it.
+type UniqueChecker interface {
+	HasUnique(ctx context.Context, q Queryer, table string) (bool, error)
+}
+
 // DB is a connection pool in the database's own driver.
 type DB interface {
 	Queryer

@@ -17,7 +17,8 @@ import (
 //
 //	0: state, tables, rejected and runs (before versions were recorded)
 //	1: meta (the version row) and locks (who holds a stream lock)
-const MetaVersion = 1
+//	2: leases (fencing tokens of streams run by workers)
+const MetaVersion = 2
 
 // metaTables returns the statements creating the metadata tables of
 // version 0.
@@ -52,6 +53,11 @@ func (x *Destination) migrations() [][]string {
 				x.d.Table(dest.MetaTable), q("key"), key, q("value"), text, q("key")),
 			fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (%s %s NOT NULL, %s %s NOT NULL, %s %s NOT NULL, %s %s, PRIMARY KEY (%s, %s))",
 				x.d.Table(dest.LocksTable), q("pipeline"), key, q("stream"), key, q("holder"), text, q("since"), ts, q("pipeline"), q("stream")),
+		},
+		1: {
+			fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (%s %s NOT NULL, %s %s NOT NULL, %s %s NOT NULL, %s %s NOT NULL, %s %s NOT NULL, %s %s NOT NULL, %s %s, PRIMARY KEY (%s, %s, %s))",
+				x.d.Table(dest.LeasesTable), q("pipeline"), key, q("stream"), key, q("slice"), key, q("token"), x.d.ColumnType(schema.Int, false), q("holder"), text, q("expires_at"), ts, q("checked_at"), ts,
+				q("pipeline"), q("stream"), q("slice")),
 		},
 	}
 }

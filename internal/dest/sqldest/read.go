@@ -116,6 +116,12 @@ func (x *Destination) ReadRows(ctx context.Context, table string, orderBy []stri
 // timeLayouts are the text forms SQL drivers give timestamps in.
 var timeLayouts = []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999-07", "2006-01-02 15:04:05.999999-07:00", "2006-01-02 15:04:05.999999", "2006-01-02T15:04:05.000000Z"}
 
+// ConvertValue turns a value as a driver scanned it into the Go value for
+// logical type t, as ReadRows gives it: nil, bool, int64, float64, string
+// (decimals, text, JSON) or time.Time in UTC. Other readers of Ferry's
+// tables (the table API) use it so that every database reads alike.
+func ConvertValue(t schema.Type, v any) (any, error) { return convertValue(t, v) }
+
 // convertValue turns a value as a driver scanned it into the Go value
 // for logical type t (Unknown: the driver's value, bytes as a string).
 func convertValue(t schema.Type, v any) (any, error) {

@@ -141,6 +141,11 @@ func (w *writer) openTable(ctx context.Context, q Queryer, name string, child bo
 	if !w.staging {
 		if t.existing != nil {
 			t.layout, t.physical = t.existing, true
+			if uc, ok := x.d.(UniqueChecker); ok && w.upsert && !child && len(t.existing.PrimaryKey) > 0 {
+				if t.unique, err = uc.HasUnique(ctx, q, name); err != nil {
+					return nil, fmt.Errorf("inspect the indexes of table %s: %w", name, err)
+				}
+			}
 		}
 		return t, nil
 	}
@@ -456,7 +461,7 @@ func (w *writer) migrate(ctx context.Context, t *table, next *schema.Table, upse
 			return err
 		}
 	} else if err := w.ddl(ctx, stmts...); err != nil {
-		return err
+		return w.changedMeanwhile(ctx, t, next, err)
 	}
 	if needUnique {
 		t.unique = true
@@ -469,6 +474,30 @@ func (w *writer) migrate(ctx context.Context, t *table, next *schema.Table, upse
 	t.dirty = true
 	t.loader = nil
 	return nil
+}
+
+// changedMeanwhile tells a failed change of a table that another run made
+// meanwhile (a worker running another slice of the stream created the
+// table, or added the column) from other failures: the first is a
+// *dest.TransientError, so the engine starts the stream again from its
+// last commit and finds the table as it now is.
+func (w *writer) changedMeanwhile(ctx context.Context, t *table, next *schema.Table, err error) error {
+	cols, exists, cerr := w.x.d.Columns(context.WithoutCancel(ctx), w.x.db, t.target)
+	if cerr != nil || !exists {
+		return err
+	}
+	if t.physical {
+		added := false
+		for _, ch := range schema.Diff(t.layout, next) {
+			if _, ok := cols[ch.Column]; ok && ch.Kind == schema.Added {
+				added = true
+			}
+		}
+		if !added {
+			return err
+		}
+	}
+	return &dest.TransientError{Now: true, Err: fmt.Errorf("table %s was changed meanwhile by another run of the stream (another slice): %w", t.name, err)}
 }
 
 // createUnique returns the dialect's statement enforcing a primary key
@@ -645,6 +674,11 @@ func (w *writer) commit(ctx context.Context) error {
 			if err := w.x.saveLayout(ctx, w.tx, t.target, t.name, w.cfg.Pipeline, w.cfg.Stream, t.layout); err != nil {
 				return err
 			}
+		}
+	}
+	if w.cfg.Fence != nil {
+		if err := w.x.checkFence(ctx, w.tx, *w.cfg.Fence); err != nil {
+			return err
 		}
 	}
 	if err := w.saveCheckpoints(ctx); err != nil {

@@ -136,6 +136,10 @@ type Stream struct {
 	Schema any `yaml:"schema,omitempty" doc:"A JSON Schema (as YAML) each record must satisfy, after transform; one that does not is rejected with the reason."`
 	// SchemaFile is a JSON Schema file, relative to the connector file.
 	SchemaFile string `yaml:"schema_file,omitempty" min:"1" doc:"A JSON Schema file, relative to the connector file, instead of schema."`
+	// Writes declares how records of the stream are created, updated and
+	// deleted through the API, for the table API's writes through
+	// (docs/table-api.md).
+	Writes *Writes `yaml:"writes,omitempty" doc:"How records are created, updated and deleted through the API, for writes through the table API (docs/table-api.md)."`
 
 	// Where settings were written (the stream or the connector's defaults),
 	// for messages; set by Provision.

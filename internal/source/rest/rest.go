@@ -72,6 +72,8 @@ type kv struct {
 
 // stream is a compiled stream.
 type stream struct {
+	// writes are the write operations by name (create, update, delete).
+	writes    map[string]*compiledWrite
 	name      string
 	method    string
 	path      *template.Template
@@ -257,6 +259,9 @@ func New(c *Config, opts source.Options) (source.Source, error) {
 			return nil, fmt.Errorf("stream %s: %w", name, err)
 		}
 		if err := st.compileRules(c.Streams[name]); err != nil {
+			return nil, fmt.Errorf("stream %s: %w", name, err)
+		}
+		if err := st.compileWrites(c.Streams[name]); err != nil {
 			return nil, fmt.Errorf("stream %s: %w", name, err)
 		}
 		s.compiled[name] = st
