@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 
 	"github.com/ferry-dev/ferry/internal/template"
 )
@@ -185,6 +186,10 @@ func (c *Checker) SecretTemplate(rel []string, src string) {
 		}
 	}
 	if refs == 0 {
-		c.ps.atValue(p, "a credential cannot be written in the connector: use a secret config parameter, such as {{ config.%s }}", rel[len(rel)-1])
+		name := rel[len(rel)-1]
+		if _, err := strconv.Atoi(name); err == nil && len(rel) > 1 {
+			name = rel[len(rel)-2] // an item of a list of credentials
+		}
+		c.ps.atValue(p, "a credential cannot be written in the connector: use a secret config parameter, such as {{ config.%s }}", name)
 	}
 }

@@ -194,7 +194,9 @@ func (c *Config) Validate(chk *spec.Checker) {
 			checkPath(at("path"), s.Path)
 		}
 		checkGlobs(at("events"), s.Events)
-		checkGlobs(at("deletes"), s.Deletes)
+		if !slices.Equal(s.Deletes, c.Event.Deletes) { // not inherited
+			checkGlobs(at("deletes"), s.Deletes)
+		}
 		if _, err := jsonpath.Compile(s.Record); err != nil {
 			chk.AtValue(at("record"), "%v", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -26,7 +27,8 @@ const maxBatch = 4096
 const ackFlush = 200 * time.Millisecond
 
 // SQLite is the local durable queue: a SQLite database in WAL mode with
-// synchronous=FULL, so a committed transaction is on stable storage. One
+// synchronous=FULL, so a committed transaction is on stable storage.
+// Positions are AUTOINCREMENT rowids: never reused, even once pruned. One
 // writer goroutine takes every append waiting and commits them in one
 // transaction (group commit): under load, many deliveries share one
 // fsync, and an idle queue commits a lone delivery at once.
@@ -40,7 +42,8 @@ type SQLite struct {
 
 	mu      sync.Mutex
 	notify  chan struct{}
-	acks    map[string]uint64 // acknowledged, not yet saved
+	acks    map[string]uint64 // acknowledged positions (the largest of each stream)
+	dirty   bool              // acks changed since last saved
 	closed  bool
 	closeMu sync.RWMutex // held for reading while a request is queued
 
@@ -59,7 +62,7 @@ var _ Queue = (*SQLite)(nil)
 
 const schemaSQL = `
 CREATE TABLE IF NOT EXISTS events (
-	seq INTEGER PRIMARY KEY,
+	seq INTEGER PRIMARY KEY AUTOINCREMENT,
 	id TEXT NOT NULL,
 	stream TEXT NOT NULL,
 	type TEXT NOT NULL,
@@ -180,25 +183,29 @@ func (s *SQLite) writer() {
 	}
 }
 
+// takeAcks returns the acknowledged positions to save, nil when none
+// changed since the last save.
 func (s *SQLite) takeAcks() map[string]uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.acks) == 0 {
+	if !s.dirty {
 		return nil
 	}
-	a := s.acks
-	s.acks = map[string]uint64{}
+	s.dirty = false
+	a := make(map[string]uint64, len(s.acks))
+	maps.Copy(a, s.acks)
 	return a
 }
 
+// restoreAcks marks acknowledged positions as still to save, after a
+// failed save.
 func (s *SQLite) restoreAcks(a map[string]uint64) {
+	if a == nil {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k, v := range a {
-		if v > s.acks[k] {
-			s.acks[k] = v
-		}
-	}
+	s.dirty = true
 }
 
 const upsertAck = `INSERT INTO acks (stream, seq) VALUES (?, ?) ON CONFLICT (stream) DO UPDATE SET seq = max(seq, excluded.seq)`
@@ -389,6 +396,7 @@ func (s *SQLite) Ack(stream string, upTo uint64) {
 	defer s.mu.Unlock()
 	if upTo > s.acks[stream] {
 		s.acks[stream] = upTo
+		s.dirty = true
 	}
 }
 
@@ -473,6 +481,12 @@ func (s *SQLite) Replay(ctx context.Context, f Filter, routeTo func(Event) strin
 		return 0, fmt.Errorf("webhook queue: replay: %w", err)
 	}
 	n, _ := res.RowsAffected()
+	// AUTOINCREMENT remembers the largest position inserted, not updated:
+	// raise it, so that positions are never reused once these are pruned
+	// (a reader resumes after the last position it committed).
+	if _, err := tx.ExecContext(ctx, `UPDATE sqlite_sequence SET seq = max(seq, (SELECT max(seq) FROM events)) WHERE name = 'events'`); err != nil {
+		return 0, fmt.Errorf("webhook queue: replay: %w", err)
+	}
 	if routeTo != nil {
 		after := top.Int64
 		for {

@@ -159,3 +159,44 @@ func BenchmarkAppendBatch(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/event")
 }
+
+// TestSeqNeverReused: once every event is applied and pruned, a new
+// event still gets a position after the last one (readers resume after
+// the last position they committed, so a reused one would be skipped),
+// also after a replay moved events up and they were pruned in turn.
+func TestSeqNeverReused(t *testing.T) {
+	dir := t.TempDir()
+	q, err := queue.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	old := time.Now().Add(-time.Hour)
+	evs := []*queue.Event{ev("a", "s", old), ev("b", "s", old)}
+	q.Append(ctx, evs)
+	if _, err := q.Replay(ctx, queue.Filter{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	moved, _ := q.Read(ctx, "s", 0, 10)
+	top := moved[len(moved)-1].Seq
+	q.Ack("s", top)
+	if n, err := q.Prune(ctx, time.Now()); err != nil || n != 2 {
+		t.Fatalf("pruned %d, %v", n, err)
+	}
+	q.Close()
+	q, err = queue.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	e := ev("c", "s", time.Now())
+	if _, err := q.Append(ctx, []*queue.Event{e}); err != nil {
+		t.Fatal(err)
+	}
+	if e.Seq <= top {
+		t.Fatalf("a new event got position %d, at or before the last one, %d", e.Seq, top)
+	}
+	if got, _ := q.Read(ctx, "s", top, 10); len(got) != 1 || got[0].ID != "c" {
+		t.Fatalf("read after %d: %v", top, got)
+	}
+}
