@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 //go:embed assets
@@ -54,7 +55,9 @@ type site struct {
 	files   map[string]*asset // by name under the versioned directory
 }
 
-var built = mustBuild()
+// built is the site, built on first use: commands that serve no UI (every
+// one but ferry serve) do not pay for hashing and compressing it.
+var built = sync.OnceValue(mustBuild)
 
 func mustBuild() *site {
 	s, err := build(embedded)
@@ -155,7 +158,7 @@ func newAsset(name string, body []byte) *asset {
 // year; an asset under any other hash is 404, so a stale page never caches
 // new content under an old name. Bodies are gzip-compressed when the
 // client accepts it.
-func Handler() http.Handler { return built }
+func Handler() http.Handler { return built() }
 
 // ServeHTTP implements http.Handler.
 func (s *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -253,8 +256,9 @@ func Size() (raw, compressed int) {
 			compressed += len(a.body)
 		}
 	}
-	add(built.index)
-	for _, a := range built.files {
+	site := built()
+	add(site.index)
+	for _, a := range site.files {
 		add(a)
 	}
 	return raw, compressed
