@@ -12,9 +12,9 @@ import (
 	"time"
 )
 
-// TestDemoServe: ferry demo --serve syncs the shop, then serves its
+// TestDemoServeTables: ferry demo --serve syncs the shop, then serves its
 // tables at /api/ until interrupted.
-func TestDemoServe(t *testing.T) {
+func TestDemoServeTables(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the demo waits out the sample API's rate limits")
 	}
