@@ -27,9 +27,10 @@ func TestDemoServeTables(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out, errb bytes.Buffer
+	dir := t.TempDir()
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"demo", "--quiet", "--serve", "--listen", addr, "--db", filepath.Join(t.TempDir(), "demo.db")}, &out, &errb)
+		done <- run(ctx, []string{"demo", "--quiet", "--serve", "--listen", addr, "--db", filepath.Join(dir, "demo.db"), "--serve-dir", filepath.Join(dir, "serve")}, &out, &errb)
 	}()
 	deadline := time.Now().Add(3 * time.Minute)
 	var rows []map[string]any
@@ -39,6 +40,9 @@ func TestDemoServeTables(t *testing.T) {
 			if resp.StatusCode == http.StatusOK {
 				err = json.NewDecoder(resp.Body).Decode(&rows)
 				resp.Body.Close()
+				if err != nil {
+					t.Fatalf("orders: %v", err)
+				}
 				break
 			}
 			resp.Body.Close()
