@@ -187,12 +187,12 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == "GET" && len(parts) == 1 && parts[0] == "webhooks":
 		at := f.now().Add(-time.Minute).Format(time.RFC3339)
 		writeJSON(w, 200, map[string]any{"endpoints": []any{map[string]any{
-			"pipeline": "shop", "path": "/hooks/stripe", "verify": "stripe", "active": true, "received": 12, "rejected": 1, "applied": 11, "queue_depth": 0,
+			"pipeline": "shop", "path": "/hooks/stripe", "verify": "stripe", "active": true, "received": 12, "rejected": 1, "applied": 11, "queue_depth": 0, "accepted": 11, "duplicates": 0, "refused": 1,
 			"recent": []any{
 				map[string]any{"id": "d-2", "event_id": "evt_2", "received_at": at, "verified": false, "status": 401,
-					"reason": "signature does not match <b>any secret</b>", "stream": nil},
+					"reason": "signature does not match <b>any secret</b>", "stream": nil, "path": "/hooks/stripe", "result": "refused: signature does not match"},
 				map[string]any{"id": "d-1", "event_id": "evt_1", "received_at": at, "verified": true, "status": 202,
-					"reason": nil, "stream": "charges"},
+					"reason": nil, "stream": "charges", "path": "/hooks/stripe", "result": "accepted"},
 			}}}})
 	case r.Method == "GET" && len(parts) == 1 && parts[0] == "throughput":
 		var pts []any

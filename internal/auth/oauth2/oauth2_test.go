@@ -64,7 +64,7 @@ streams:
     path: /crm/v3/objects/contacts
     records: results
     primary_key: id
-    paginate: {type: cursor, cursor_path: paging.next.after, param: after, size: 10, size_param: limit}
+    paginate: {type: cursor, cursor_path: paging.next.after, param: after, size: 10, size_param: limit, stop_on_missing: true}
 `, url, extra)
 }
 
