@@ -6,8 +6,7 @@ BIN      ?= bin/ferry
 FUZZTIME ?=
 
 # Fuzz targets, as package:target:budget. The budgets are execution counts
-# of about 10-30 s each on the 2-core CI machine (a full CI run on
-# 2026-12-08 spent 30-85 s per target at three times these counts). A wall-clock -fuzztime can
+# of about 10 s each on the 2-core CI machine. A wall-clock -fuzztime can
 # fail with a bare "context deadline exceeded" and no failing input on
 # Go 1.26 (a race in the fuzz coordinator, golang/go#75804, fixed in Go
 # 1.27); a count has no deadline to race.
