@@ -11,30 +11,30 @@ FUZZTIME ?=
 # Go 1.26 (a race in the fuzz coordinator, golang/go#75804, fixed in Go
 # 1.27); a count has no deadline to race.
 FUZZ_TARGETS = \
-	./internal/spec:FuzzParseConnector:40000x \
-	./internal/schedule:FuzzParse:23000x \
-	./internal/spec:FuzzParsePipeline:26000x \
-	./internal/jsonpath:FuzzScan:200000x \
-	./internal/jsonscan:FuzzValue:233000x \
-	./internal/normalize:FuzzNormalize:200000x \
-	./internal/schema:FuzzClassify:166000x \
-	./internal/source/rest:FuzzLinkNext:60000x \
-	./internal/redact:FuzzRedactorURL:83000x \
-	./internal/redact:FuzzRedactorJSON:13000x \
-	./internal/redact:FuzzParseURL:83000x \
-	./internal/httpx:FuzzParseRetryAfter:66000x \
-	./internal/httpx:FuzzAPIMessage:33000x \
-	./internal/httpx:FuzzParseLimits:46000x \
-	./internal/auth/hmac:FuzzCanonicalQuery:23000x \
-	./internal/source/rest:FuzzConnectionFields:30000x \
-	./internal/dest/postgres:FuzzNumeric:46000x \
-	./internal/decode:FuzzCSV:33000x \
-	./internal/decode:FuzzXML:33000x \
-	./internal/transform:FuzzTransform:33000x \
-	./internal/source/webhook/verify:FuzzStripeSignature:26000x \
-	./internal/source/webhook/verify:FuzzStandardSignature:40000x \
-	./internal/tableapi:FuzzParseRequest:10000x \
-	./internal/tableapi:FuzzDecodeCursor:10000x
+	./internal/spec:FuzzParseConnector:120000x \
+	./internal/schedule:FuzzParse:70000x \
+	./internal/spec:FuzzParsePipeline:80000x \
+	./internal/jsonpath:FuzzScan:600000x \
+	./internal/jsonscan:FuzzValue:700000x \
+	./internal/normalize:FuzzNormalize:600000x \
+	./internal/schema:FuzzClassify:500000x \
+	./internal/source/rest:FuzzLinkNext:180000x \
+	./internal/redact:FuzzRedactorURL:250000x \
+	./internal/redact:FuzzRedactorJSON:40000x \
+	./internal/redact:FuzzParseURL:250000x \
+	./internal/httpx:FuzzParseRetryAfter:200000x \
+	./internal/httpx:FuzzAPIMessage:100000x \
+	./internal/httpx:FuzzParseLimits:140000x \
+	./internal/auth/hmac:FuzzCanonicalQuery:70000x \
+	./internal/source/rest:FuzzConnectionFields:90000x \
+	./internal/dest/postgres:FuzzNumeric:140000x \
+	./internal/decode:FuzzCSV:100000x \
+	./internal/decode:FuzzXML:100000x \
+	./internal/transform:FuzzTransform:100000x \
+	./internal/source/webhook/verify:FuzzStripeSignature:80000x \
+	./internal/source/webhook/verify:FuzzStandardSignature:120000x \
+	./internal/tableapi:FuzzParseRequest:30000x \
+	./internal/tableapi:FuzzDecodeCursor:30000x
 
 .PHONY: build test lint unit fuzz demo bench clean
 
