@@ -41,29 +41,18 @@ const (
 )
 
 // Export writes the demo's connector and pipeline files into dir.
-func Export(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	for _, name := range []string{ConnectorFile, PipelineFile} {
-		data, err := fs.ReadFile(files, "files/"+name)
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func Export(dir string) error { return export(dir, ConnectorFile, PipelineFile) }
 
 // ExportHooks writes the webhook endpoint's connector and pipeline files
 // into dir.
-func ExportHooks(dir string) error {
+func ExportHooks(dir string) error { return export(dir, HooksConnectorFile, HooksPipelineFile) }
+
+// export copies the named embedded files into dir.
+func export(dir string, names ...string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for _, name := range []string{HooksConnectorFile, HooksPipelineFile} {
+	for _, name := range names {
 		data, err := fs.ReadFile(files, "files/"+name)
 		if err != nil {
 			return err
