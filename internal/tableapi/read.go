@@ -353,28 +353,36 @@ func notModified(w http.ResponseWriter, r *http.Request, s *snapshot, tag string
 	return false
 }
 
+// prepareRead negotiates the format, takes the table's current snapshot
+// and plans the read; done is true when the request was answered 304
+// Not Modified from the snapshot's ETag.
+func (h *Handler) prepareRead(ctx context.Context, w http.ResponseWriter, r *http.Request, g *grant, t *table, req *Request, keyVals []string) (pl *plan, f format, done bool, err error) {
+	if f, err = negotiate(r); err != nil {
+		return
+	}
+	s, err := t.current(ctx, h.opts.FreshnessTTL)
+	if err != nil {
+		return
+	}
+	if pl, err = h.planRead(t, s, g, req, keyVals); err != nil {
+		return
+	}
+	if notModified(w, r, s, etag(s, g, r, f.name)) {
+		w.WriteHeader(http.StatusNotModified)
+		done = true
+	}
+	return
+}
+
 // serveCollection answers GET /{table}.
 func (h *Handler) serveCollection(ctx context.Context, w http.ResponseWriter, r *http.Request, p *principal, g *grant, t *table) error {
 	req, err := ParseRequest(r.URL.Query())
 	if err != nil {
 		return err
 	}
-	format, err := negotiate(r)
-	if err != nil {
+	pl, format, done, err := h.prepareRead(ctx, w, r, g, t, req, nil)
+	if err != nil || done {
 		return err
-	}
-	s, err := t.current(ctx, h.opts.FreshnessTTL)
-	if err != nil {
-		return err
-	}
-	pl, err := h.planRead(t, s, g, req, nil)
-	if err != nil {
-		return err
-	}
-	tag := etag(s, g, r, format.name)
-	if notModified(w, r, s, tag) {
-		w.WriteHeader(http.StatusNotModified)
-		return nil
 	}
 	rows, err := pl.run(ctx)
 	if err != nil {
@@ -458,22 +466,9 @@ func (h *Handler) serveItem(ctx context.Context, w http.ResponseWriter, r *http.
 	if len(req.Filters) > 0 || req.Order != nil || req.Limit != 0 || req.Cursor != "" {
 		return errBad("a row by key takes only select and expand")
 	}
-	format, err := negotiate(r)
-	if err != nil {
+	pl, format, done, err := h.prepareRead(ctx, w, r, g, t, req, keyVals)
+	if err != nil || done {
 		return err
-	}
-	s, err := t.current(ctx, h.opts.FreshnessTTL)
-	if err != nil {
-		return err
-	}
-	pl, err := h.planRead(t, s, g, req, keyVals)
-	if err != nil {
-		return err
-	}
-	tag := etag(s, g, r, format.name)
-	if notModified(w, r, s, tag) {
-		w.WriteHeader(http.StatusNotModified)
-		return nil
 	}
 	rows, err := pl.run(ctx)
 	if err != nil {
